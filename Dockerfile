@@ -1,0 +1,16 @@
+# The runcap worker and api image (docker-compose.yml picks the command).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /app
+
+COPY pyproject.toml ./
+COPY workflows/ workflows/
+COPY activities/ activities/
+COPY worker/ worker/
+COPY api/ api/
+# Installed for the dependencies; `python -m` then runs the source in /app, data files included.
+RUN pip install . && useradd --system --uid 10001 --home-dir /app runcap
+
+USER runcap
+CMD ["python", "-m", "worker"]

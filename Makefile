@@ -1,0 +1,55 @@
+# runcap developer commands. `make run` starts everything locally; `make test` is what CI runs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv temporal run test lint typecheck pytest fmt demo bench clean clean-data
+
+venv: $(STAMP)
+
+# Reinstall only when pyproject.toml changes; the stamp records the last install.
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "runcap needs Python >= 3.11, $(PYTHON) is " + sys.version.split()[0])'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# Finds the Temporal CLI or builds it once (go install, pinned) into ~/.cache/runcap/bin.
+temporal: venv
+	$(PY) -m worker.devserver ensure
+
+run: venv temporal
+	$(PY) -m worker.launch
+
+test: lint typecheck pytest
+
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: venv
+	$(PY) -m mypy
+
+pytest: venv temporal
+	$(PY) -m pytest -q -p no:cacheprovider
+
+fmt: venv
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+demo: venv temporal
+	$(PY) -m worker.demo
+
+bench: venv temporal
+	$(PY) -m bench
+
+# Build and tool caches only; the venv and local data (.runcap: keys, databases) are kept.
+clean:
+	rm -rf .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info
+	find . -name __pycache__ -type d -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+
+# Deletes the local gateway's data: its admin key, Temporal history and ledger.
+clean-data:
+	rm -rf .runcap

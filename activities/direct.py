@@ -1,0 +1,55 @@
+"""The body-carrying call activity, for agents written as workflows.
+
+Such an agent keeps its conversation in workflow state, so the body travels in the activity
+input and the answer in its result: history grows with the prompts, in exchange for the whole
+loop being durable. Budget, chain and settle go through the same ``workflows.chain`` core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.attempt import PendingCall, send
+from activities.providers.base import Provider, ProviderCall
+from workflows import errors
+from workflows.contracts import Target, Usage, WireFormat
+
+
+@dataclass
+class DirectAttempt:
+    body: dict[str, Any]
+    inbound: WireFormat
+    target: Target
+    max_tokens: int
+
+
+@dataclass
+class DirectOutcome:
+    usage: Usage
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+class DirectCallActivities:
+    """Hosts ``complete_call`` on the worker's queue with the worker's providers."""
+
+    def __init__(self, providers: Mapping[str, Provider]) -> None:
+        self.providers = providers
+
+    @activity.defn(name="complete_call")
+    async def complete_call(self, attempt: DirectAttempt) -> DirectOutcome:
+        provider = self.providers.get(attempt.target.provider)
+        if provider is None:
+            raise ApplicationError(
+                f"provider {attempt.target.provider!r} is not configured",
+                type=errors.PROVIDER_UNAVAILABLE,
+                non_retryable=True,
+            )
+        pending = PendingCall(attempt.body, attempt.inbound)
+        call = ProviderCall(attempt.body, attempt.inbound, attempt.target.model, attempt.max_tokens)
+        outcome = await send(provider, call, pending)
+        return DirectOutcome(outcome.usage, pending.reply.body if pending.reply else {})

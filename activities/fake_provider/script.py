@@ -1,0 +1,170 @@
+"""What the fake provider is told to do, and what it has seen.
+
+Tests script a model's behaviour (answers, usage, latency, faults) over the control API; the
+server keeps per-model counters and a short log of request bodies so a test can check what really
+reached the provider.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JSON = dict[str, Any]
+FakeFormat = Literal["openai", "anthropic"]
+DEFAULT_MAX_TOKENS = 4096
+REQUEST_LOG = 200
+
+
+class ToolCall(BaseModel):
+    """A tool call to answer with, when the request offers tools."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    arguments: JSON = Field(default_factory=dict)
+    id: str = "call_fake_1"
+
+
+class Fault(BaseModel):
+    """One injected failure: a status, a hang or a dropped stream; ``times: null`` is forever."""
+
+    model_config = ConfigDict(extra="forbid")
+    status: int | None = None
+    message: str | None = None
+    retry_after: float | None = None
+    timeout: bool = False
+    hang_ms: int = 600_000
+    drop_stream_after: int | None = None
+    times: int | None = 1
+
+
+class Script(BaseModel):
+    """A model's behaviour. ``model: "*"`` scripts every model without its own script."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str
+    faults: list[Fault] = Field(default_factory=list)
+    latency_ms: int = 0
+    chunk_delay_ms: int = 0
+    reply: str | None = None
+    completion_tokens: int | Literal["max"] | None = None
+    prompt_tokens: int | None = None
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    retry_after: float | None = None
+    timeout: bool = False
+    drop_stream_after: int | None = None
+    tool_call: ToolCall | None = None
+
+
+@dataclass
+class Counter:
+    calls: int = 0
+    failures: int = 0
+
+
+class FakeState:
+    """Scripts, counters and the request log; touched only from the server's event loop."""
+
+    def __init__(self) -> None:
+        self.scripts: dict[str, Script] = {}
+        self.counters: dict[str, Counter] = {}
+        self.requests: deque[JSON] = deque(maxlen=REQUEST_LOG)
+
+    def reset(self) -> None:
+        self.scripts.clear()
+        self.counters.clear()
+        self.requests.clear()
+
+    def script_for(self, model: str) -> Script:
+        return self.scripts.get(model) or self.scripts.get("*") or Script(model=model)
+
+    def counter(self, model: str) -> Counter:
+        return self.counters.setdefault(model, Counter())
+
+    def next_fault(self, script: Script) -> Fault | None:
+        """The fault this call suffers: the queue's head first, then the permanent ones."""
+        if script.faults:
+            fault = script.faults[0]
+            if fault.times is not None:
+                fault.times -= 1
+                if fault.times <= 0:
+                    script.faults.pop(0)
+            return fault
+        if script.timeout:
+            return Fault(timeout=True, times=None)
+        if script.drop_stream_after is not None:
+            return Fault(drop_stream_after=script.drop_stream_after, times=None)
+        return None
+
+
+def compact(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def tokens_of(size: int) -> int:
+    """About four bytes a token, never zero."""
+    return max(1, math.ceil(size / 4))
+
+
+def count_prompt(body: JSON) -> int:
+    """Deterministic prompt tokens; never above the byte length of the messages JSON."""
+    messages = len(compact(body.get("messages")))
+    extra = sum(len(compact(body[k])) for k in ("system", "tools") if body.get(k))
+    return min(tokens_of(messages + extra), messages)
+
+
+def last_user_text(body: JSON) -> str:
+    for message in reversed(body.get("messages") or []):
+        if not isinstance(message, dict) or message.get("role") not in ("user", "tool"):
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            return content
+        texts = [p.get("text", "") for p in content or [] if isinstance(p, dict)]
+        return " ".join(t for t in texts if t) or "tool results received"
+    return ""
+
+
+@dataclass
+class Answer:
+    """What the fake model says and what it reports using."""
+
+    text: str
+    tool: ToolCall | None
+    prompt_tokens: int
+    cached_tokens: int
+    cache_write_tokens: int
+    completion_tokens: int
+    finish: Literal["stop", "length", "tool_calls"]
+
+
+def plan_answer(body: JSON, script: Script, max_tokens: int) -> Answer:
+    """The answer: scripted or an echo, cut at ``max_tokens`` as a real model would be."""
+    tool = script.tool_call if body.get("tools") else None
+    if script.reply is not None:
+        text = script.reply
+    elif tool is not None:
+        text = ""
+    else:
+        text = "echo: " + last_user_text(body)[:200]
+    natural = len(text.encode()) + (len(compact(tool.arguments)) if tool else 0)
+    finish: Literal["stop", "length", "tool_calls"] = "tool_calls" if tool else "stop"
+    if script.completion_tokens == "max":
+        completion, finish = max_tokens, "length"
+    elif script.completion_tokens is not None:
+        completion = script.completion_tokens
+    elif tokens_of(natural) > max_tokens:
+        text = text.encode()[: max_tokens * 4].decode(errors="ignore")
+        completion, finish, tool = max_tokens, "length", None
+    else:
+        completion = tokens_of(natural)
+    prompt = script.prompt_tokens if script.prompt_tokens is not None else count_prompt(body)
+    cached = min(script.cached_tokens, prompt)
+    written = min(script.cache_write_tokens, prompt - cached)
+    return Answer(text, tool, prompt, cached, written, completion, finish)

@@ -1,0 +1,142 @@
+"""Model prices: the shipped table, deployment overrides, and exact USD <-> micro-dollar math.
+
+Prices are written as USD decimal strings per million tokens (as providers publish them) and held
+as integer micro-dollars per million tokens, so every later sum is exact. "No free calls": a model
+without a price, or priced at zero, is refused unless a floor price is configured.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from workflows.contracts import MICROS_PER_USD, Price
+
+SHIPPED_PRICES = Path(__file__).with_name("prices.json")
+_DATED = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
+_FIELDS = ("input", "output", "cached_input", "cache_write")
+
+PriceOverrides = Mapping[str, Mapping[str, Any]] | str | Path
+
+
+class UnknownModel(LookupError):
+    """No price for a model, and no floor price to fall back on."""
+
+    def __init__(self, model: str, reason: str = "has no price") -> None:
+        super().__init__(
+            f"model {model!r} {reason}; add it to the price overrides or configure a floor price"
+        )
+        self.model = model
+
+
+class FreeModelRefused(UnknownModel):
+    """A model priced at zero would make calls free, which the budget cannot cap."""
+
+    def __init__(self, model: str) -> None:
+        super().__init__(model, "is priced at $0 for input and output")
+
+
+def usd_to_micros(usd: str | Decimal | int) -> int:
+    """Exact conversion; refuses floats and anything finer than one micro-dollar."""
+    if isinstance(usd, float | bool):
+        raise TypeError("give money as a decimal string, never a float")
+    try:
+        value = Decimal(usd)
+    except InvalidOperation:
+        raise ValueError(f"not a decimal amount: {usd!r}") from None
+    if not value.is_finite():
+        raise ValueError(f"not a finite amount: {usd!r}")
+    micros = value * MICROS_PER_USD
+    if micros != micros.to_integral_value():
+        raise ValueError(f"{usd} USD is more precise than one micro-dollar")
+    return int(micros)
+
+
+def micros_to_usd(micros: int) -> str:
+    """Micro-dollars as a USD string with exactly six decimals (``1500000`` -> ``"1.500000"``)."""
+    sign = "-" if micros < 0 else ""
+    whole, frac = divmod(abs(micros), MICROS_PER_USD)
+    return f"{sign}{whole}.{frac:06d}"
+
+
+def parse_price(entry: Mapping[str, Any]) -> Price:
+    """One table entry; a missing cache rate defaults to the input rate, the safe side."""
+    unknown = set(entry) - set(_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown price fields: {sorted(unknown)}")
+    if "input" not in entry or "output" not in entry:
+        raise ValueError("a price needs both 'input' and 'output'")
+    values = {name: usd_to_micros(entry[name]) for name in _FIELDS if name in entry}
+    if any(v < 0 for v in values.values()):
+        raise ValueError("prices cannot be negative")
+    values.setdefault("cached_input", values["input"])
+    values.setdefault("cache_write", values["input"])
+    return Price(**values)
+
+
+def _read_table(source: PriceOverrides) -> tuple[str, dict[str, Price]]:
+    if isinstance(source, str | Path):
+        raw: Any = json.loads(Path(source).read_text())
+    else:
+        raw = source
+    as_of = ""
+    if isinstance(raw, Mapping) and isinstance(raw.get("models"), Mapping):
+        as_of = str(raw.get("as_of", ""))
+        raw = raw["models"]
+    if not isinstance(raw, Mapping):
+        raise ValueError("a price table maps model names to prices")
+    prices: dict[str, Price] = {}
+    for model, entry in raw.items():
+        try:
+            prices[str(model)] = parse_price(entry)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"bad price for {model!r}: {exc}") from None
+    return as_of, prices
+
+
+class PriceBook:
+    """Prices by model name: the shipped table, then ``overrides`` (a mapping or a JSON file)."""
+
+    def __init__(
+        self,
+        overrides: PriceOverrides | None = None,
+        *,
+        floor: Price | None = None,
+        table: PriceOverrides = SHIPPED_PRICES,
+    ) -> None:
+        self.as_of, self.prices = _read_table(table)
+        if overrides is not None:
+            self.prices.update(_read_table(overrides)[1])
+        self.floor = floor
+
+    def models(self) -> list[str]:
+        """Every model with its own price."""
+        return sorted(self.prices)
+
+    def lookup(self, model: str) -> Price | None:
+        """The model's own price: exact name, then without ``provider/``, then undated."""
+        candidates = [model]
+        if "/" in model:
+            candidates.append(model.rsplit("/", 1)[1])
+        candidates += [_DATED.sub("", name) for name in candidates]
+        for name in candidates:
+            if name in self.prices:
+                return self.prices[name]
+        return None
+
+    def knows(self, model: str) -> bool:
+        """Whether the table prices ``model`` itself (the floor does not count)."""
+        return self.lookup(model) is not None
+
+    def price_of(self, model: str) -> Price:
+        """The price to bill ``model`` at; the floor covers unknown and zero-priced models."""
+        price = self.lookup(model)
+        if price is not None and (price.input > 0 or price.output > 0):
+            return price
+        if self.floor is not None:
+            return self.floor
+        raise UnknownModel(model) if price is None else FreeModelRefused(model)

@@ -1,0 +1,38 @@
+"""``python -m api``: serve the gateway with uvicorn, one process, on the configured address.
+
+Why uvloop/httptools and no access log: the gateway's added latency is its product figure, and
+those are the cheap wins; they are used when installed and skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+
+import uvicorn
+
+from api.app import create_app
+from api.settings import get_settings
+
+
+def _available(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def main() -> None:
+    """Run the api until interrupted."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = get_settings()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop" if _available("uvloop") else "asyncio",
+        http="httptools" if _available("httptools") else "h11",
+        access_log=False,
+        workers=1,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""The api app factory: lifespan (database, Temporal client, HTTP client), routers, error handling.
+
+Why a factory with a lifespan: nothing connects at import time, each process owns exactly one
+engine, one Temporal client and one ``httpx.AsyncClient``, and tests build apps around their own.
+
+Plug-in points for the model-call path (the lead's modules, used when present):
+- ``api.routes_openai`` / ``api.routes_anthropic`` expose ``router``; they are included here.
+- ``api.gateway`` may expose ``gateway_lifespan(app)``, an async context manager entered after
+  the shared clients exist (start the caller-side worker there); ``app.state.extra_lifespans``
+  holds any more such callables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from types import ModuleType
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, FastAPI
+from sqlalchemy import Engine
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from temporalio.client import Client
+
+from activities.database import create_tables, make_engine
+from api import keys, spend
+from api.auth import KeyCache
+from api.errors import BodyTooLarge, GatewayError, error_response, install_error_handlers
+from api.ratelimit import RateLimiter
+from api.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+GATEWAY_ROUTERS = ("api.routes_openai", "api.routes_anthropic")
+
+
+def _optional(name: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        if err.name == name:
+            return None
+        raise
+
+
+async def _send_error(scope: Scope, receive: Receive, send: Send, error: GatewayError) -> None:
+    await error_response(error, scope.get("path", ""))(scope, receive, send)
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over ``max_bytes`` with 413: by Content-Length, and by counting chunks."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = BodyTooLarge(f"request body is larger than {self.max_bytes} bytes")
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                bad = GatewayError("invalid Content-Length", status=400, code="invalid_request")
+                await _send_error(scope, receive, send, bad)
+                return
+            if int(declared) > self.max_bytes:
+                await _send_error(scope, receive, send, too_large)
+                return
+        seen = 0
+        exceeded = False
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal seen, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    exceeded = True
+                    raise too_large
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if exceeded and not started:
+                return  # the app's own answer to the aborted read is replaced by the 413
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except Exception:
+            if not exceeded:
+                raise
+        if exceeded and not started:
+            await _send_error(scope, receive, send, too_large)
+
+
+class CatchAllMiddleware:
+    """The last resort: log an unexpected error server-side, answer a generic 500, no trace."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            # Headers and bodies are never logged: they carry keys and prompts.
+            log.error(
+                "unhandled error on %s %s", scope.get("method"), scope.get("path"), exc_info=exc
+            )
+            if not started:
+                error = GatewayError("internal error; see the gateway's log", code="internal_error")
+                await _send_error(scope, receive, send, error)
+
+
+async def connect_temporal(settings: Settings) -> Client:
+    """Connect to Temporal or fail startup with a message that says what to fix."""
+    try:
+        return await asyncio.wait_for(
+            Client.connect(settings.temporal_address, namespace=settings.temporal_namespace),
+            timeout=settings.temporal_connect_timeout_seconds,
+        )
+    except Exception as err:
+        raise RuntimeError(
+            f"cannot reach Temporal at {settings.temporal_address} "
+            f"(namespace {settings.temporal_namespace!r}): {err or type(err).__name__}. "
+            "Start it (make run) or set RUNCAP_TEMPORAL_ADDRESS."
+        ) from err
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    temporal_client: Client | None = None,
+) -> FastAPI:
+    """The api. ``engine``/``temporal_client`` may be injected (tests); the caller owns them."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_engine = engine is None
+        db = engine or make_engine(settings.database_url)
+        await asyncio.to_thread(create_tables, db)
+        client = temporal_client or await connect_temporal(settings)
+        timeout = httpx.Timeout(settings.http_timeout_seconds, connect=10.0)
+        limits = httpx.Limits(
+            max_connections=settings.http_max_connections,
+            max_keepalive_connections=settings.http_max_connections,
+        )
+        async with AsyncExitStack() as stack:
+            if own_engine:
+                stack.callback(db.dispose)
+            http = await stack.enter_async_context(
+                httpx.AsyncClient(timeout=timeout, limits=limits)
+            )
+            app.state.engine = db
+            app.state.temporal = client
+            app.state.http = http
+            app.state.key_cache = KeyCache(db, ttl=settings.key_cache_ttl_seconds)
+            app.state.rate_limiter = RateLimiter()
+            hooks: list[Lifespan] = list(app.state.extra_lifespans)
+            gateway = _optional("api.gateway")
+            if gateway is not None and hasattr(gateway, "gateway_lifespan"):
+                hooks.insert(0, gateway.gateway_lifespan)
+            for hook in hooks:
+                await stack.enter_async_context(hook(app))
+            yield
+
+    app = FastAPI(title="runcap", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.extra_lifespans = []
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(CatchAllMiddleware)
+    app.include_router(keys.router)
+    app.include_router(spend.router)
+    # The /v1 model-call routers, when their modules exist.
+    for name in GATEWAY_ROUTERS:
+        module = _optional(name)
+        router: Any = getattr(module, "router", None)
+        if isinstance(router, APIRouter):
+            app.include_router(router)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process is up and serving."""
+        return {"status": "ok"}
+
+    return app

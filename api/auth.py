@@ -1,0 +1,155 @@
+"""Who may call: the admin bearer token and the virtual keys of ``/v1`` calls.
+
+Why a cache: every model call authenticates, and the hot path should not wait on the database
+each time. Entries live ``ttl`` seconds (so a revoke made by another api process lands within
+that bound) and a revoke through this process drops them at once (effective on the next call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fastapi import Request
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from activities.models import VirtualKey
+from api.errors import AuthError, Unavailable
+from api.settings import Settings
+
+KEY_PREFIX = "rc-"
+MAX_SECRET_LENGTH = 200
+_MAX_CACHED = 10_000
+
+
+def new_secret() -> str:
+    """A fresh virtual-key secret: ``rc-`` and 256 random bits."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_secret(secret: str) -> str:
+    """The sha256 hex digest stored instead of the secret."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class KeyPolicy:
+    """A key's policy, detached from the database so it can be cached and shared."""
+
+    id: str
+    name: str
+    budget_micros: int
+    max_parallel: int
+    rpm: int
+    tpm: int
+    models: tuple[str, ...]
+    tags: tuple[str, ...]
+
+    def allows(self, model: str) -> bool:
+        """An empty model list allows every model."""
+        return not self.models or model in self.models
+
+    @classmethod
+    def of(cls, key: VirtualKey) -> KeyPolicy:
+        return cls(
+            id=key.id,
+            name=key.name,
+            budget_micros=key.budget_micros,
+            max_parallel=key.max_parallel,
+            rpm=key.rpm,
+            tpm=key.tpm,
+            models=tuple(key.models),
+            tags=tuple(key.tags),
+        )
+
+
+class KeyCache:
+    """Looks keys up by secret hash, caching active keys for ``ttl`` seconds."""
+
+    def __init__(
+        self, engine: Engine, ttl: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.engine = engine
+        self.ttl = ttl
+        self.clock = clock
+        self._entries: dict[str, tuple[KeyPolicy, float]] = {}
+
+    def load(self, key_hash: str) -> KeyPolicy | None:
+        """The active key with this hash, straight from the database (blocking)."""
+        with Session(self.engine) as session:
+            key = session.exec(select(VirtualKey).where(VirtualKey.key_hash == key_hash)).first()
+            if key is None or key.revoked_at is not None:
+                return None
+            return KeyPolicy.of(key)
+
+    async def lookup(self, secret: str) -> KeyPolicy:
+        """The active key of ``secret``; unknown or revoked raises ``AuthError``."""
+        if not secret.startswith(KEY_PREFIX) or len(secret) > MAX_SECRET_LENGTH:
+            raise AuthError("invalid api key: runcap keys start with rc-")
+        key_hash = hash_secret(secret)
+        now = self.clock()
+        hit = self._entries.get(key_hash)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        policy = await asyncio.to_thread(self.load, key_hash)
+        if policy is None:
+            self._entries.pop(key_hash, None)
+            raise AuthError("invalid api key: unknown or revoked")
+        if len(self._entries) >= _MAX_CACHED:
+            self._entries.clear()
+        self._entries[key_hash] = (policy, now + self.ttl)
+        return policy
+
+    def invalidate(self, key_id: str | None = None) -> None:
+        """Forget one key (after a revoke or an update) or every key."""
+        if key_id is None:
+            self._entries.clear()
+            return
+        for key_hash, (policy, _) in list(self._entries.items()):
+            if policy.id == key_id:
+                self._entries.pop(key_hash, None)
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer ...`` header, if any."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def request_secret(request: Request) -> str:
+    """The virtual key of a ``/v1`` call: ``Authorization: Bearer`` (OpenAI) or ``x-api-key``."""
+    secret = bearer_token(request) or request.headers.get("x-api-key", "").strip()
+    if not secret:
+        raise AuthError(
+            "missing api key: send Authorization: Bearer rc-... or x-api-key: rc-...",
+            code="missing_api_key",
+        )
+    return secret
+
+
+async def authenticate_key(request: Request) -> KeyPolicy:
+    """Dependency of ``/v1`` routes: the caller's active virtual key."""
+    cache: KeyCache = request.app.state.key_cache
+    return await cache.lookup(request_secret(request))
+
+
+def require_admin(request: Request) -> None:
+    """Dependency of ``/admin`` routes: ``Authorization: Bearer $RUNCAP_ADMIN_KEY``."""
+    settings: Settings = request.app.state.settings
+    if settings.admin_key is None or not settings.admin_key.get_secret_value():
+        raise Unavailable("admin disabled: set RUNCAP_ADMIN_KEY to enable /admin")
+    token = bearer_token(request)
+    if token is None:
+        raise AuthError("missing admin key: send Authorization: Bearer <RUNCAP_ADMIN_KEY>")
+    expected = settings.admin_key.get_secret_value().encode("utf-8")
+    if not hmac.compare_digest(token.encode("utf-8"), expected):
+        raise AuthError("invalid admin key")

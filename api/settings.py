@@ -1,0 +1,51 @@
+"""The api process's settings, read once from ``RUNCAP_*`` environment variables.
+
+One settings class per process: the api never reads the environment anywhere else, so tests
+build a ``Settings`` by hand and pass it to ``create_app``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Everything the api needs to start; secrets are ``SecretStr`` so they never print."""
+
+    model_config = SettingsConfigDict(env_prefix="RUNCAP_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path(".runcap")
+    admin_key: SecretStr | None = None
+    """Bearer token of ``/admin/*``; unset disables the admin endpoints (503)."""
+    database_url: str = "sqlite:///.runcap/runcap.db"
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_connect_timeout_seconds: float = 5.0
+    max_body_bytes: int = 8 * MIB
+    alert_webhook_url: str | None = None
+    openai_api_key: SecretStr | None = None
+    anthropic_api_key: SecretStr | None = None
+    openai_base_url: str = "https://api.openai.com/v1"
+    anthropic_base_url: str = "https://api.anthropic.com"
+    fake_provider_url: str | None = None
+    price_overrides_file: Path | None = None
+    floor_price_input_per_mtok_usd: str | None = None
+    """Price of a model missing from the table; unset refuses such models (no free calls)."""
+    floor_price_output_per_mtok_usd: str | None = None
+    key_cache_ttl_seconds: float = 1.0
+    http_timeout_seconds: float = 600.0
+    http_max_connections: int = 512
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, parsed once."""
+    return Settings()

@@ -1,0 +1,130 @@
+"""Call tags: where they come from, what a valid one is, and the few prefixes we understand.
+
+Tags are the attribution of every cent (spend per task, per step), so they are validated at the
+door: a bad one is a clear 400 rather than a ledger full of unqueryable strings.
+Sources, in precedence order: the body's ``metadata.tags`` (the OpenAI SDK's
+``extra_body={"metadata": {"tags": [...]}}``; Anthropic bodies may carry it too), the
+``x-runcap-tags`` header (comma-separated), then the key's default tags. For the understood
+prefixes (``agent:``, ``task:``, ``step:``) a call has at most one value: the request's wins over
+the key's default, and two different values in one request are refused.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from api.errors import BadRequest
+from workflows.budget import step_of as _step_of
+
+MAX_TAGS = 32
+MAX_TAG_LENGTH = 128
+TAG_HEADER = "x-runcap-tags"
+UNDERSTOOD_PREFIXES = ("agent", "task", "step")
+_TAG_RE = re.compile(r"[A-Za-z0-9_.:/@+\-]{1,128}")
+
+
+def validate_tag(tag: object) -> str:
+    """Return ``tag`` if it is a valid tag, else raise ``BadRequest`` saying why."""
+    if not isinstance(tag, str):
+        raise BadRequest(f"tags must be strings, got {type(tag).__name__}", param="metadata.tags")
+    if not 1 <= len(tag) <= MAX_TAG_LENGTH:
+        raise BadRequest(
+            f"tag must be 1 to {MAX_TAG_LENGTH} characters, got {len(tag)}", param="metadata.tags"
+        )
+    if not _TAG_RE.fullmatch(tag):
+        raise BadRequest(
+            f"tag {tag!r} has characters outside [A-Za-z0-9_.:/@+-]", param="metadata.tags"
+        )
+    prefix, sep, value = tag.partition(":")
+    if sep and prefix in UNDERSTOOD_PREFIXES and not value:
+        raise BadRequest(f"tag {tag!r} has an empty value", param="metadata.tags")
+    return tag
+
+
+def prefix_of(tag: str) -> str:
+    """The part before the first ``:`` (empty for a bare tag)."""
+    prefix, sep, _ = tag.partition(":")
+    return prefix if sep else ""
+
+
+def body_tags(body: Any) -> list[str]:
+    """The raw ``metadata.tags`` of a request body (validated later by ``merge_tags``)."""
+    if not isinstance(body, dict):
+        return []
+    metadata = body.get("metadata")
+    if metadata is None:
+        return []
+    if not isinstance(metadata, dict):
+        raise BadRequest("metadata must be an object", param="metadata")
+    tags = metadata.get("tags")
+    if tags is None:
+        return []
+    if not isinstance(tags, list):
+        raise BadRequest("metadata.tags must be a list of strings", param="metadata.tags")
+    return [validate_tag(tag) for tag in tags]
+
+
+def header_tags(header: str | None) -> list[str]:
+    """The ``x-runcap-tags`` header, comma-separated; blank entries are ignored."""
+    if not header:
+        return []
+    return [validate_tag(part.strip()) for part in header.split(",") if part.strip()]
+
+
+def _dedupe(tags: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(tags))
+
+
+def merge_tags(
+    request_tags: Sequence[str], default_tags: Sequence[str] = (), header: Sequence[str] = ()
+) -> list[str]:
+    """Merge body, header and key-default tags, dedupe, and enforce the limits."""
+    asked = _dedupe([validate_tag(t) for t in (*request_tags, *header)])
+    seen: dict[str, str] = {}
+    for tag in asked:
+        prefix = prefix_of(tag)
+        if prefix in UNDERSTOOD_PREFIXES:
+            if prefix in seen:
+                raise BadRequest(
+                    f"conflicting {prefix}: tags {seen[prefix]!r} and {tag!r}: give at most one",
+                    param="metadata.tags",
+                )
+            seen[prefix] = tag
+    defaults = [validate_tag(t) for t in default_tags if prefix_of(t) not in seen]
+    merged = _dedupe([*asked, *defaults])
+    if len(merged) > MAX_TAGS:
+        raise BadRequest(
+            f"too many tags: {len(merged)} (at most {MAX_TAGS}, key defaults included)",
+            param="metadata.tags",
+        )
+    return merged
+
+
+def call_tags(body: Any, header: str | None, default_tags: Sequence[str] = ()) -> list[str]:
+    """All tags of one call: body ``metadata.tags``, the header, then the key's defaults."""
+    return merge_tags(body_tags(body), default_tags, header_tags(header))
+
+
+def _value_of(tags: Iterable[str], prefix: str) -> str:
+    start = prefix + ":"
+    for tag in tags:
+        if tag.startswith(start):
+            return tag[len(start) :]
+    return ""
+
+
+def task_of(tags: Iterable[str]) -> str:
+    """The ``task:`` value (empty when none): it names the run together with the key."""
+    return _value_of(tags, "task")
+
+
+def agent_of(tags: Iterable[str]) -> str:
+    """The ``agent:`` value (empty when none)."""
+    return _value_of(tags, "agent")
+
+
+def step_of(tags: Iterable[str]) -> str:
+    """The whole ``step:`` tag, as the run's per-step breakdown keys it."""
+    return _step_of(tags)

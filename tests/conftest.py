@@ -1,0 +1,28 @@
+"""Session fixtures: one Temporal dev server per test run, a client, a fresh task queue per test."""
+
+from collections.abc import AsyncIterator
+from uuid import uuid4
+
+import pytest
+from temporalio.client import Client
+
+from worker.devserver import DevServer
+
+
+@pytest.fixture(scope="session")
+async def dev_server() -> AsyncIterator[DevServer]:
+    """An in-memory, headless dev server with runcap's search attributes and update limits."""
+    async with DevServer(ui=False) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+async def temporal_client(dev_server: DevServer) -> Client:
+    """A client on the session's dev server, default namespace."""
+    return await Client.connect(dev_server.target)
+
+
+@pytest.fixture
+def task_queue() -> str:
+    """A task queue no other test uses, so workers of different tests never steal tasks."""
+    return f"tq-{uuid4().hex}"

@@ -1,0 +1,245 @@
+"""The caller-side helper: send model calls through an ``AgentRun`` while the body stays here.
+
+One ``Caller`` owns a task queue of its own and hosts the ``attempt_call`` activity on it. A call
+parks its body in memory, asks the run's workflow (an update, with start when needed) to reserve
+and pick targets, and the workflow sends each attempt back to this queue. The api uses it for
+every request; a Python program uses it to drive a run from the Temporal client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import Worker
+
+from activities.attempt import AttemptActivities, PendingCall
+from activities.providers.base import Provider
+from workflows import errors
+from workflows.agent_run import AgentRun
+from workflows.budget import estimate_input_tokens
+from workflows.contracts import (
+    TASK_QUEUE,
+    CallRequest,
+    CallResult,
+    RunInput,
+    Target,
+    WireFormat,
+    workflow_id,
+)
+
+DRAIN_RETRY_SECONDS = 0.05
+DRAIN_RETRIES = 200
+KEPT_REPLIES = 1024
+
+
+class CallFailed(Exception):
+    """A call that did not succeed; ``kind`` is one of ``workflows.errors``."""
+
+    def __init__(self, kind: str, message: str, details: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.details = details or []
+
+
+@dataclass
+class CallSpec:
+    """One call as the caller knows it: the body in its own wire format, and how to route it."""
+
+    body: dict[str, Any]
+    inbound: WireFormat
+    chain: list[Target]
+    max_tokens: int
+    tags: list[str] = field(default_factory=list)
+    call_id: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    requested_model: str = ""
+    input_tokens: int | None = None
+    """An upper bound of the prompt's tokens; measured from the body when not given."""
+
+
+@dataclass
+class CallReply:
+    result: CallResult
+    body: dict[str, Any] | None
+    """The provider's answer in the caller's wire format (None for a stream)."""
+
+
+def _failure(err: WorkflowUpdateFailedError) -> CallFailed:
+    cause: BaseException | None = err.cause
+    while cause is not None and not isinstance(cause, ApplicationError):
+        cause = cause.__cause__
+    if isinstance(cause, ApplicationError):
+        return CallFailed(cause.type or errors.ALL_TARGETS_FAILED, cause.message, list(cause.details))
+    return CallFailed(errors.ALL_TARGETS_FAILED, str(err.cause or err))
+
+
+class Caller:
+    """Hosts this process's attempt activity and sends calls to runs."""
+
+    def __init__(
+        self,
+        client: Client,
+        providers: Mapping[str, Provider],
+        *,
+        task_queue: str | None = None,
+        workflow_task_queue: str = TASK_QUEUE,
+        max_concurrent_calls: int = 1000,
+    ) -> None:
+        self.client = client
+        self.task_queue = task_queue or f"caller-{uuid.uuid4().hex}"
+        self.workflow_task_queue = workflow_task_queue
+        self.pending: dict[str, PendingCall] = {}
+        self.replies: OrderedDict[str, CallReply] = OrderedDict()
+        self.worker = Worker(
+            client,
+            task_queue=self.task_queue,
+            activities=[AttemptActivities(providers, self.pending).attempt_call],
+            max_concurrent_activities=max_concurrent_calls,
+        )
+        self._running: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Caller:
+        self._running = asyncio.create_task(self.worker.run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.worker.shutdown()
+        if self._running:
+            await self._running
+
+    def request(self, spec: CallSpec, *, stream: bool) -> CallRequest:
+        input_tokens = spec.input_tokens
+        if input_tokens is None:
+            input_tokens = estimate_input_tokens(spec.body)
+        return CallRequest(
+            call_id=spec.call_id or uuid.uuid4().hex,
+            chain=spec.chain,
+            input_tokens=input_tokens,
+            max_tokens=spec.max_tokens,
+            task_queue=self.task_queue,
+            requested_model=spec.requested_model,
+            tags=spec.tags,
+            stream=stream,
+        )
+
+    async def call(self, run: RunInput | str, spec: CallSpec) -> CallReply:
+        """A non-streaming call. ``run`` is a run id, or a ``RunInput`` to start it if needed."""
+        req = self.request(spec, stream=False)
+        kept = self.replies.get(req.call_id)
+        if kept is not None:
+            return kept
+        pending = PendingCall(spec.body, spec.inbound, stream=False, headers=spec.headers)
+        self.pending[req.call_id] = pending
+        try:
+            result = await self._update(run, req)
+        finally:
+            self.pending.pop(req.call_id, None)
+        reply = CallReply(result, pending.reply.body if pending.reply else None)
+        self._keep(req.call_id, reply)
+        return reply
+
+    async def stream(self, run: RunInput | str, spec: CallSpec) -> CallStream:
+        """A streaming call; returns once the first chunk arrived or the call ended.
+
+        Waiting for the first chunk means a refusal (budget, bad call) still surfaces as an
+        exception before any byte is sent, so the api can answer with a proper status.
+        """
+        req = self.request(spec, stream=True)
+        pending = PendingCall(spec.body, spec.inbound, stream=True, headers=spec.headers)
+        self.pending[req.call_id] = pending
+        task = asyncio.create_task(self._update(run, req))
+        task.add_done_callback(lambda _: self.pending.pop(req.call_id, None))
+        call_stream = CallStream(pending, task)
+        await call_stream.first()
+        return call_stream
+
+    def _keep(self, call_id: str, reply: CallReply) -> None:
+        self.replies[call_id] = reply
+        while len(self.replies) > KEPT_REPLIES:
+            self.replies.popitem(last=False)
+
+    async def _update(self, run: RunInput | str, req: CallRequest) -> CallResult:
+        if isinstance(run, RunInput) and run.budget_micros <= 0:
+            raise CallFailed(errors.BAD_CALL, f"budget must be positive, got {run.budget_micros}")
+        for _ in range(DRAIN_RETRIES):
+            try:
+                return await self._send(run, req)
+            except RPCError as err:
+                if err.status == RPCStatusCode.NOT_FOUND:
+                    raise CallFailed(errors.RUN_NOT_OPEN, f"run {run} is not open") from None
+                raise
+            except WorkflowUpdateFailedError as err:
+                failure = _failure(err)
+                if failure.kind != errors.RUN_DRAINING:
+                    raise failure from None
+            await asyncio.sleep(DRAIN_RETRY_SECONDS)
+        raise CallFailed(errors.RUN_DRAINING, "the run kept continuing as new; try again")
+
+    async def _send(self, run: RunInput | str, req: CallRequest) -> CallResult:
+        if isinstance(run, str):
+            handle = self.client.get_workflow_handle_for(AgentRun.run, workflow_id(run))
+            return await handle.execute_update(AgentRun.call_model, req, id=req.call_id)
+        start = WithStartWorkflowOperation(
+            AgentRun.run,
+            run,
+            id=workflow_id(run.run_id),
+            task_queue=self.workflow_task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+        return await self.client.execute_update_with_start_workflow(
+            AgentRun.call_model, req, start_workflow_operation=start, id=req.call_id
+        )
+
+
+class CallStream:
+    """The chunks of a streaming call as they arrive, then its settled ``result``."""
+
+    def __init__(self, pending: PendingCall, task: asyncio.Task[CallResult]) -> None:
+        self.pending = pending
+        self.task = task
+        self._first: bytes | None = None
+
+    async def first(self) -> None:
+        """Wait for the first chunk; raise ``CallFailed`` if the call ends without one."""
+        chunk = await self._next()
+        if chunk is None:
+            self.task.result()  # raises the failure, if any
+        self._first = chunk
+
+    async def _next(self) -> bytes | None:
+        queue = self.pending.chunks
+        if not queue.empty():
+            return queue.get_nowait()
+        if self.task.done():
+            return None
+        getter = asyncio.ensure_future(queue.get())
+        await asyncio.wait({getter, self.task}, return_when=asyncio.FIRST_COMPLETED)
+        if getter.done():
+            return getter.result()
+        getter.cancel()
+        return queue.get_nowait() if not queue.empty() else None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        if self._first is not None:
+            first, self._first = self._first, None
+            yield first
+        while (chunk := await self._next()) is not None:
+            yield chunk
+
+    async def result(self) -> CallResult:
+        """The settled call; raises ``CallFailed`` when it failed."""
+        return await self.task
