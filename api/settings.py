@@ -10,12 +10,16 @@ from functools import lru_cache
 from pathlib import Path
 
 from pydantic import SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from activities.pricing import usd_to_micros
+from activities.providers.settings import ProviderSettings
+from workflows.contracts import TASK_QUEUE, Price
 
 MIB = 1024 * 1024
 
 
-class Settings(BaseSettings):
+class Settings(ProviderSettings):
     """Everything the api needs to start; secrets are ``SecretStr`` so they never print."""
 
     model_config = SettingsConfigDict(env_prefix="RUNCAP_", extra="ignore")
@@ -31,18 +35,28 @@ class Settings(BaseSettings):
     temporal_connect_timeout_seconds: float = 5.0
     max_body_bytes: int = 8 * MIB
     alert_webhook_url: str | None = None
-    openai_api_key: SecretStr | None = None
-    anthropic_api_key: SecretStr | None = None
-    openai_base_url: str = "https://api.openai.com/v1"
-    anthropic_base_url: str = "https://api.anthropic.com"
-    fake_provider_url: str | None = None
     price_overrides_file: Path | None = None
     floor_price_input_per_mtok_usd: str | None = None
     """Price of a model missing from the table; unset refuses such models (no free calls)."""
     floor_price_output_per_mtok_usd: str | None = None
+    routes_file: Path | None = None
+    """JSON routes: which chain serves which model and tags (see ``api.routing``)."""
+    workflow_task_queue: str = TASK_QUEUE
+    run_idle_timeout_seconds: int = 3600
+    max_concurrent_calls: int = 1000
     key_cache_ttl_seconds: float = 1.0
     http_timeout_seconds: float = 600.0
     http_max_connections: int = 512
+
+
+    def floor_price(self) -> Price | None:
+        """The price of an unpriced model, when one is configured (else such models are refused)."""
+        if self.floor_price_input_per_mtok_usd is None or self.floor_price_output_per_mtok_usd is None:
+            return None
+        return Price(
+            input=usd_to_micros(self.floor_price_input_per_mtok_usd),
+            output=usd_to_micros(self.floor_price_output_per_mtok_usd),
+        )
 
 
 @lru_cache(maxsize=1)

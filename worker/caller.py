@@ -12,16 +12,17 @@ import asyncio
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
+    WorkflowFailureError,
     WorkflowUpdateFailedError,
 )
-from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
@@ -178,9 +179,14 @@ class Caller:
         for _ in range(DRAIN_RETRIES):
             try:
                 return await self._send(run, req)
+            except WorkflowAlreadyStartedError:
+                if isinstance(run, str):
+                    raise
+                run = await self._reopen(run)
+                continue
             except RPCError as err:
                 if err.status == RPCStatusCode.NOT_FOUND:
-                    raise CallFailed(errors.RUN_NOT_OPEN, f"run {run} is not open") from None
+                    raise CallFailed(errors.RUN_NOT_OPEN, f"run {_run_id(run)} is not open") from None
                 raise
             except WorkflowUpdateFailedError as err:
                 failure = _failure(err)
@@ -188,6 +194,19 @@ class Caller:
                     raise failure from None
             await asyncio.sleep(DRAIN_RETRY_SECONDS)
         raise CallFailed(errors.RUN_DRAINING, "the run kept continuing as new; try again")
+
+    async def _reopen(self, run: RunInput) -> RunInput:
+        """A run that expired when idle reopens with its spend; a closed one stays closed."""
+        handle = self.client.get_workflow_handle_for(AgentRun.run, workflow_id(run.run_id))
+        try:
+            last = await handle.result()
+        except WorkflowFailureError as err:
+            raise CallFailed(errors.RUN_NOT_OPEN, f"run {run.run_id} ended: {err.cause}") from None
+        if last.status != "expired":
+            raise CallFailed(errors.RUN_NOT_OPEN, f"run {run.run_id} is {last.status}")
+        return replace(
+            run, budget_micros=last.budget_micros, spent_before_micros=last.spent_micros, reopen=True
+        )
 
     async def _send(self, run: RunInput | str, req: CallRequest) -> CallResult:
         if isinstance(run, str):
@@ -199,10 +218,20 @@ class Caller:
             id=workflow_id(run.run_id),
             task_queue=self.workflow_task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            # A closed run is not silently restarted with a fresh budget: see ``_reopen``.
+            id_reuse_policy=(
+                WorkflowIDReusePolicy.ALLOW_DUPLICATE
+                if run.reopen
+                else WorkflowIDReusePolicy.REJECT_DUPLICATE
+            ),
         )
         return await self.client.execute_update_with_start_workflow(
             AgentRun.call_model, req, start_workflow_operation=start, id=req.call_id
         )
+
+
+def _run_id(run: RunInput | str) -> str:
+    return run if isinstance(run, str) else run.run_id
 
 
 class CallStream:

@@ -270,17 +270,16 @@ class AgentRun:
                 workflow.continue_as_new(
                     RunInput(**{**run.__dict__, "state": self.state, "spent_before_micros": 0})
                 )
-            idle_left = self._idle_left()
             try:
                 await workflow.wait_condition(
                     lambda: self._has_bookkeeping()
                     or self.state.status != "open"
                     or workflow.info().is_continue_as_new_suggested(),
-                    timeout=idle_left,
+                    timeout=max(self._idle_left(), timedelta(seconds=1)),
                 )
             except asyncio.TimeoutError:
                 if self.in_flight == 0 and self._idle_left() <= timedelta(0):
-                    self._set_status("closed")
+                    self._set_status("expired")
                 continue
             await self._flush()
             if self.state.status == "open":
@@ -290,7 +289,7 @@ class AgentRun:
 
     def _idle_left(self) -> timedelta:
         idle = timedelta(seconds=self.run_input.idle_timeout_seconds)
-        return max(idle - (workflow.now() - self.last_call_at), timedelta(seconds=1))
+        return idle - (workflow.now() - self.last_call_at)
 
     def _has_bookkeeping(self) -> bool:
         return bool(self.dirty or self.state.pending_ledger or self.state.pending_alerts)

@@ -18,7 +18,8 @@ TASK_QUEUE = "runcap"
 
 WireFormat = Literal["openai", "anthropic"]
 CallStatus = Literal["ok", "failed"]
-RunStatus = Literal["open", "closed", "revoked"]
+RunStatus = Literal["open", "closed", "revoked", "expired"]
+"""``expired``: closed after the idle timeout; a later call reopens the run with its spend."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ class RunInput:
     max_parallel_calls: int = 0
     spent_before_micros: int = 0
     """Spend carried over from an earlier run with the same id (a key's task that went idle)."""
+    reopen: bool = False
+    """Set by the caller when it restarts an expired run; a first start never replaces a run."""
     state: RunState | None = None
 
 

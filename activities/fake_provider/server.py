@@ -66,7 +66,7 @@ def _validate(api: FakeFormat, body: Any, prices: PriceBook) -> tuple[int, str] 
 
 
 async def _hang(request: Request, millis: int) -> None:
-    """Stay silent until the client gives up (or ``millis`` pass), like a stuck upstream."""
+    """Stay silent until the client gives up or ``millis`` pass."""
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(millis / 1000):
             while (await request.receive())["type"] != "http.disconnect":
@@ -124,7 +124,8 @@ def create_app(prices: PriceBook | None = None) -> FastAPI:
         if fault.status or fault.timeout or fault.drop_stream_after is not None:
             counter.failures += 1
         if script.latency_ms:
-            await asyncio.sleep(script.latency_ms / 1000)
+            # Like a slow model: a caller that gives up stops the wait, so shutdown stays quick.
+            await _hang(request, script.latency_ms)
         if fault.status:
             message = fault.message or f"injected failure {fault.status}"
             retry_after = fault.retry_after if fault.retry_after is not None else script.retry_after

@@ -187,6 +187,7 @@ class OpenAIToAnthropic(StreamTranslator):
         self.next_index = 0
         self.tools: dict[int, int] = {}
         self.stop_reason = "end_turn"
+        self.ended = False
 
     def _start(self, obj: JSON) -> list[bytes]:
         self.started = True
@@ -224,7 +225,6 @@ class OpenAIToAnthropic(StreamTranslator):
     def feed(self, event: SSEEvent) -> list[bytes]:
         kind, obj = self._track(event)
         if kind == DONE_DATA:
-            self.complete = False
             return self._end({})
         out = [] if self.started else self._start(obj)
         for choice in obj.get("choices") or []:
@@ -232,8 +232,8 @@ class OpenAIToAnthropic(StreamTranslator):
             if delta.get("content"):
                 if self.open_kind != "text":
                     out += self._open({"type": "text", "text": ""})
-                assert self.open is not None
-                out.append(self._delta(self.open, {"type": "text_delta", "text": delta["content"]}))
+                text = {"type": "text_delta", "text": delta["content"]}
+                out.append(self._delta(self.next_index - 1, text))
             for call in delta.get("tool_calls") or []:
                 fn = call.get("function") or {}
                 slot = int(call.get("index", 0))
@@ -253,9 +253,9 @@ class OpenAIToAnthropic(StreamTranslator):
         return out
 
     def _end(self, obj: JSON) -> list[bytes]:
-        if self.complete:
+        if self.ended:
             return []
-        self.complete = True
+        self.ended = self.complete = True
         out = [] if self.started else self._start(obj)
         out += self._close()
         delta = {

@@ -58,18 +58,27 @@ def _user_blocks(content: Any) -> list[JSON]:
     return blocks
 
 
+def _arguments(raw: Any) -> Any:
+    # Models sometimes emit broken JSON; keep it visible rather than fail the whole call.
+    if not isinstance(raw, str):
+        return raw or {}
+    try:
+        return json.loads(raw or "{}")
+    except ValueError:
+        return {"_raw_arguments": raw}
+
+
 def assistant_blocks(msg: JSON) -> list[JSON]:
     text = _text_of(msg.get("content"))
     blocks: list[JSON] = [{"type": "text", "text": text}] if text else []
     for call in msg.get("tool_calls") or []:
         fn = call.get("function") or {}
-        args = fn.get("arguments") or "{}"
         blocks.append(
             {
                 "type": "tool_use",
                 "id": call.get("id", ""),
                 "name": fn.get("name", ""),
-                "input": json.loads(args) if isinstance(args, str) else args,
+                "input": _arguments(fn.get("arguments")),
             }
         )
     return blocks

@@ -139,7 +139,7 @@ async def test_tool_call_crosses_formats(
 async def test_queued_500s_then_success(
     fake: FakeProvider, http: httpx.AsyncClient, api: WireFormat
 ) -> None:
-    """Two scripted 500s surface as retryable errors; the third call succeeds; nothing retried inside."""
+    """Two scripted 500s surface as retryable errors, then success; no retry inside."""
     await fake.script("fake-small", faults=[{"status": 500, "times": 2}])
     provider = _provider(fake, api, http)
     for _ in range(2):

@@ -166,3 +166,12 @@ async def test_bad_script_is_rejected(fake: FakeProvider) -> None:
     """A typo in a script is a 422, not a silently ignored field."""
     reply = await _post(fake, "/_control/script", {"model": "fake-small", "repyl": "x"})
     assert reply.status_code == 422
+
+
+async def test_latency_delays_but_answers(fake: FakeProvider) -> None:
+    """Scripted latency slows the answer without failing it."""
+    await fake.script("fake-small", latency_ms=30, reply="late")
+    body = {"model": "fake-small", "messages": MESSAGES}
+    reply = await _post(fake, "/v1/chat/completions", body)
+    assert reply.json()["choices"][0]["message"]["content"] == "late"
+    assert (await fake.calls())["fake-small"] == {"calls": 1, "failures": 0}

@@ -241,3 +241,17 @@ def test_openai_answer_to_anthropic() -> None:
     assert out["stop_reason"] == "max_tokens"
     assert out["usage"]["input_tokens"] == 9
     assert out["usage"]["output_tokens"] == 3
+
+
+def test_broken_tool_arguments_are_kept_not_fatal() -> None:
+    """A tool call with invalid JSON arguments still translates, keeping the raw text."""
+    body = {
+        "messages": [
+            {
+                "role": "assistant",
+                "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{oops"}}],
+            }
+        ]
+    }
+    block = openai_to_anthropic_request(body)["messages"][0]["content"][0]
+    assert block["input"] == {"_raw_arguments": "{oops"}

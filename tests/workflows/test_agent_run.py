@@ -249,3 +249,21 @@ async def test_a_1mb_prompt_stays_out_of_history(
     history = await temporal_client.get_workflow_handle(workflow_id(run.run_id)).fetch_history()
     size = sum(event.ByteSize() for event in history.events)
     assert size < 20_000, f"history is {size} bytes"
+
+
+async def test_an_idle_run_expires_and_reopens_with_its_spend(
+    caller: Caller, temporal_client: Client, target: TargetFactory
+) -> None:
+    """An idle run closes itself; the next call reopens it without resetting its spend."""
+    small = target("fake-small")
+    run = new_run(MICROS_PER_USD, idle_timeout_seconds=1)
+    first = await caller.call(run, spec([small]))
+    handle = temporal_client.get_workflow_handle_for(AgentRun.run, workflow_id(run.run_id))
+    expired = await handle.result()
+    assert expired.status == "expired" and expired.spent_micros == first.result.cost_micros
+    second = await caller.call(run, spec([small]))
+    assert second.result.spent_micros == first.result.cost_micros + second.result.cost_micros
+    await handle.execute_update(AgentRun.close)
+    with pytest.raises(CallFailed) as closed:
+        await caller.call(run, spec([small]))
+    assert closed.value.kind == errors.RUN_NOT_OPEN

@@ -1,0 +1,38 @@
+"""OpenAI-compatible endpoints: ``POST /v1/chat/completions`` and ``GET /v1/models``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from api.deps import VirtualKeyDep
+from api.errors import GatewayError, openai_body
+from api.gateway import handle_call
+from api.routing import Router
+from api.wire import ChatCompletionRequest
+
+router = APIRouter(tags=["openai"])
+
+
+def stream_error(error: GatewayError) -> bytes:
+    """A failure after the stream began, as the OpenAI SDK reads one: an ``error`` event."""
+    return f"data: {json.dumps(openai_body(error))}\n\n".encode()
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(request: Request, key: VirtualKeyDep) -> Response:
+    """A chat completion through the key's run, in OpenAI's format (streaming or not)."""
+    return await handle_call(request, key, "openai", ChatCompletionRequest, stream_error)
+
+
+@router.get("/v1/models")
+async def list_models(request: Request, key: VirtualKeyDep) -> dict[str, Any]:
+    """The models this key may call: every priced model, or the key's own list."""
+    route_table: Router = request.app.state.router
+    names = list(key.models) or route_table.prices.models()
+    return {
+        "object": "list",
+        "data": [{"id": n, "object": "model", "created": 0, "owned_by": "runcap"} for n in names],
+    }

@@ -1,0 +1,97 @@
+"""Routing: which chain of targets serves a call, from the requested model and the call's tags.
+
+Routes are configuration, not agent code: a JSON file (``RUNCAP_ROUTES_FILE``) such as::
+
+    {"routes": [
+      {"tags": ["step:read"], "chain": ["openai/gpt-4.1-nano", "anthropic/claude-haiku-4-5"]},
+      {"model": "claude-sonnet-4-5", "chain": ["anthropic/claude-sonnet-4-5", "openai/gpt-4.1"]}
+    ]}
+
+The first route whose ``model`` (exact, or ``*``) and ``tags`` (all present) match wins. With no
+match, the model is served by its own provider, or by the fake provider when that is all there is.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from activities.pricing import PriceBook, UnknownModel
+from activities.providers.base import ProviderConfig
+from api.errors import BadRequest
+from workflows.contracts import Target, WireFormat
+
+
+class Route(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = "*"
+    tags: list[str] = Field(default_factory=list)
+    chain: list[str] = Field(min_length=1)
+    """``provider/model`` entries, tried in order."""
+
+
+class RouteTable(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    routes: list[Route] = Field(default_factory=list)
+
+
+def load_routes(path: Path | None) -> RouteTable:
+    """The routes file, or no routes; a broken file stops startup with the reason."""
+    if path is None:
+        return RouteTable()
+    try:
+        return RouteTable.model_validate(json.loads(path.read_text()))
+    except (OSError, ValueError, ValidationError) as err:
+        raise RuntimeError(f"cannot load routes from {path}: {err}") from err
+
+
+def _home_provider(model: str) -> str:
+    name = model.rsplit("/", 1)[-1]
+    if name.startswith("claude"):
+        return "anthropic"
+    if name.startswith("fake"):
+        return "fake"
+    return "openai"
+
+
+class Router:
+    """Turns (model, tags, caller format) into a priced chain."""
+
+    def __init__(
+        self, providers: Sequence[ProviderConfig], prices: PriceBook, routes: RouteTable
+    ) -> None:
+        self.apis: Mapping[str, WireFormat] = {p.name: p.api for p in providers}
+        self.prices = prices
+        self.routes = routes.routes
+
+    def chain_for(self, model: str, tags: Sequence[str], inbound: WireFormat) -> list[Target]:
+        """The targets to try; ``BadRequest`` for a model nobody can serve or price."""
+        for route in self.routes:
+            if route.model in ("*", model) and all(t in tags for t in route.tags):
+                return [self._target(entry) for entry in route.chain]
+        return [self._target(f"{self._provider_for(model, inbound)}/{model}")]
+
+    def _provider_for(self, model: str, inbound: WireFormat) -> str:
+        home = _home_provider(model)
+        if home in self.apis:
+            return home
+        # Offline: the fake provider serves every priced model, in the caller's own format.
+        fake = "fake-anthropic" if inbound == "anthropic" else "fake"
+        if fake in self.apis:
+            return fake
+        raise BadRequest(f"no provider is configured for model {model!r}", code="model_not_found")
+
+    def _target(self, entry: str) -> Target:
+        provider, sep, model = entry.partition("/")
+        if not sep or provider not in self.apis:
+            raise BadRequest(f"route target {entry!r} names no configured provider")
+        try:
+            price = self.prices.price_of(model)
+        except UnknownModel as err:
+            raise BadRequest(str(err), code="model_not_found") from None
+        return Target(provider, model, self.apis[provider], price)

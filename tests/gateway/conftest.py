@@ -1,0 +1,148 @@
+"""A whole gateway on 127.0.0.1: api (uvicorn), runcap worker, fake provider, dev server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from pydantic import SecretStr
+from sqlalchemy import Engine
+from temporalio.client import Client
+
+from activities.database import create_tables, make_engine
+from activities.fake_provider import FakeProvider
+from activities.providers.registry import build_providers, make_http_client
+from api.app import create_app
+from api.settings import Settings
+from worker.app import build_worker
+
+ADMIN_KEY = "rc-admin-test"
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+ROUTE_CODER = {"model": "coder", "chain": ["fake/fake-large", "fake/fake-small"]}
+"""A routed model whose premium target falls back to a cheap one."""
+
+
+@dataclass
+class Gateway:
+    base_url: str
+    admin: httpx.AsyncClient
+    engine: Engine
+    fake: FakeProvider
+    temporal: Client
+    alerts: list[dict[str, Any]]
+
+    async def create_key(self, **fields: Any) -> dict[str, Any]:
+        """A virtual key through the admin api; returns its JSON (secret in ``key``)."""
+        body = {"name": "agent", "budget_usd": "1", **fields}
+        response = await self.admin.post("/admin/keys", json=body)
+        assert response.status_code == 201, response.text
+        created: dict[str, Any] = response.json()
+        return created
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+async def gateway_fake() -> AsyncIterator[FakeProvider]:
+    async with FakeProvider.running() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def gateway_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    path: Path = tmp_path_factory.mktemp("gateway") / "runcap.db"
+    engine = make_engine(f"sqlite:///{path}")
+    create_tables(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def alert_sink() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
+    """A webhook receiver on 127.0.0.1 that keeps what it is sent."""
+    received: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        received.append(json.loads(body))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    yield f"http://127.0.0.1:{port}/hook", received
+    server.should_exit = True
+    await task
+
+
+@pytest.fixture(scope="session")
+async def gateway(
+    temporal_client: Client,
+    gateway_fake: FakeProvider,
+    gateway_engine: Engine,
+    alert_sink: tuple[str, list[dict[str, Any]]],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Gateway]:
+    """The api served by uvicorn, with the worker that runs its runs and writes its ledger."""
+    hook, received = alert_sink
+    queue = "gateway-tests"
+    routes = tmp_path_factory.mktemp("routes") / "routes.json"
+    routes.write_text(json.dumps({"routes": [ROUTE_CODER]}))
+    settings = Settings.model_validate(
+        {
+            "admin_key": SecretStr(ADMIN_KEY),
+            "fake_provider_url": gateway_fake.base_url,
+            "workflow_task_queue": queue,
+            "max_body_bytes": 2 * 1024 * 1024,
+            "routes_file": str(routes),
+        }
+    )
+    app = create_app(settings, engine=gateway_engine, temporal_client=temporal_client)
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    async with make_http_client() as http:
+        providers = build_providers(settings.provider_configs(), http)
+        worker = build_worker(
+            temporal_client,
+            engine=gateway_engine,
+            http=http,
+            providers=providers,
+            alert_webhook_url=hook,
+            task_queue=queue,
+        )
+        async with worker:
+            task = asyncio.create_task(server.serve())
+            while not server.started:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.01)
+            base = f"http://127.0.0.1:{port}"
+            async with httpx.AsyncClient(base_url=base, headers=ADMIN, timeout=60) as admin:
+                yield Gateway(base, admin, gateway_engine, gateway_fake, temporal_client, received)
+            server.should_exit = True
+            await task
