@@ -1,4 +1,4 @@
-"""Anthropic-compatible endpoints, as Claude Code uses them: ``/v1/messages`` and its token count."""
+"""Anthropic-compatible endpoints as Claude Code uses them: ``/v1/messages``, its token count."""
 
 from __future__ import annotations
 

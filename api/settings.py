@@ -48,10 +48,12 @@ class Settings(ProviderSettings):
     http_timeout_seconds: float = 600.0
     http_max_connections: int = 512
 
-
     def floor_price(self) -> Price | None:
         """The price of an unpriced model, when one is configured (else such models are refused)."""
-        if self.floor_price_input_per_mtok_usd is None or self.floor_price_output_per_mtok_usd is None:
+        if (
+            self.floor_price_input_per_mtok_usd is None
+            or self.floor_price_output_per_mtok_usd is None
+        ):
             return None
         return Price(
             input=usd_to_micros(self.floor_price_input_per_mtok_usd),

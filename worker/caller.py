@@ -84,7 +84,9 @@ def _failure(err: WorkflowUpdateFailedError) -> CallFailed:
     while cause is not None and not isinstance(cause, ApplicationError):
         cause = cause.__cause__
     if isinstance(cause, ApplicationError):
-        return CallFailed(cause.type or errors.ALL_TARGETS_FAILED, cause.message, list(cause.details))
+        return CallFailed(
+            cause.type or errors.ALL_TARGETS_FAILED, cause.message, list(cause.details)
+        )
     return CallFailed(errors.ALL_TARGETS_FAILED, str(err.cause or err))
 
 
@@ -186,7 +188,9 @@ class Caller:
                 continue
             except RPCError as err:
                 if err.status == RPCStatusCode.NOT_FOUND:
-                    raise CallFailed(errors.RUN_NOT_OPEN, f"run {_run_id(run)} is not open") from None
+                    raise CallFailed(
+                        errors.RUN_NOT_OPEN, f"run {_run_id(run)} is not open"
+                    ) from None
                 raise
             except WorkflowUpdateFailedError as err:
                 failure = _failure(err)
@@ -205,7 +209,10 @@ class Caller:
         if last.status != "expired":
             raise CallFailed(errors.RUN_NOT_OPEN, f"run {run.run_id} is {last.status}")
         return replace(
-            run, budget_micros=last.budget_micros, spent_before_micros=last.spent_micros, reopen=True
+            run,
+            budget_micros=last.budget_micros,
+            spent_before_micros=last.spent_micros,
+            reopen=True,
         )
 
     async def _send(self, run: RunInput | str, req: CallRequest) -> CallResult:

@@ -42,7 +42,9 @@ async def main() -> AgentReport:
         ):
             print(f"Temporal dev server on {server.target}, fake provider on {fake.base_url}")
             client = await Client.connect(server.target)
-            providers = build_providers([ProviderConfig("fake", "openai", f"{fake.base_url}/v1")], http)
+            providers = build_providers(
+                [ProviderConfig("fake", "openai", f"{fake.base_url}/v1")], http
+            )
             worker = build_worker(
                 client, engine=engine, http=http, providers=providers, task_queue=DEMO_QUEUE
             )

@@ -272,12 +272,14 @@ class AgentRun:
                 )
             try:
                 await workflow.wait_condition(
-                    lambda: self._has_bookkeeping()
-                    or self.state.status != "open"
-                    or workflow.info().is_continue_as_new_suggested(),
+                    lambda: (
+                        self._has_bookkeeping()
+                        or self.state.status != "open"
+                        or workflow.info().is_continue_as_new_suggested()
+                    ),
                     timeout=max(self._idle_left(), timedelta(seconds=1)),
                 )
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 if self.in_flight == 0 and self._idle_left() <= timedelta(0):
                     self._set_status("expired")
                 continue
@@ -351,5 +353,8 @@ class AgentRun:
             pairs.append(RUN_TAGS.value_set(run.tags[:MAX_TAGS_IN_SEARCH]))
         workflow.upsert_search_attributes(pairs)
         workflow.upsert_memo(
-            {"by_step": {k: v.cost_micros for k, v in state.by_step.items()}, "spent": state.spent_micros}
+            {
+                "by_step": {k: v.cost_micros for k, v in state.by_step.items()},
+                "spent": state.spent_micros,
+            }
         )

@@ -50,7 +50,8 @@ def check_call(req: CallRequest) -> None:
         raise _fail(errors.BAD_CALL, "the chain is empty: name at least one target")
     if not 1 <= req.max_tokens <= MAX_TOKENS_LIMIT:
         raise _fail(
-            errors.BAD_CALL, f"max_tokens must be between 1 and {MAX_TOKENS_LIMIT}, got {req.max_tokens}"
+            errors.BAD_CALL,
+            f"max_tokens must be between 1 and {MAX_TOKENS_LIMIT}, got {req.max_tokens}",
         )
     if not 0 <= req.input_tokens <= MAX_INPUT_TOKENS:
         raise _fail(errors.BAD_CALL, f"input token estimate out of range: {req.input_tokens}")
@@ -146,8 +147,20 @@ async def call_with_budget(
             f"all {len(req.chain)} targets failed",
             _attempt_details(attempts),
         )
-        record(_row(req, run_id, key_id, None, attempts, Usage(), 0, plan.reserved_micros,
-                    started, failure.message))
+        record(
+            _row(
+                req,
+                run_id,
+                key_id,
+                None,
+                attempts,
+                Usage(),
+                0,
+                plan.reserved_micros,
+                started,
+                failure.message,
+            )
+        )
         raise failure
     usage = outcome.usage
     known = outcome.usage_known and usage != Usage()

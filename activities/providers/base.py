@@ -59,7 +59,7 @@ class StreamResult:
 
 
 class ProviderError(Exception):
-    """A provider said no. ``retryable`` decides between retry-then-fallback and failing the call."""
+    """A provider said no; ``retryable`` picks retry-then-fallback or failing the call."""
 
     def __init__(
         self,

@@ -6,6 +6,7 @@ import asyncio
 import json
 import socket
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,11 +49,23 @@ class Gateway:
         return created
 
 
-def _free_port() -> int:
+@asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[str]:
+    """``app`` served by uvicorn on a free port of 127.0.0.1 until the block ends."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
-        return port
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
 
 
 @pytest.fixture(scope="session")
@@ -88,14 +101,8 @@ async def alert_sink() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
-    yield f"http://127.0.0.1:{port}/hook", received
-    server.should_exit = True
-    await task
+    async with serving(app) as base:
+        yield f"{base}/hook", received
 
 
 @pytest.fixture(scope="session")
@@ -121,10 +128,6 @@ async def gateway(
         }
     )
     app = create_app(settings, engine=gateway_engine, temporal_client=temporal_client)
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
     async with make_http_client() as http:
         providers = build_providers(settings.provider_configs(), http)
         worker = build_worker(
@@ -135,14 +138,9 @@ async def gateway(
             alert_webhook_url=hook,
             task_queue=queue,
         )
-        async with worker:
-            task = asyncio.create_task(server.serve())
-            while not server.started:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.01)
-            base = f"http://127.0.0.1:{port}"
-            async with httpx.AsyncClient(base_url=base, headers=ADMIN, timeout=60) as admin:
-                yield Gateway(base, admin, gateway_engine, gateway_fake, temporal_client, received)
-            server.should_exit = True
-            await task
+        async with (
+            worker,
+            serving(app) as base,
+            httpx.AsyncClient(base_url=base, headers=ADMIN, timeout=60) as admin,
+        ):
+            yield Gateway(base, admin, gateway_engine, gateway_fake, temporal_client, received)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from decimal import Decimal
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 
 import anthropic
 import openai
 import pytest
 from sqlalchemy import func, select
+from sqlmodel import col
 
 from activities.models import LedgerEntry
 from tests.gateway.conftest import Gateway
@@ -47,7 +48,7 @@ def claude(gateway: Gateway, key: str) -> anthropic.AsyncAnthropic:
 def ledger_total(gateway: Gateway, run_id: str) -> tuple[int, int]:
     with gateway.engine.connect() as conn:
         query = select(func.count(), func.coalesce(func.sum(LedgerEntry.cost_micros), 0)).where(
-            LedgerEntry.run_id == run_id, LedgerEntry.status == "ok"
+            col(LedgerEntry.run_id) == run_id, col(LedgerEntry.status) == "ok"
         )
         count, total = conn.execute(query).one()
         return int(count), int(total)
@@ -90,7 +91,9 @@ async def test_openai_sdk_with_tags_is_attributed_per_task_and_step(gateway: Gat
     total = await settled(gateway, run_id, 4)
     assert total >= int(charged * MICROS_PER_USD)
     by_step = (
-        await gateway.admin.get("/admin/spend", params={"group_by": "tag:step", "tag": f"task:{task_id}"})
+        await gateway.admin.get(
+            "/admin/spend", params={"group_by": "tag:step", "tag": f"task:{task_id}"}
+        )
     ).json()
     steps = {row["group"]: row for row in by_step["rows"]}
     assert set(steps) == {"step:plan", "step:edit", "step:test"}
@@ -109,7 +112,10 @@ async def test_anthropic_sdk_stream_and_non_stream(gateway: Gateway) -> None:
     key = await gateway.create_key(budget_usd="5")
     client = claude(gateway, key["key"])
     message = await client.messages.create(
-        model="claude-haiku-4-5", max_tokens=64, messages=MESSAGES, metadata={"tags": ["step:plan"]}  # type: ignore[typeddict-unknown-key]
+        model="claude-haiku-4-5",
+        max_tokens=64,
+        messages=MESSAGES,
+        extra_body={"metadata": {"tags": ["step:plan"]}},
     )
     assert message.content[0].type == "text" and message.content[0].text
     async with client.messages.stream(
@@ -146,7 +152,9 @@ async def test_100_concurrent_sdk_calls_never_pass_the_cap(gateway: Gateway) -> 
 
     async def one() -> str:
         try:
-            await client.chat.completions.create(model="fake-small", messages=MESSAGES, max_tokens=200)
+            await client.chat.completions.create(
+                model="fake-small", messages=MESSAGES, max_tokens=200
+            )
             return "ok"
         except openai.RateLimitError:
             return "refused"
@@ -167,8 +175,12 @@ async def test_revoked_key_gets_401_and_others_keep_working(gateway: Gateway) ->
     revoked = await gateway.admin.post(f"/admin/keys/{doomed['id']}/revoke")
     assert revoked.status_code == 200
     with pytest.raises(openai.AuthenticationError):
-        await oai(gateway, doomed["key"]).chat.completions.create(model="fake-small", messages=MESSAGES)
-    answer = await oai(gateway, other["key"]).chat.completions.create(model="fake-small", messages=MESSAGES)
+        await oai(gateway, doomed["key"]).chat.completions.create(
+            model="fake-small", messages=MESSAGES
+        )
+    answer = await oai(gateway, other["key"]).chat.completions.create(
+        model="fake-small", messages=MESSAGES
+    )
     assert answer.choices[0].message.content
 
 
@@ -187,13 +199,17 @@ async def test_primary_529_mid_task_is_invisible_to_the_agent(gateway: Gateway) 
     await settled(gateway, key["id"], 4)
     with gateway.engine.connect() as conn:
         rows = conn.execute(
-            select(LedgerEntry).where(LedgerEntry.key_id == key["id"]).order_by(LedgerEntry.started_at)
+            select(LedgerEntry)
+            .where(col(LedgerEntry.key_id) == key["id"])
+            .order_by(col(LedgerEntry.started_at))
         ).all()
     served = [(r.model, len(r.attempts)) for r in rows]
     assert served[0] == ("fake-large", 1)
     assert served[1:] == [("fake-small", 2)] * 3
     assert all(not r.attempts[0]["ok"] for r in rows[1:])
-    by_model = (await gateway.admin.get("/admin/spend", params={"group_by": "model", "tag": "task:none"})).json()
+    by_model = (
+        await gateway.admin.get("/admin/spend", params={"group_by": "model", "tag": "task:none"})
+    ).json()
     assert by_model["rows"] == []  # no task tag on these calls: the filter finds nothing
 
 
@@ -225,12 +241,16 @@ async def test_alerts_fire_once_per_threshold(gateway: Gateway) -> None:
     try:
         for _ in range(40):
             try:
-                await client.chat.completions.create(model="fake-small", messages=MESSAGES, max_tokens=100)
+                await client.chat.completions.create(
+                    model="fake-small", messages=MESSAGES, max_tokens=100
+                )
             except openai.RateLimitError:
                 break
         for _ in range(3):
             with pytest.raises(openai.RateLimitError):
-                await client.chat.completions.create(model="fake-small", messages=MESSAGES, max_tokens=100)
+                await client.chat.completions.create(
+                    model="fake-small", messages=MESSAGES, max_tokens=100
+                )
     finally:
         await gateway.fake.reset()
 
@@ -238,7 +258,11 @@ async def test_alerts_fire_once_per_threshold(gateway: Gateway) -> None:
         return [a for a in gateway.alerts if a["key_id"] == key["id"]]
 
     for _ in range(100):
-        if {(a["kind"], a["threshold_percent"]) for a in mine()} >= {("threshold", 50), ("threshold", 80), ("refused", 0)}:
+        if {(a["kind"], a["threshold_percent"]) for a in mine()} >= {
+            ("threshold", 50),
+            ("threshold", 80),
+            ("refused", 0),
+        }:
             break
         await asyncio.sleep(0.1)
     kinds = sorted((a["kind"], a["threshold_percent"]) for a in mine())

@@ -17,7 +17,7 @@ from activities.providers.base import Provider, ProviderConfig
 from activities.providers.registry import build_providers, make_http_client
 from worker.app import build_worker
 from worker.caller import Caller
-from workflows.contracts import Target
+from workflows.contracts import Target, WireFormat
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +48,7 @@ def prices() -> PriceBook:
 
 
 @pytest.fixture
-def target(prices: PriceBook) -> "TargetFactory":
+def target(prices: PriceBook) -> TargetFactory:
     return TargetFactory(prices)
 
 
@@ -59,7 +59,7 @@ class TargetFactory:
         self.prices = prices
 
     def __call__(self, model: str, provider: str = "fake") -> Target:
-        api = "anthropic" if provider.endswith("anthropic") else "openai"
+        api: WireFormat = "anthropic" if provider.endswith("anthropic") else "openai"
         return Target(provider, model, api, self.prices.price_of(model))
 
 

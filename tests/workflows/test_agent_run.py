@@ -7,7 +7,8 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
+from sqlmodel import col
 from temporalio.client import Client
 from temporalio.worker import Replayer
 
@@ -52,13 +53,13 @@ async def assert_replays(client: Client, run: RunInput) -> None:
 
 def ledger_rows(engine: Engine, run: RunInput) -> list[LedgerEntry]:
     with engine.connect() as conn:
-        rows = conn.execute(select(LedgerEntry).where(LedgerEntry.run_id == run.run_id))
+        rows = conn.execute(select(LedgerEntry).where(col(LedgerEntry.run_id) == run.run_id))
         return [LedgerEntry.model_validate(r._mapping) for r in rows]
 
 
-async def eventually(check: Any, timeout: float = 15.0) -> Any:
-    """Poll ``check`` until it returns something truthy (bookkeeping is written off the call path)."""
-    deadline = asyncio.get_running_loop().time() + timeout
+async def eventually(check: Any, within: float = 15.0) -> Any:
+    """Poll ``check`` until it returns something truthy (bookkeeping lands off the call path)."""
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         value = await check() if asyncio.iscoroutinefunction(check) else check()
         if value or asyncio.get_running_loop().time() > deadline:

@@ -1,4 +1,4 @@
-"""Durability: a worker killed mid-burst loses no call and no cent; a vanished caller holds nothing."""
+"""Durability: a worker killed mid-burst loses no call or cent; a vanished caller holds nothing."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, select
+from sqlmodel import col
 from temporalio.client import Client
 
 from activities.fake_provider import FakeProvider
@@ -76,11 +77,11 @@ async def test_sigkill_worker_mid_burst(
         def settled() -> list[LedgerEntry]:
             with engine.connect() as conn:
                 query = select(LedgerEntry).where(
-                    LedgerEntry.run_id == run.run_id, LedgerEntry.status == "ok"
+                    col(LedgerEntry.run_id) == run.run_id, col(LedgerEntry.status) == "ok"
                 )
                 return [LedgerEntry.model_validate(r._mapping) for r in conn.execute(query)]
 
-        rows = await eventually(lambda: len(settled()) == len(ok) and settled(), timeout=30)
+        rows = await eventually(lambda: len(settled()) == len(ok) and settled(), within=30)
         assert rows, "the ledger never caught up"
         assert sum(r.cost_micros for r in rows) == spend.spent_micros
         engine.dispose()
@@ -106,7 +107,7 @@ async def test_a_vanished_caller_releases_its_reservation(
     doomed = Caller(own_client, providers, workflow_task_queue=task_queue)
     await doomed.__aenter__()
     call = asyncio.create_task(doomed.call(run, spec([target("fake-small")])))
-    await eventually(lambda: bool(doomed.pending), timeout=10)
+    await eventually(lambda: bool(doomed.pending), within=10)
     await asyncio.sleep(0.5)
     doomed.pending.clear()  # the process forgot its bodies, as a restarted one would
     await doomed.__aexit__(None, None, None)  # and stopped polling its queue
