@@ -22,11 +22,13 @@ def _available(module: str) -> bool:
 def main() -> None:
     """Run the api until interrupted."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # One line per provider request is noise at agent call rates; failures are logged anyway.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = get_settings()
     uvicorn.run(
         create_app(settings),
-        host=settings.host,
-        port=settings.port,
+        host=settings.api_host,
+        port=settings.api_port,
         loop="uvloop" if _available("uvloop") else "asyncio",
         http="httptools" if _available("httptools") else "h11",
         access_log=False,

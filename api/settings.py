@@ -24,8 +24,8 @@ class Settings(ProviderSettings):
 
     model_config = SettingsConfigDict(env_prefix="RUNCAP_", extra="ignore")
 
-    host: str = "127.0.0.1"
-    port: int = 8000
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
     data_dir: Path = Path(".runcap")
     admin_key: SecretStr | None = None
     """Bearer token of ``/admin/*``; unset disables the admin endpoints (503)."""
