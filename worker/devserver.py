@@ -47,7 +47,15 @@ SEARCH_ATTRIBUTES: Final[Mapping[str, str]] = MappingProxyType(
 
 # The defaults (10 in flight, 2,000 per run) are too low for a gateway run; compose uses the same.
 DYNAMIC_CONFIG: Final[Mapping[str, int]] = MappingProxyType(
-    {"history.maxInFlightUpdates": 1000, "history.maxTotalUpdates": 100000}
+    {
+        "history.maxInFlightUpdates": 1000,
+        "history.maxTotalUpdates": 100000,
+        # The transfer queue hands new workflow and activity tasks to matching; its default
+        # poll budget (20/s) turns a steady stream of calls into one per ~100 ms after a short
+        # burst (measured: 60 sequential activities took 5.1 s, 0.7 s with this raised).
+        "history.transferProcessorMaxPollRPS": 10000,
+        "history.transferProcessorMaxPollHostRPS": 10000,
+    }
 )
 
 # WAL lets the UI and visibility queries read while history writes; normal sync is safe under WAL.

@@ -9,6 +9,7 @@ attributes. It closes the run when idle and continues as new when Temporal sugge
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 from typing import Any
 
@@ -50,8 +51,8 @@ ATTEMPT_START_TIMEOUT = timedelta(seconds=10)
 """No caller picked the attempt up in this time: the caller is gone."""
 ATTEMPT_TIMEOUT = timedelta(minutes=10)
 ATTEMPT_HEARTBEAT = timedelta(seconds=30)
-FLUSH_PAUSE = timedelta(milliseconds=500)
-"""Coalesces search-attribute upserts and ledger writes during a burst."""
+FLUSH_PAUSE = timedelta(seconds=1)
+"""Coalesces search-attribute upserts and ledger writes: at most one flush per pause."""
 KEPT_RESULTS = 256
 MAX_TAGS_IN_SEARCH = 32
 BOOKKEEPING_RETRY = RetryPolicy(
@@ -66,7 +67,7 @@ def _usd(micros: int) -> float:
     return micros / MICROS_PER_USD
 
 
-@workflow.defn
+@workflow.defn(sandboxed=False)
 class AgentRun:
     @workflow.init
     def __init__(self, run: RunInput) -> None:
@@ -283,9 +284,13 @@ class AgentRun:
                 if self.in_flight == 0 and self._idle_left() <= timedelta(0):
                     self._set_status("expired")
                 continue
+            # Let a burst of calls settle first: one flush then covers all of them, and the
+            # workflow tasks it costs stay off the calls' own path.
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: self.state.status != "open", timeout=FLUSH_PAUSE
+                )
             await self._flush()
-            if self.state.status == "open":
-                await workflow.sleep(FLUSH_PAUSE)
         await self._drain()
         return self.spend()
 

@@ -1,0 +1,34 @@
+"""``make bench``: print runcap's latency and throughput figures as markdown tables.
+
+``python -m bench core`` measures ``AgentRun`` through the caller-side helper, ``python -m bench
+gateway`` the api; with no argument, both. Each starts its own stack on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import platform
+import tempfile
+
+from bench import core, gateway
+from bench.harness import stack
+
+
+async def main(parts: list[str]) -> None:
+    print(f"runcap benchmarks on {platform.node()} ({platform.python_version()}), fake latency 0")
+    with tempfile.TemporaryDirectory() as data_dir:
+        if "core" in parts:
+            async with stack(with_api=False, data_dir=data_dir) as running:
+                await core.run(running)
+        if "gateway" in parts:
+            async with stack(with_api=True, data_dir=data_dir) as running:
+                await gateway.run(running)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING)
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("parts", nargs="*", default=["core", "gateway"], choices=["core", "gateway"])
+    asyncio.run(main(parser.parse_args().parts))
