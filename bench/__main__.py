@@ -30,5 +30,7 @@ async def main(parts: list[str]) -> None:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("parts", nargs="*", default=["core", "gateway"], choices=["core", "gateway"])
+    parser.add_argument(
+        "parts", nargs="*", default=["core", "gateway"], choices=["core", "gateway"]
+    )
     asyncio.run(main(parser.parse_args().parts))

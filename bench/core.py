@@ -28,15 +28,21 @@ async def run(stack: Stack) -> None:
     prices = PriceBook()
     chain = [Target("fake", "fake-small", "openai", prices.price_of("fake-small"))]
     async with make_http_client() as http:
-        providers = build_providers([ProviderConfig("fake", "openai", f"{stack.fake_url}/v1")], http)
+        providers = build_providers(
+            [ProviderConfig("fake", "openai", f"{stack.fake_url}/v1")], http
+        )
         async with Caller(client, providers) as caller:
             await _latency(stack, http, caller, chain)
             await _bursts(caller, chain)
 
 
-async def _latency(stack: Stack, http: httpx.AsyncClient, caller: Caller, chain: list[Target]) -> None:
+async def _latency(
+    stack: Stack, http: httpx.AsyncClient, caller: Caller, chain: list[Target]
+) -> None:
     url = f"{stack.fake_url}/v1/chat/completions"
-    run_input = RunInput(run_id=f"bench-{uuid.uuid4().hex[:8]}", budget_micros=1000 * MICROS_PER_USD)
+    run_input = RunInput(
+        run_id=f"bench-{uuid.uuid4().hex[:8]}", budget_micros=1000 * MICROS_PER_USD
+    )
 
     async def direct() -> None:
         (await http.post(url, json={**BODY, "max_tokens": 64})).raise_for_status()

@@ -6,7 +6,6 @@ dev server; the load comes from this process over loopback, non-stream and strea
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -14,7 +13,11 @@ import httpx
 
 from bench.harness import ADMIN_KEY, HEADER, Stack, row, timed
 
-BODY = {"model": "fake-small", "messages": [{"role": "user", "content": "fix the bug"}], "max_tokens": 64}
+BODY = {
+    "model": "fake-small",
+    "messages": [{"role": "user", "content": "fix the bug"}],
+    "max_tokens": 64,
+}
 CALLS = {1: 300, 16: 800, 64: 1280}
 THROUGHPUT_CALLS = 2000
 
@@ -28,7 +31,9 @@ async def run(stack: Stack) -> None:
         api = f"{stack.api_url}/v1/chat/completions"
         fake = f"{stack.fake_url}/v1/chat/completions"
 
-        def post(url: str, extra: dict[str, object], hdrs: dict[str, str]) -> Callable[[], Awaitable[None]]:
+        def post(
+            url: str, extra: dict[str, object], hdrs: dict[str, str]
+        ) -> Callable[[], Awaitable[None]]:
             async def call() -> None:
                 (await http.post(url, json={**BODY, **extra}, headers=hdrs)).raise_for_status()
 
@@ -59,7 +64,9 @@ async def run(stack: Stack) -> None:
         await _throughput(post(api, {}, headers), post(fake, {}, {}))
 
 
-async def _throughput(through: Callable[[], Awaitable[None]], direct: Callable[[], Awaitable[None]]) -> None:
+async def _throughput(
+    through: Callable[[], Awaitable[None]], direct: Callable[[], Awaitable[None]]
+) -> None:
     print("\n### Throughput at concurrency 64\n")
     print("| target | calls | seconds | calls/s |\n|---|---|---|---|")
     for label, call in (("fake provider, direct", direct), ("runcap api (1 process)", through)):

@@ -10,7 +10,6 @@ import asyncio
 import os
 import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,11 +28,11 @@ def free_port() -> int:
         return port
 
 
-async def wait_port(port: int, process: subprocess.Popen[bytes], within: float = 60) -> None:
+async def wait_port(port: int, process: asyncio.subprocess.Process, within: float = 60) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args} exited with {process.returncode}")
+        if process.returncode is not None:
+            raise RuntimeError(f"a child exited with {process.returncode} before port {port}")
         try:
             _, writer = await asyncio.open_connection("127.0.0.1", port)
         except OSError:
@@ -41,12 +40,14 @@ async def wait_port(port: int, process: subprocess.Popen[bytes], within: float =
             continue
         writer.close()
         return
-    raise RuntimeError(f"{process.args} did not open port {port}")
+    raise RuntimeError(f"nothing opened port {port} within {within} s")
 
 
 @asynccontextmanager
 async def child(argv: list[str], env: dict[str, str], port: int | None) -> AsyncIterator[None]:
-    process = subprocess.Popen([sys.executable, *argv], env=env, stdout=subprocess.DEVNULL)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, *argv, env=env, stdout=asyncio.subprocess.DEVNULL
+    )
     try:
         if port is not None:
             await wait_port(port, process)
@@ -54,8 +55,8 @@ async def child(argv: list[str], env: dict[str, str], port: int | None) -> Async
     finally:
         process.terminate()
         try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
+            await asyncio.wait_for(process.wait(), timeout=15)
+        except TimeoutError:
             process.kill()
 
 
@@ -81,7 +82,14 @@ async def stack(*, with_api: bool, data_dir: str) -> AsyncIterator[Stack]:
             "RUNCAP_DATABASE_URL": f"sqlite:///{data_dir}/bench.db",
             "RUNCAP_ADMIN_KEY": ADMIN_KEY,
         }
-        fake_argv = ["-m", "activities.fake_provider", "--port", str(fake_port), "--log-level", "warning"]
+        fake_argv = [
+            "-m",
+            "activities.fake_provider",
+            "--port",
+            str(fake_port),
+            "--log-level",
+            "warning",
+        ]
         await exits.enter_async_context(child(fake_argv, env, fake_port))
         await exits.enter_async_context(child(["-m", "worker"], env, None))
         api_url = None

@@ -19,6 +19,7 @@ from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
     WorkflowFailureError,
+    WorkflowHandle,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -36,6 +37,7 @@ from workflows.contracts import (
     CallRequest,
     CallResult,
     RunInput,
+    RunSpend,
     Target,
     WireFormat,
     workflow_id,
@@ -44,6 +46,11 @@ from workflows.contracts import (
 DRAIN_RETRY_SECONDS = 0.05
 DRAIN_RETRIES = 200
 KEPT_REPLIES = 1024
+
+
+def run_handle(client: Client, run_id: str) -> WorkflowHandle[Any, RunSpend]:
+    """The latest ``AgentRun`` of ``run_id``: query its spend, close it, top it up."""
+    return client.get_workflow_handle(workflow_id(run_id), result_type=RunSpend)
 
 
 class CallFailed(Exception):
@@ -201,7 +208,7 @@ class Caller:
 
     async def _reopen(self, run: RunInput) -> RunInput:
         """A run that expired when idle reopens with its spend; a closed one stays closed."""
-        handle = self.client.get_workflow_handle_for(AgentRun.run, workflow_id(run.run_id))
+        handle = run_handle(self.client, run.run_id)
         try:
             last = await handle.result()
         except WorkflowFailureError as err:
@@ -217,7 +224,7 @@ class Caller:
 
     async def _send(self, run: RunInput | str, req: CallRequest) -> CallResult:
         if isinstance(run, str):
-            handle = self.client.get_workflow_handle_for(AgentRun.run, workflow_id(run))
+            handle = run_handle(self.client, run)
             return await handle.execute_update(AgentRun.call_model, req, id=req.call_id)
         start = WithStartWorkflowOperation(
             AgentRun.run,

@@ -286,7 +286,7 @@ class AgentRun:
                 continue
             # Let a burst of calls settle first: one flush then covers all of them, and the
             # workflow tasks it costs stay off the calls' own path.
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(TimeoutError):  # a close ends the pause early
                 await workflow.wait_condition(
                     lambda: self.state.status != "open", timeout=FLUSH_PAUSE
                 )

@@ -16,8 +16,9 @@ from sqlmodel import col
 
 from activities.models import LedgerEntry
 from tests.gateway.conftest import Gateway
+from worker.caller import run_handle
 from workflows.agent_run import AgentRun
-from workflows.contracts import MICROS_PER_USD, workflow_id
+from workflows.contracts import MICROS_PER_USD
 
 MESSAGES: list[Any] = [{"role": "user", "content": "make the failing test pass"}]
 
@@ -100,7 +101,7 @@ async def test_openai_sdk_with_tags_is_attributed_per_task_and_step(gateway: Gat
     assert steps["step:edit"]["calls"] == 2
     assert Decimal(by_step["total_cost_usd"]) * MICROS_PER_USD == total
     assert sum(Decimal(r["cost_usd"]) for r in by_step["rows"]) * MICROS_PER_USD == total
-    handle = gateway.temporal.get_workflow_handle_for(AgentRun.run, workflow_id(run_id))
+    handle = run_handle(gateway.temporal, run_id)
     spend = await handle.query(AgentRun.spend)
     assert spend.spent_micros == total and spend.reserved_micros == 0
     run = (await gateway.admin.get(f"/admin/runs/{run_id}")).json()
@@ -140,7 +141,7 @@ async def test_budget_exhaustion_is_a_rate_limit_error(gateway: Gateway) -> None
         await claude(gateway, key["key"]).messages.create(
             model="fake-large", max_tokens=50, messages=MESSAGES
         )
-    spend = await gateway.temporal.get_workflow_handle(workflow_id(key["id"])).query(AgentRun.spend)
+    spend = await run_handle(gateway.temporal, key["id"]).query(AgentRun.spend)
     assert spend.spent_micros <= 50 and spend.reserved_micros == 0
 
 
@@ -163,7 +164,7 @@ async def test_100_concurrent_sdk_calls_never_pass_the_cap(gateway: Gateway) -> 
     await gateway.fake.reset()
     ok = outcomes.count("ok")
     assert ok >= 1 and outcomes.count("refused") == 100 - ok
-    spend = await gateway.temporal.get_workflow_handle(workflow_id(key["id"])).query(AgentRun.spend)
+    spend = await run_handle(gateway.temporal, key["id"]).query(AgentRun.spend)
     assert spend.calls == ok
     assert spend.spent_micros <= 2_000 and spend.reserved_micros == 0 and spend.overruns == 0
 
@@ -227,7 +228,7 @@ async def test_idempotency_key_is_one_call(gateway: Gateway) -> None:
     assert first.parse().model_dump() == second.parse().model_dump()
     assert first.headers["x-runcap-call-id"] == second.headers["x-runcap-call-id"]
     count, total = ledger_total(gateway, key["id"])
-    spend = await gateway.temporal.get_workflow_handle(workflow_id(key["id"])).query(AgentRun.spend)
+    spend = await run_handle(gateway.temporal, key["id"]).query(AgentRun.spend)
     assert spend.calls == 1
     assert spend.spent_micros == int(Decimal(first.headers["x-runcap-cost-usd"]) * MICROS_PER_USD)
     assert count <= 1 and total <= spend.spent_micros

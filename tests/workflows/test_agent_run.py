@@ -15,7 +15,7 @@ from temporalio.worker import Replayer
 from activities.fake_provider import FakeProvider
 from activities.models import LedgerEntry
 from tests.workflows.conftest import TargetFactory
-from worker.caller import Caller, CallFailed, CallSpec
+from worker.caller import Caller, CallFailed, CallSpec, run_handle
 from workflows import errors
 from workflows.agent_run import AgentRun
 from workflows.budget import cost_micros, estimate_input_tokens, reservation_micros
@@ -41,13 +41,13 @@ def spec(chain: list[Target], max_tokens: int = 100, **kw: Any) -> CallSpec:
 
 
 async def spend_of(client: Client, run: RunInput) -> RunSpend:
-    handle = client.get_workflow_handle_for(AgentRun.run, workflow_id(run.run_id))
+    handle = run_handle(client, run.run_id)
     return await handle.query(AgentRun.spend)
 
 
 async def assert_replays(client: Client, run: RunInput) -> None:
     """The run's recorded history replays without a nondeterminism error."""
-    history = await client.get_workflow_handle(workflow_id(run.run_id)).fetch_history()
+    history = await run_handle(client, run.run_id).fetch_history()
     await Replayer(workflows=[AgentRun]).replay_workflow(history)
 
 
@@ -227,7 +227,7 @@ async def test_top_up_and_close(
     with pytest.raises(CallFailed) as info:
         await caller.call(run, spec([small]))
     assert info.value.kind == errors.BUDGET_EXCEEDED
-    handle = temporal_client.get_workflow_handle_for(AgentRun.run, workflow_id(run.run_id))
+    handle = run_handle(temporal_client, run.run_id)
     await handle.execute_update(AgentRun.top_up, TopUp(MICROS_PER_USD))
     assert (await caller.call(run.run_id, spec([small]))).result.status == "ok"
     await handle.execute_update(AgentRun.close)
@@ -247,7 +247,7 @@ async def test_a_1mb_prompt_stays_out_of_history(
     run = new_run(10 * MICROS_PER_USD)
     reply = await caller.call(run, CallSpec(big, "openai", [target("fake-small")], 50))
     assert reply.result.status == "ok"
-    history = await temporal_client.get_workflow_handle(workflow_id(run.run_id)).fetch_history()
+    history = await run_handle(temporal_client, run.run_id).fetch_history()
     size = sum(event.ByteSize() for event in history.events)
     assert size < 20_000, f"history is {size} bytes"
 
@@ -259,7 +259,7 @@ async def test_an_idle_run_expires_and_reopens_with_its_spend(
     small = target("fake-small")
     run = new_run(MICROS_PER_USD, idle_timeout_seconds=1)
     first = await caller.call(run, spec([small]))
-    handle = temporal_client.get_workflow_handle_for(AgentRun.run, workflow_id(run.run_id))
+    handle = run_handle(temporal_client, run.run_id)
     expired = await handle.result()
     assert expired.status == "expired" and expired.spent_micros == first.result.cost_micros
     second = await caller.call(run, spec([small]))
