@@ -80,6 +80,18 @@ def provider_failure(err: ProviderError) -> ApplicationError:
     )
 
 
+def provider_named(providers: Mapping[str, Provider], name: str) -> Provider:
+    """The configured provider; one this process lacks fails the attempt, not the whole call."""
+    provider = providers.get(name)
+    if provider is None:
+        raise ApplicationError(
+            f"provider {name!r} is not configured here",
+            type=errors.PROVIDER_UNAVAILABLE,
+            non_retryable=True,
+        )
+    return provider
+
+
 async def send(provider: Provider, call: ProviderCall, pending: PendingCall) -> AttemptOutcome:
     """One provider round trip; the answer lands in ``pending``, only usage goes back."""
     try:
@@ -107,13 +119,7 @@ class AttemptActivities:
             raise ApplicationError(
                 "the caller no longer holds this call", type=errors.CALLER_GONE, non_retryable=True
             )
-        provider = self.providers.get(attempt.target.provider)
-        if provider is None:
-            raise ApplicationError(
-                f"provider {attempt.target.provider!r} is not configured here",
-                type=errors.PROVIDER_UNAVAILABLE,
-                non_retryable=True,
-            )
+        provider = provider_named(self.providers, attempt.target.provider)
         call = ProviderCall(
             body=pending.body,
             inbound=pending.inbound,

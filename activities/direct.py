@@ -12,11 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
-from activities.attempt import PendingCall, send
+from activities.attempt import PendingCall, provider_named, send
 from activities.providers.base import Provider, ProviderCall
-from workflows import errors
 from workflows.contracts import Target, Usage, WireFormat
 
 
@@ -42,13 +40,7 @@ class DirectCallActivities:
 
     @activity.defn(name="complete_call")
     async def complete_call(self, attempt: DirectAttempt) -> DirectOutcome:
-        provider = self.providers.get(attempt.target.provider)
-        if provider is None:
-            raise ApplicationError(
-                f"provider {attempt.target.provider!r} is not configured",
-                type=errors.PROVIDER_UNAVAILABLE,
-                non_retryable=True,
-            )
+        provider = provider_named(self.providers, attempt.target.provider)
         pending = PendingCall(attempt.body, attempt.inbound)
         call = ProviderCall(attempt.body, attempt.inbound, attempt.target.model, attempt.max_tokens)
         outcome = await send(provider, call, pending)

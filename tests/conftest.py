@@ -8,11 +8,15 @@ from temporalio.client import Client
 
 from worker.devserver import DevServer
 
+SUGGEST_CONTINUE_AS_NEW = {"limit.historyCount.suggestContinueAsNew": 400}
+
 
 @pytest.fixture(scope="session")
 async def dev_server() -> AsyncIterator[DevServer]:
     """An in-memory, headless dev server with runcap's search attributes and update limits."""
-    async with DevServer(ui=False) as server:
+    # Runs continue as new every few dozen calls here (4,096 events by default), so every test
+    # that makes many calls also proves that budgets, results and the ledger survive it.
+    async with DevServer(ui=False, extra_config=SUGGEST_CONTINUE_AS_NEW) as server:
         yield server
 
 

@@ -145,6 +145,7 @@ def start_dev_command(
     ui_port: int | None,
     db_file: Path | None,
     namespace: str = "default",
+    extra_config: Mapping[str, int] | None = None,
 ) -> list[str]:
     """Build the `temporal server start-dev` argument list (ui_port None means headless)."""
     cmd = [str(cli), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port)]
@@ -157,7 +158,7 @@ def start_dev_command(
             cmd += ["--sqlite-pragma", f"{pragma}={value}"]
     for name, kind in SEARCH_ATTRIBUTES.items():
         cmd += ["--search-attribute", f"{name}={kind}"]
-    for key, number in DYNAMIC_CONFIG.items():
+    for key, number in {**DYNAMIC_CONFIG, **(extra_config or {})}.items():
         cmd += ["--dynamic-config-value", f"{key}={number}"]
     return [*cmd, "--log-level", "warn"]
 
@@ -175,6 +176,7 @@ class DevServer:
         namespace: str = "default",
         log_file: Path | None = None,
         start_timeout: float = 60.0,
+        extra_config: Mapping[str, int] | None = None,
     ) -> None:
         self.port = port or free_port()
         self.ui_port = (ui_port or free_port()) if ui else None
@@ -183,6 +185,8 @@ class DevServer:
         self.target = f"127.0.0.1:{self.port}"
         self.ui_url = f"http://127.0.0.1:{self.ui_port}" if self.ui_port else None
         self.start_timeout = start_timeout
+        self.extra_config = dict(extra_config or {})
+        """More dynamic config; tests use it to make Temporal suggest continue-as-new early."""
         self._log_file = log_file
         self._log: IO[bytes] | None = None
         self._process: asyncio.subprocess.Process | None = None
@@ -205,6 +209,7 @@ class DevServer:
             ui_port=self.ui_port,
             db_file=self.db_file,
             namespace=self.namespace,
+            extra_config=self.extra_config,
         )
         # Output goes to a file, not a pipe nobody drains, so a chatty server can never block.
         if self._log_file is not None:

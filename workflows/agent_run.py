@@ -234,21 +234,7 @@ class AgentRun:
 
     @workflow.query
     def spend(self) -> RunSpend:
-        state = self.state
-        return RunSpend(
-            run_id=self.run_input.run_id,
-            status=state.status,
-            budget_micros=state.budget_micros,
-            spent_micros=state.spent_micros,
-            reserved_micros=self.budget.reserved_micros,
-            remaining_micros=max(self.budget.remaining_micros, 0),
-            calls=state.calls,
-            failed_calls=state.failed_calls,
-            overruns=state.overruns,
-            overrun_micros=state.overrun_micros,
-            by_step=state.by_step,
-            by_model=state.by_model,
-        )
+        return self.budget.report(self.run_input.run_id)
 
     @workflow.query
     def status(self) -> RunStatus:

@@ -18,6 +18,7 @@ from typing import Any
 from workflows.contracts import (
     TOKENS_PER_PRICE_UNIT,
     Price,
+    RunSpend,
     RunState,
     StepSpend,
     Target,
@@ -168,6 +169,24 @@ class Budget:
             state.overruns += 1
             state.overrun_micros += overrun
         return overrun
+
+    def report(self, run_id: str) -> RunSpend:
+        """The run's figures as the ``spend`` query answers them."""
+        state = self.state
+        return RunSpend(
+            run_id=run_id,
+            status=state.status,
+            budget_micros=state.budget_micros,
+            spent_micros=state.spent_micros,
+            reserved_micros=self.reserved_micros,
+            remaining_micros=max(self.remaining_micros, 0),
+            calls=state.calls,
+            failed_calls=state.failed_calls,
+            overruns=state.overruns,
+            overrun_micros=state.overrun_micros,
+            by_step=state.by_step,
+            by_model=state.by_model,
+        )
 
     def crossed_thresholds(self) -> list[int]:
         """Alert thresholds newly crossed by settled spend; each is reported once per run."""

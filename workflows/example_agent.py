@@ -143,18 +143,4 @@ class ExampleAgent:
 
     @workflow.query
     def spend(self) -> RunSpend:
-        state = self.budget.state
-        return RunSpend(
-            run_id=self.task.task_id,
-            status="open",
-            budget_micros=state.budget_micros,
-            spent_micros=state.spent_micros,
-            reserved_micros=self.budget.reserved_micros,
-            remaining_micros=self.budget.remaining_micros,
-            calls=state.calls,
-            failed_calls=state.failed_calls,
-            overruns=state.overruns,
-            overrun_micros=state.overrun_micros,
-            by_step=state.by_step,
-            by_model=state.by_model,
-        )
+        return self.budget.report(self.task.task_id)

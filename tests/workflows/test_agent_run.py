@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 from sqlmodel import col
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import Replayer
 
 from activities.fake_provider import FakeProvider
 from activities.models import LedgerEntry
 from tests.workflows.conftest import TargetFactory
-from worker.caller import Caller, CallFailed, CallSpec, run_handle
+from worker.caller import Caller, CallFailed, CallReply, CallSpec, run_handle
 from workflows import errors
 from workflows.agent_run import AgentRun
 from workflows.budget import cost_micros, estimate_input_tokens, reservation_micros
@@ -268,3 +268,39 @@ async def test_an_idle_run_expires_and_reopens_with_its_spend(
     with pytest.raises(CallFailed) as closed:
         await caller.call(run, spec([small]))
     assert closed.value.kind == errors.RUN_NOT_OPEN
+
+
+async def test_a_long_run_continues_as_new_without_losing_a_cent(
+    caller: Caller, temporal_client: Client, target: TargetFactory, engine: Engine
+) -> None:
+    """Past Temporal's suggestion the run continues as new: spend, calls and ledger carry over."""
+    small = target("fake-small")
+    run = new_run(10 * MICROS_PER_USD)
+    replies: list[CallReply] = []
+
+    async def wave(step: str) -> None:
+        replies.extend(
+            await asyncio.gather(*(caller.call(run, spec([small], tags=[step])) for _ in range(10)))
+        )
+
+    for n in range(5):  # ~10 events a call; the test server suggests a new run at 400
+        await wave(f"step:w{n}")
+    first = await run_handle(temporal_client, run.run_id).describe()
+
+    async def continued() -> bool:
+        await wave("step:more")  # calls keep coming while the run drains and moves on
+        described = await run_handle(temporal_client, run.run_id).describe()
+        return described.run_id != first.run_id
+
+    assert await eventually(continued, within=30), "the run never continued as new"
+    old = temporal_client.get_workflow_handle(workflow_id(run.run_id), run_id=first.run_id)
+    assert (await old.describe()).status == WorkflowExecutionStatus.CONTINUED_AS_NEW
+    spend = await run_handle(temporal_client, run.run_id).query(AgentRun.spend)
+    assert spend.calls == len(replies) and spend.reserved_micros == 0
+    assert spend.spent_micros == sum(r.result.cost_micros for r in replies)
+    assert {"step:w0", "step:w4", "step:more"} <= set(spend.by_step)
+    rows = await eventually(
+        lambda: len(ledger_rows(engine, run)) == len(replies) and ledger_rows(engine, run)
+    )
+    assert sum(r.cost_micros for r in rows) == spend.spent_micros
+    await Replayer(workflows=[AgentRun]).replay_workflow(await old.fetch_history())
