@@ -114,6 +114,7 @@ class Caller:
         self.workflow_task_queue = workflow_task_queue
         self.pending: dict[str, PendingCall] = {}
         self.replies: OrderedDict[str, CallReply] = OrderedDict()
+        self._running_calls: dict[str, asyncio.Future[CallReply]] = {}
         self.worker = Worker(
             client,
             task_queue=self.task_queue,
@@ -152,6 +153,16 @@ class Caller:
         kept = self.replies.get(req.call_id)
         if kept is not None:
             return kept
+        # The same call id twice at once (a client retrying too early) shares the first call:
+        # one body in ``pending``, one update, one answer for both.
+        running = self._running_calls.get(req.call_id)
+        if running is None:
+            running = asyncio.ensure_future(self._call(run, req, spec))
+            self._running_calls[req.call_id] = running
+            running.add_done_callback(lambda _: self._running_calls.pop(req.call_id, None))
+        return await asyncio.shield(running)
+
+    async def _call(self, run: RunInput | str, req: CallRequest, spec: CallSpec) -> CallReply:
         pending = PendingCall(spec.body, spec.inbound, stream=False, headers=spec.headers)
         self.pending[req.call_id] = pending
         try:

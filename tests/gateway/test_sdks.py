@@ -270,3 +270,24 @@ async def test_alerts_fire_once_per_threshold(gateway: Gateway) -> None:
     assert ("threshold", 50) in kinds and ("threshold", 80) in kinds
     assert kinds.count(("refused", 0)) == 1
     assert len(kinds) == len(set(kinds))
+
+
+async def test_concurrent_retries_with_one_idempotency_key_are_one_call(gateway: Gateway) -> None:
+    """Five copies of one request in flight at once: one charge, the same answer for all."""
+    key = await gateway.create_key()
+    await gateway.fake.script("fake-small", latency_ms=300)
+    try:
+        client = oai(gateway, key["key"])
+        answers = await asyncio.gather(
+            *(
+                client.chat.completions.with_raw_response.create(
+                    model="fake-small", messages=MESSAGES, extra_headers={"Idempotency-Key": "k-1"}
+                )
+                for _ in range(5)
+            )
+        )
+    finally:
+        await gateway.fake.reset()
+    assert len({a.parse().id for a in answers}) == 1
+    spend = await run_handle(gateway.temporal, key["id"]).query(AgentRun.spend)
+    assert spend.calls == 1
