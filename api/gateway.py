@@ -178,8 +178,11 @@ async def handle_call(
     try:
         if wire.stream:
             call_stream = await ctx.caller.stream(run, spec)
+            # The slot is the call's, not the response's: it frees when the call settles, even
+            # if the client leaves before the body is ever read.
+            call_stream.task.add_done_callback(lambda _: ctx.limiter.release(run.run_id))
             return StreamingResponse(
-                _relay(call_stream, stream_error, lambda: ctx.limiter.release(run.run_id)),
+                _relay(call_stream, stream_error),
                 media_type="text/event-stream",
                 headers={"cache-control": "no-cache", "x-runcap-call-id": spec.call_id},
             )
@@ -197,27 +200,22 @@ async def handle_call(
 
 
 async def _relay(
-    call_stream: CallStream,
-    stream_error: Callable[[GatewayError], bytes],
-    done: Callable[[], None],
+    call_stream: CallStream, stream_error: Callable[[GatewayError], bytes]
 ) -> AsyncIterator[bytes]:
     """The provider's chunks as they come, then the settled cost as an SSE comment.
 
     Headers leave before the answer, so a stream reports its cost at its end; a client that
     goes away mid-stream leaves the call to settle on the provider's own usage report.
     """
+    async for chunk in call_stream.chunks():
+        yield chunk
     try:
-        async for chunk in call_stream.chunks():
-            yield chunk
-        try:
-            result = await call_stream.result()
-        except CallFailed as failure:
-            yield stream_error(failure_to_http(failure))
-            return
-        cost = _cost_headers(result)
-        yield (
-            f": x-runcap-cost-usd={cost['x-runcap-cost-usd']} "
-            f"x-runcap-budget-remaining-usd={cost['x-runcap-budget-remaining-usd']}\n\n"
-        ).encode()
-    finally:
-        done()
+        result = await call_stream.result()
+    except CallFailed as failure:
+        yield stream_error(failure_to_http(failure))
+        return
+    cost = _cost_headers(result)
+    yield (
+        f": x-runcap-cost-usd={cost['x-runcap-cost-usd']} "
+        f"x-runcap-budget-remaining-usd={cost['x-runcap-budget-remaining-usd']}\n\n"
+    ).encode()

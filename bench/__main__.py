@@ -30,7 +30,8 @@ async def main(parts: list[str]) -> None:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "parts", nargs="*", default=["core", "gateway"], choices=["core", "gateway"]
-    )
-    asyncio.run(main(parser.parse_args().parts))
+    parser.add_argument("parts", nargs="*", help="core, gateway, or both (the default)")
+    parts = parser.parse_args().parts or ["core", "gateway"]
+    if unknown := set(parts) - {"core", "gateway"}:
+        parser.error(f"unknown part(s): {', '.join(sorted(unknown))}")
+    asyncio.run(main(parts))

@@ -6,6 +6,7 @@ dev server; the load comes from this process over loopback, non-stream and strea
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -61,15 +62,25 @@ async def run(stack: Stack) -> None:
             base, _ = await timed(first_chunk(fake, {}), concurrency=concurrency, total=total)
             via, _ = await timed(first_chunk(api, headers), concurrency=concurrency, total=total)
             print(row(f"stream TTFC, conc {concurrency}", base, via))
-        await _throughput(post(api, {}, headers), post(fake, {}, {}))
+        tasks = itertools.cycle(range(64))
+
+        async def per_task() -> None:
+            tagged = {**headers, "x-runcap-tags": f"task:bench-{next(tasks)}"}
+            (await http.post(api, json=BODY, headers=tagged)).raise_for_status()
+
+        await _throughput(
+            [
+                ("fake provider, direct", post(fake, {}, {})),
+                ("runcap api, one run", post(api, {}, headers)),
+                ("runcap api, 64 task runs", per_task),
+            ]
+        )
 
 
-async def _throughput(
-    through: Callable[[], Awaitable[None]], direct: Callable[[], Awaitable[None]]
-) -> None:
-    print("\n### Throughput at concurrency 64\n")
+async def _throughput(cases: list[tuple[str, Callable[[], Awaitable[None]]]]) -> None:
+    print("\n### Throughput at concurrency 64 (api: 1 process, worker: 1 process)\n")
     print("| target | calls | seconds | calls/s |\n|---|---|---|---|")
-    for label, call in (("fake provider, direct", direct), ("runcap api (1 process)", through)):
+    for label, call in cases:
         _, took = await timed(call, concurrency=64, total=THROUGHPUT_CALLS)
         print(f"| {label} | {THROUGHPUT_CALLS} | {took:.2f} | {THROUGHPUT_CALLS / took:.0f} |")
 
