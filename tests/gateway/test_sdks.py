@@ -18,7 +18,7 @@ from activities.models import LedgerEntry
 from tests.gateway.conftest import Gateway
 from worker.caller import run_handle
 from workflows.agent_run import AgentRun
-from workflows.contracts import MICROS_PER_USD
+from workflows.contracts import MICROS_PER_USD, workflow_id
 
 MESSAGES: list[Any] = [{"role": "user", "content": "make the failing test pass"}]
 
@@ -106,6 +106,16 @@ async def test_openai_sdk_with_tags_is_attributed_per_task_and_step(gateway: Gat
     assert spend.spent_micros == total and spend.reserved_micros == 0
     run = (await gateway.admin.get(f"/admin/runs/{run_id}")).json()
     assert Decimal(run["spent_usd"]) * MICROS_PER_USD == total
+    query = f'WorkflowId = "{workflow_id(run_id)}" AND RunCost > 0'
+    for _ in range(100):  # visibility is refreshed off the call path, within a flush pause
+        listed = [wf async for wf in gateway.temporal.list_workflows(query)]
+        costs = [
+            p.value for wf in listed for p in wf.typed_search_attributes if p.key.name == "RunCost"
+        ]
+        if costs == [total / MICROS_PER_USD]:
+            break
+        await asyncio.sleep(0.1)
+    assert costs == [total / MICROS_PER_USD]
 
 
 async def test_anthropic_sdk_stream_and_non_stream(gateway: Gateway) -> None:
