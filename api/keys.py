@@ -6,11 +6,15 @@ from this process's auth cache so it fails on the very next call.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import secrets
 from datetime import UTC
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, BackgroundTasks, Depends
 from sqlmodel import col, select
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError
 
 from activities.models import (
     VirtualKey,
@@ -21,9 +25,13 @@ from activities.models import (
 )
 from activities.pricing import micros_to_usd, usd_to_micros
 from api.auth import hash_secret, new_secret, require_admin
-from api.deps import KeyCacheDep, SessionDep
+from api.deps import KeyCacheDep, SessionDep, TemporalClientDep
 from api.errors import BadRequest, NotFound
 from api.tags import merge_tags
+from workflows.agent_run import AgentRun
+from workflows.contracts import Revoke
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/admin/keys", tags=["keys"], dependencies=[Depends(require_admin)])
 
@@ -97,8 +105,18 @@ def get_key(key_id: str, session: SessionDep) -> VirtualKeyPublic:
 
 
 @router.post("/{key_id}/revoke")
-def revoke_key(key_id: str, session: SessionDep, cache: KeyCacheDep) -> VirtualKeyPublic:
-    """Revoke a key (idempotent): its next call is refused, other keys are untouched."""
+def revoke_key(
+    key_id: str,
+    session: SessionDep,
+    cache: KeyCacheDep,
+    temporal: TemporalClientDep,
+    background: BackgroundTasks,
+) -> VirtualKeyPublic:
+    """Revoke a key (idempotent): its next call is refused, other keys are untouched.
+
+    Its open runs are revoked too, after the answer, so they show as revoked in the Temporal UI
+    and hand nothing more out; the refusal itself does not wait on them.
+    """
     key = _get(session, key_id)
     if key.revoked_at is None:
         key.revoked_at = utcnow()
@@ -106,4 +124,17 @@ def revoke_key(key_id: str, session: SessionDep, cache: KeyCacheDep) -> VirtualK
         session.commit()
         session.refresh(key)
     cache.invalidate(key.id)
+    background.add_task(revoke_runs, temporal, key.id)
     return key_public(key)
+
+
+async def revoke_runs(temporal: Client, key_id: str) -> None:
+    """Send ``revoke`` to every running ``AgentRun`` of the key; a run that just ended is fine."""
+    query = f'KeyId = "{key_id}" AND ExecutionStatus = "Running"'
+    try:
+        async for run in temporal.list_workflows(query):
+            handle = temporal.get_workflow_handle(run.id)
+            with contextlib.suppress(WorkflowUpdateFailedError, RPCError):
+                await handle.execute_update(AgentRun.revoke, Revoke("key revoked"))
+    except RPCError:
+        log.warning("could not list the runs of revoked key %s", key_id, exc_info=True)

@@ -30,7 +30,7 @@ from temporalio.worker import Worker
 from activities.attempt import AttemptActivities, PendingCall
 from activities.providers.base import Provider
 from workflows import errors
-from workflows.agent_run import AgentRun
+from workflows.agent_run import AgentRun, initial_search_attributes
 from workflows.budget import estimate_input_tokens
 from workflows.contracts import (
     TASK_QUEUE,
@@ -243,6 +243,7 @@ class Caller:
             id=workflow_id(run.run_id),
             task_queue=self.workflow_task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            search_attributes=initial_search_attributes(run),
             # A closed run is not silently restarted with a fresh budget: see ``_reopen``.
             id_reuse_policy=(
                 WorkflowIDReusePolicy.ALLOW_DUPLICATE

@@ -14,7 +14,13 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
+from temporalio.common import (
+    RetryPolicy,
+    SearchAttributeKey,
+    SearchAttributePair,
+    SearchAttributeUpdate,
+    TypedSearchAttributes,
+)
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -60,6 +66,20 @@ BOOKKEEPING_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=10,
 )
+
+
+def initial_search_attributes(run: RunInput) -> TypedSearchAttributes:
+    """What a run shows in visibility from its start: who it belongs to and its budget."""
+    pairs: list[SearchAttributePair[Any]] = [
+        SearchAttributePair(RUN_BUDGET, _usd(run.budget_micros)),
+        SearchAttributePair(RUN_STATUS, "open"),
+    ]
+    for key, value in ((AGENT_NAME, run.agent), (TASK_ID, run.task_id), (KEY_ID, run.key_id)):
+        if value:
+            pairs.append(SearchAttributePair(key, value))
+    if run.tags:
+        pairs.append(SearchAttributePair(RUN_TAGS, run.tags[:MAX_TAGS_IN_SEARCH]))
+    return TypedSearchAttributes(pairs)
 
 
 def _usd(micros: int) -> float:

@@ -193,6 +193,9 @@ async def test_revoked_key_gets_401_and_others_keep_working(gateway: Gateway) ->
         model="fake-small", messages=MESSAGES
     )
     assert answer.choices[0].message.content
+    doomed_run = run_handle(gateway.temporal, doomed["id"])
+    assert (await asyncio.wait_for(doomed_run.result(), timeout=15)).status == "revoked"
+    assert await run_handle(gateway.temporal, other["id"]).query(AgentRun.status) == "open"
 
 
 async def test_primary_529_mid_task_is_invisible_to_the_agent(gateway: Gateway) -> None:
