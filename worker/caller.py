@@ -30,7 +30,7 @@ from temporalio.worker import Worker
 from activities.attempt import AttemptActivities, PendingCall
 from activities.providers.base import Provider
 from workflows import errors
-from workflows.agent_run import AgentRun, initial_search_attributes
+from workflows.agent_run import AgentRun
 from workflows.budget import estimate_input_tokens
 from workflows.contracts import (
     TASK_QUEUE,
@@ -42,6 +42,7 @@ from workflows.contracts import (
     WireFormat,
     workflow_id,
 )
+from workflows.visibility import initial_search_attributes
 
 DRAIN_RETRY_SECONDS = 0.05
 DRAIN_RETRIES = 200

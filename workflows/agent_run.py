@@ -11,16 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
-from temporalio.common import (
-    RetryPolicy,
-    SearchAttributeKey,
-    SearchAttributePair,
-    SearchAttributeUpdate,
-    TypedSearchAttributes,
-)
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -28,7 +21,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.budget import Budget, BudgetExceeded
     from workflows.chain import ATTEMPT_RETRY, budget_error, call_with_budget, check_call
     from workflows.contracts import (
-        MICROS_PER_USD,
         Alert,
         AttemptInput,
         AttemptOutcome,
@@ -43,15 +35,7 @@ with workflow.unsafe.imports_passed_through():
         RunStatus,
         TopUp,
     )
-
-RUN_COST = SearchAttributeKey.for_float("RunCost")
-RUN_BUDGET = SearchAttributeKey.for_float("RunBudget")
-RUN_CALLS = SearchAttributeKey.for_int("RunCalls")
-RUN_STATUS = SearchAttributeKey.for_keyword("RunStatus")
-AGENT_NAME = SearchAttributeKey.for_keyword("AgentName")
-TASK_ID = SearchAttributeKey.for_keyword("TaskId")
-RUN_TAGS = SearchAttributeKey.for_keyword_list("RunTags")
-KEY_ID = SearchAttributeKey.for_keyword("KeyId")
+    from workflows.visibility import memo, search_attribute_updates
 
 ATTEMPT_START_TIMEOUT = timedelta(seconds=10)
 """No caller picked the attempt up in this time: the caller is gone."""
@@ -60,31 +44,11 @@ ATTEMPT_HEARTBEAT = timedelta(seconds=30)
 FLUSH_PAUSE = timedelta(seconds=1)
 """Coalesces search-attribute upserts and ledger writes: at most one flush per pause."""
 KEPT_RESULTS = 256
-MAX_TAGS_IN_SEARCH = 32
 BOOKKEEPING_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=10,
 )
-
-
-def initial_search_attributes(run: RunInput) -> TypedSearchAttributes:
-    """What a run shows in visibility from its start: who it belongs to and its budget."""
-    pairs: list[SearchAttributePair[Any]] = [
-        SearchAttributePair(RUN_BUDGET, _usd(run.budget_micros)),
-        SearchAttributePair(RUN_STATUS, "open"),
-    ]
-    for key, value in ((AGENT_NAME, run.agent), (TASK_ID, run.task_id), (KEY_ID, run.key_id)):
-        if value:
-            pairs.append(SearchAttributePair(key, value))
-    if run.tags:
-        pairs.append(SearchAttributePair(RUN_TAGS, run.tags[:MAX_TAGS_IN_SEARCH]))
-    return TypedSearchAttributes(pairs)
-
-
-def _usd(micros: int) -> float:
-    # Search attributes are Doubles; the exact figure stays in integer micro-dollars.
-    return micros / MICROS_PER_USD
 
 
 @workflow.defn(sandboxed=False)
@@ -347,25 +311,5 @@ class AgentRun:
         if not self.dirty:
             return
         self.dirty = False
-        run, state = self.run_input, self.state
-        pairs: list[SearchAttributeUpdate[Any]] = [
-            RUN_COST.value_set(_usd(state.spent_micros)),
-            RUN_BUDGET.value_set(_usd(state.budget_micros)),
-            RUN_CALLS.value_set(state.calls),
-            RUN_STATUS.value_set(state.status),
-        ]
-        if run.agent:
-            pairs.append(AGENT_NAME.value_set(run.agent))
-        if run.task_id:
-            pairs.append(TASK_ID.value_set(run.task_id))
-        if run.key_id:
-            pairs.append(KEY_ID.value_set(run.key_id))
-        if run.tags:
-            pairs.append(RUN_TAGS.value_set(run.tags[:MAX_TAGS_IN_SEARCH]))
-        workflow.upsert_search_attributes(pairs)
-        workflow.upsert_memo(
-            {
-                "by_step": {k: v.cost_micros for k, v in state.by_step.items()},
-                "spent": state.spent_micros,
-            }
-        )
+        workflow.upsert_search_attributes(search_attribute_updates(self.run_input, self.state))
+        workflow.upsert_memo(memo(self.state))
