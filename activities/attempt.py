@@ -64,9 +64,23 @@ def _retry_delay(err: ProviderError) -> timedelta | None:
     return timedelta(seconds=min(max(err.retry_after, 0.0), 60.0))
 
 
+TARGET_REFUSED = (401, 403, 404)
+"""The target, not the request, is at fault (runcap's key, access, or the model is missing
+there): no retry, but the next target may serve the call."""
+
+
 def provider_failure(err: ProviderError) -> ApplicationError:
-    """4xx: the provider's word is final. 408/429/5xx/529/timeouts: retry, then fall back."""
+    """400-class: the provider's word on the request is final. 401/403/404: this target cannot
+    serve, try the next. 408/429/5xx/529/timeouts: retry, then fall back."""
     usage = asdict(err.usage) if err.usage else {}
+    if err.status in TARGET_REFUSED:
+        return ApplicationError(
+            f"{err.status} from the provider: {err.message}",
+            err.status,
+            usage,
+            type=errors.PROVIDER_UNAVAILABLE,
+            non_retryable=True,
+        )
     if err.retryable:
         return ApplicationError(
             err.message,

@@ -21,6 +21,7 @@ from temporalio.client import (
     WorkflowFailureError,
     WorkflowHandle,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
@@ -210,7 +211,11 @@ class Caller:
                     raise CallFailed(
                         errors.RUN_NOT_OPEN, f"run {_run_id(run)} is not open"
                     ) from None
-                raise
+                raise CallFailed(errors.TEMPORAL_UNAVAILABLE, f"Temporal: {err.message}") from None
+            except WorkflowUpdateRPCTimeoutOrCancelledError:
+                raise CallFailed(
+                    errors.TEMPORAL_UNAVAILABLE, "Temporal did not answer in time; retry"
+                ) from None
             except WorkflowUpdateFailedError as err:
                 failure = _failure(err)
                 if failure.kind != errors.RUN_DRAINING:

@@ -11,7 +11,8 @@ Workflow, activities and callers agree on these names; the api maps them to HTTP
     ├── ProviderRejected   a provider answered 4xx: not retried, not billed (details: status)
     ├── ProviderUnavailable  408/429/5xx/529/timeout: retried briefly, then the next target
     ├── AllTargetsFailed   every target of the chain failed (details: the attempts)
-    └── CallerGone         the caller that holds the body is no longer there
+    ├── CallerGone         the caller that holds the body is no longer there
+    └── TemporalUnavailable  the caller could not reach Temporal (raised caller-side only)
 """
 
 from __future__ import annotations
@@ -25,5 +26,6 @@ PROVIDER_REJECTED = "ProviderRejected"
 PROVIDER_UNAVAILABLE = "ProviderUnavailable"
 ALL_TARGETS_FAILED = "AllTargetsFailed"
 CALLER_GONE = "CallerGone"
+TEMPORAL_UNAVAILABLE = "TemporalUnavailable"
 
 NON_RETRYABLE = [PROVIDER_REJECTED, CALLER_GONE, BAD_CALL]

@@ -304,3 +304,16 @@ async def test_a_long_run_continues_as_new_without_losing_a_cent(
     )
     assert sum(r.cost_micros for r in rows) == spend.spent_micros
     await Replayer(workflows=[AgentRun]).replay_workflow(await old.fetch_history())
+
+
+async def test_a_target_refusing_runcaps_key_falls_back_without_retry(
+    caller: Caller, fake: FakeProvider, target: TargetFactory
+) -> None:
+    """A 401 says the target cannot serve (runcap's credentials), not that the call is bad."""
+    await fake.script("fake-large", faults=[{"status": 401, "times": None, "message": "bad key"}])
+    reply = await caller.call(
+        new_run(MICROS_PER_USD), spec([target("fake-large"), target("fake-small")])
+    )
+    assert reply.result.target is not None and reply.result.target.model == "fake-small"
+    assert "bad key" in reply.result.attempts[0].error
+    assert (await fake.calls())["fake-large"]["calls"] == 1  # no retry of a refused target
