@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
-from worker.devserver import DevServer
+from worker.devserver import DevServer, stop_process
 
 ADMIN_KEY = "rc-admin-bench"
 
@@ -53,11 +53,7 @@ async def child(argv: list[str], env: dict[str, str], port: int | None) -> Async
             await wait_port(port, process)
         yield
     finally:
-        process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), timeout=15)
-        except TimeoutError:
-            process.kill()
+        await stop_process(process)
 
 
 @dataclass

@@ -17,12 +17,12 @@ from temporalio.worker import Worker
 from worker.devserver import (
     DYNAMIC_CONFIG,
     SEARCH_ATTRIBUTES,
+    DevServer,
     TemporalCliError,
     cache_dir,
     ensure_temporal_cli,
     find_temporal_cli,
     start_dev_command,
-    start_dev_server,
 )
 
 
@@ -132,7 +132,7 @@ async def test_file_backed_server_uses_wal(tmp_path: Path) -> None:
     """A db file gets the WAL pragma, and a second start on the same file works."""
     db_file = tmp_path / "temporal.db"
     for _ in range(2):
-        server = await start_dev_server(db_file=db_file, ui=False)
-        await server.stop()
+        async with DevServer(db_file=db_file, ui=False):
+            pass
     with sqlite3.connect(db_file) as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)

@@ -44,7 +44,7 @@ __all__ = [
     "cache_dir",
     "ensure_temporal_cli",
     "find_temporal_cli",
-    "start_dev_server",
+    "stop_process",
 ]
 
 # One list for the dev server, docker-compose and the workflows: type names as the CLI spells them.
@@ -110,6 +110,20 @@ def start_dev_command(
     for key, number in {**DYNAMIC_CONFIG, **(extra_config or {})}.items():
         cmd += ["--dynamic-config-value", f"{key}={number}"]
     return [*cmd, "--log-level", "warn"]
+
+
+async def stop_process(process: asyncio.subprocess.Process, grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds: every child of ours stops the same way."""
+    if process.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(process.wait(), grace)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
 
 
 class DevServer:
@@ -222,15 +236,8 @@ class DevServer:
     async def stop(self, grace: float = 10.0) -> None:
         """Stop the server: SIGTERM, then SIGKILL after `grace` seconds."""
         process, self._process = self._process, None
-        if process is not None and process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), grace)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                await process.wait()
+        if process is not None:
+            await stop_process(process, grace)
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -246,23 +253,6 @@ class DevServer:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
-
-
-async def start_dev_server(
-    *,
-    db_file: Path | None = None,
-    port: int | None = None,
-    ui_port: int | None = None,
-    ui: bool = True,
-    namespace: str = "default",
-    log_file: Path | None = None,
-) -> DevServer:
-    """Start a dev server (in memory unless `db_file`) on free ports unless given; wait for it."""
-    server = DevServer(
-        db_file=db_file, port=port, ui_port=ui_port, ui=ui, namespace=namespace, log_file=log_file
-    )
-    await server.start()
-    return server
 
 
 async def _serve(args: argparse.Namespace) -> None:

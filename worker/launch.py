@@ -19,7 +19,7 @@ from pathlib import Path
 from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from worker.devserver import DevServer, TemporalCliError
+from worker.devserver import DevServer, TemporalCliError, stop_process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PORT_WAIT_SECONDS = 60.0
@@ -139,18 +139,6 @@ async def _wait_port(child: Child) -> None:
         ) from None
 
 
-async def _stop(process: asyncio.subprocess.Process, grace: float = 10.0) -> None:
-    if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), grace)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
-
-
 def _banner(settings: LaunchSettings, server: DevServer, key: str, key_file: Path | None) -> str:
     api = f"http://{settings.api_host}:{settings.api_port}"
     saved = f"  (saved in {key_file})" if key_file else ""
@@ -230,7 +218,7 @@ async def launch(settings: LaunchSettings) -> int:
         print("stopping...", flush=True)
         for child in reversed(children):
             if child.process is not None:
-                await _stop(child.process)
+                await stop_process(child.process)
         await server.stop()
         for relay in relays:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
