@@ -258,7 +258,11 @@ class AgentRun:
             # workflow tasks it costs stay off the calls' own path.
             with contextlib.suppress(TimeoutError):  # a close ends the pause early
                 await workflow.wait_condition(
-                    lambda: self.state.status != "open", timeout=FLUSH_PAUSE
+                    lambda: (
+                        self.state.status != "open"
+                        or workflow.info().is_continue_as_new_suggested()
+                    ),
+                    timeout=FLUSH_PAUSE,
                 )
             await self._flush()
         await self._drain()
