@@ -33,6 +33,9 @@ def main() -> None:
         http="httptools" if _available("httptools") else "h11",
         access_log=False,
         workers=1,
+        # Longer than an agent's pause between calls, so its SDK's pooled connection is not
+        # closed under it (uvicorn's default of 5 s races with reuse and drops requests).
+        timeout_keep_alive=75,
     )
 
 
