@@ -309,10 +309,14 @@ class CallStream:
         if self.task.done():
             return None
         getter = asyncio.ensure_future(queue.get())
-        await asyncio.wait({getter, self.task}, return_when=asyncio.FIRST_COMPLETED)
-        if getter.done():
+        try:
+            await asyncio.wait({getter, self.task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            # Also when the client leaves and this wait is cancelled: no getter outlives it.
+            if not getter.done():
+                getter.cancel()
+        if getter.done() and not getter.cancelled():
             return getter.result()
-        getter.cancel()
         return queue.get_nowait() if not queue.empty() else None
 
     async def chunks(self) -> AsyncIterator[bytes]:
