@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -71,10 +70,11 @@ def parse_body(raw: bytes, model: type[BaseModel]) -> tuple[dict[str, Any], Any]
 
 
 def call_id_of(request: Request, key: KeyPolicy) -> str:
-    """The update id: one per ``Idempotency-Key`` (scoped to the key), else a fresh one."""
+    """The update id of an ``Idempotency-Key`` (scoped to the key); empty lets the caller pick
+    a fresh one, and keeps no copy of the answer for a retry that cannot come."""
     idem = request.headers.get("idempotency-key")
     if idem is None:
-        return uuid.uuid4().hex
+        return ""
     if not 0 < len(idem) <= MAX_IDEMPOTENCY_KEY:
         raise BadRequest(f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY} characters")
     return "idem-" + hashlib.sha256(f"{key.id}\x00{idem}".encode()).hexdigest()[:40]
@@ -184,7 +184,7 @@ async def handle_call(
             return StreamingResponse(
                 _relay(call_stream, stream_error),
                 media_type="text/event-stream",
-                headers={"cache-control": "no-cache", "x-runcap-call-id": spec.call_id},
+                headers={"cache-control": "no-cache", "x-runcap-call-id": call_stream.call_id},
             )
         reply = await ctx.caller.call(run, spec)
     except CallFailed as failure:

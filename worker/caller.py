@@ -78,6 +78,7 @@ class CallSpec:
     max_tokens: int
     tags: list[str] = field(default_factory=list)
     call_id: str = ""
+    """Set it to make the call idempotent (the same id is one call); empty picks a fresh one."""
     headers: dict[str, str] = field(default_factory=dict)
     requested_model: str = ""
     input_tokens: int | None = None
@@ -177,7 +178,8 @@ class Caller:
         finally:
             self.pending.pop(req.call_id, None)
         reply = CallReply(result, pending.reply.body if pending.reply else None)
-        self._keep(req.call_id, reply)
+        if spec.call_id:  # only a caller-chosen id can be sent again
+            self._keep(req.call_id, reply)
         return reply
 
     async def stream(self, run: RunInput | str, spec: CallSpec) -> CallStream:
@@ -191,7 +193,7 @@ class Caller:
         self.pending[req.call_id] = pending
         task = asyncio.create_task(self._update(run, req))
         task.add_done_callback(lambda _: self.pending.pop(req.call_id, None))
-        call_stream = CallStream(pending, task)
+        call_stream = CallStream(req.call_id, pending, task)
         await call_stream.first()
         return call_stream
 
@@ -290,7 +292,8 @@ def _run_id(run: RunInput | str) -> str:
 class CallStream:
     """The chunks of a streaming call as they arrive, then its settled ``result``."""
 
-    def __init__(self, pending: PendingCall, task: asyncio.Task[CallResult]) -> None:
+    def __init__(self, call_id: str, pending: PendingCall, task: asyncio.Task[CallResult]) -> None:
+        self.call_id = call_id
         self.pending = pending
         self.task = task
         self._first: bytes | None = None
