@@ -33,7 +33,7 @@ class PendingCall:
     inbound: WireFormat
     stream: bool = False
     headers: dict[str, str] = field(default_factory=dict)
-    chunks: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
+    chunks: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
     reply: ProviderReply | None = None
     chunks_sent: int = 0
 

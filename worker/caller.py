@@ -13,7 +13,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio.client import (
     Client,
@@ -51,6 +51,7 @@ workflow task, so callers back off instead of hammering it."""
 DRAIN_RETRIES = 40
 KEPT_REPLIES = 1024
 KEPT_OPEN_RUNS = 10_000
+V = TypeVar("V")
 
 
 def run_handle(client: Client, run_id: str) -> WorkflowHandle[Any, RunSpend]:
@@ -179,7 +180,7 @@ class Caller:
             self.pending.pop(req.call_id, None)
         reply = CallReply(result, pending.reply.body if pending.reply else None)
         if spec.call_id:  # only a caller-chosen id can be sent again
-            self._keep(req.call_id, reply)
+            _remember(self.replies, req.call_id, reply, KEPT_REPLIES)
         return reply
 
     async def stream(self, run: RunInput | str, spec: CallSpec) -> CallStream:
@@ -196,11 +197,6 @@ class Caller:
         call_stream = CallStream(req.call_id, pending, task)
         await call_stream.first()
         return call_stream
-
-    def _keep(self, call_id: str, reply: CallReply) -> None:
-        self.replies[call_id] = reply
-        while len(self.replies) > KEPT_REPLIES:
-            self.replies.popitem(last=False)
 
     async def _update(self, run: RunInput | str, req: CallRequest) -> CallResult:
         if isinstance(run, RunInput) and run.budget_micros <= 0:
@@ -275,14 +271,20 @@ class Caller:
         result = await self.client.execute_update_with_start_workflow(
             AgentRun.call_model, req, start_workflow_operation=start, id=req.call_id
         )
-        self._open_runs[run.run_id] = None
-        while len(self._open_runs) > KEPT_OPEN_RUNS:
-            self._open_runs.popitem(last=False)
+        _remember(self._open_runs, run.run_id, None, KEPT_OPEN_RUNS)
         return result
 
     async def _send_to_open(self, run_id: str, req: CallRequest) -> CallResult:
         handle = run_handle(self.client, run_id)
         return await handle.execute_update(AgentRun.call_model, req, id=req.call_id)
+
+
+def _remember(kept: OrderedDict[str, V], key: str, value: V, limit: int) -> None:
+    """Keep ``key`` as the newest entry, forgetting the oldest beyond ``limit``."""
+    kept[key] = value
+    kept.move_to_end(key)
+    while len(kept) > limit:
+        kept.popitem(last=False)
 
 
 def _run_id(run: RunInput | str) -> str:

@@ -8,7 +8,7 @@ go through this one function, so the cap is enforced by the same code whichever 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -121,6 +121,26 @@ async def call_with_budget(
         raise budget_error(budget, exc) from None
     started = workflow.now()
     attempts: list[Attempt] = []
+
+    def row(served: Target | None, usage: Usage, cost: int, error: str = "") -> LedgerRow:
+        return LedgerRow(
+            call_id=req.call_id,
+            run_id=run_id,
+            key_id=key_id,
+            tags=list(req.tags),
+            requested_model=req.requested_model,
+            provider=served.provider if served else "",
+            model=served.model if served else "",
+            status="ok" if served else "failed",
+            attempts=attempts,
+            usage=usage,
+            cost_micros=cost,
+            reserved_micros=plan.reserved_micros,
+            started_at=started.isoformat(),
+            latency_ms=int((workflow.now() - started).total_seconds() * 1000),
+            error=error,
+        )
+
     served: Target | None = None
     outcome: AttemptOutcome | None = None
     failure: ApplicationError | None = None
@@ -147,20 +167,7 @@ async def call_with_budget(
             f"all {len(req.chain)} targets failed",
             _attempt_details(attempts),
         )
-        record(
-            _row(
-                req,
-                run_id,
-                key_id,
-                None,
-                attempts,
-                Usage(),
-                0,
-                plan.reserved_micros,
-                started,
-                failure.message,
-            )
-        )
+        record(row(None, Usage(), 0, failure.message))
         raise failure
     usage = outcome.usage
     known = outcome.usage_known and usage != Usage()
@@ -180,39 +187,8 @@ async def call_with_budget(
         usage=usage,
         attempts=attempts,
     )
-    record(_row(req, run_id, key_id, served, attempts, usage, cost, plan.reserved_micros, started))
+    record(row(served, usage, cost))
     return result
-
-
-def _row(
-    req: CallRequest,
-    run_id: str,
-    key_id: str,
-    served: Target | None,
-    attempts: list[Attempt],
-    usage: Usage,
-    cost: int,
-    reserved: int,
-    started: datetime,
-    error: str = "",
-) -> LedgerRow:
-    return LedgerRow(
-        call_id=req.call_id,
-        run_id=run_id,
-        key_id=key_id,
-        tags=list(req.tags),
-        requested_model=req.requested_model,
-        provider=served.provider if served else "",
-        model=served.model if served else "",
-        status="ok" if served else "failed",
-        attempts=attempts,
-        usage=usage,
-        cost_micros=cost,
-        reserved_micros=reserved,
-        started_at=started.isoformat(),
-        latency_ms=int((workflow.now() - started).total_seconds() * 1000),
-        error=error,
-    )
 
 
 def _attempt_details(attempts: list[Attempt]) -> list[dict[str, object]]:
