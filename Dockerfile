@@ -9,6 +9,9 @@ COPY workflows/ workflows/
 COPY activities/ activities/
 COPY worker/ worker/
 COPY api/ api/
+COPY providers/ providers/
+COPY caller/ caller/
+COPY db/ db/
 # Installed for the dependencies; `python -m` then runs the source in /app, data files included.
 RUN pip install . && useradd --system --uid 10001 --home-dir /app runcap
 

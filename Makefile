@@ -40,7 +40,7 @@ fmt: venv
 	$(PY) -m ruff check --fix .
 
 demo: venv temporal
-	$(PY) -m worker.demo
+	$(PY) -m examples.demo
 
 bench: venv temporal
 	$(PY) -m bench

@@ -14,7 +14,7 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.pricing import micros_to_usd
+from providers.pricing import micros_to_usd
 from workflows.contracts import Alert
 
 log = logging.getLogger(__name__)

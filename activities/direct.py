@@ -13,8 +13,8 @@ from typing import Any
 
 from temporalio import activity
 
-from activities.attempt import PendingCall, provider_named, send
-from activities.providers.base import Provider, ProviderCall
+from caller.attempt import PendingCall, provider_named, send
+from providers.base import Provider, ProviderCall
 from workflows.contracts import Target, Usage, WireFormat
 
 

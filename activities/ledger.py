@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, delete
 from sqlalchemy.dialects import postgresql, sqlite
 from temporalio import activity
 
-from activities.models import LedgerEntry, LedgerTag
+from db.models import LedgerEntry, LedgerTag
 from workflows.contracts import LedgerBatch, LedgerRow
 
 

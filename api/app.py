@@ -26,12 +26,12 @@ from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
-from activities.database import create_tables, make_engine
 from api import keys, spend
 from api.auth import KeyCache
 from api.errors import BodyTooLarge, GatewayError, error_response, install_error_handlers
 from api.ratelimit import RateLimiter
 from api.settings import Settings, get_settings
+from db.engine import create_tables, make_engine
 
 log = logging.getLogger(__name__)
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]

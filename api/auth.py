@@ -19,9 +19,9 @@ from fastapi import Request
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from activities.models import VirtualKey
 from api.errors import AuthError, Unavailable
 from api.settings import Settings
+from db.models import VirtualKey
 
 KEY_PREFIX = "rc-"
 MAX_SECRET_LENGTH = 200

@@ -18,8 +18,6 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
-from activities.pricing import PriceBook, micros_to_usd
-from activities.providers.registry import build_providers
 from api import errors as http_errors
 from api.auth import KeyPolicy
 from api.errors import BadRequest, ForbiddenModel, GatewayError
@@ -27,7 +25,9 @@ from api.ratelimit import RateLimiter
 from api.routing import Router, load_routes
 from api.settings import Settings
 from api.tags import agent_of, call_tags, task_of
-from worker.caller import Caller, CallFailed, CallSpec, CallStream
+from caller.caller import Caller, CallFailed, CallSpec, CallStream
+from providers.pricing import PriceBook, micros_to_usd
+from providers.registry import build_providers
 from workflows import errors
 from workflows.contracts import CallResult, RunInput, WireFormat
 

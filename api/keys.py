@@ -16,18 +16,18 @@ from sqlmodel import col, select
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from activities.models import (
+from api.auth import hash_secret, new_secret, require_admin
+from api.deps import KeyCacheDep, SessionDep, TemporalClientDep
+from api.errors import BadRequest, NotFound
+from api.tags import merge_tags
+from db.models import (
     VirtualKey,
     VirtualKeyCreate,
     VirtualKeyCreated,
     VirtualKeyPublic,
     utcnow,
 )
-from activities.pricing import micros_to_usd, usd_to_micros
-from api.auth import hash_secret, new_secret, require_admin
-from api.deps import KeyCacheDep, SessionDep, TemporalClientDep
-from api.errors import BadRequest, NotFound
-from api.tags import merge_tags
+from providers.pricing import micros_to_usd, usd_to_micros
 from workflows.agent_run import AgentRun
 from workflows.contracts import Revoke
 

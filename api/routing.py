@@ -19,9 +19,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from activities.pricing import PriceBook, UnknownModel
-from activities.providers.base import ProviderConfig
 from api.errors import BadRequest
+from providers.base import ProviderConfig
+from providers.pricing import PriceBook, UnknownModel
 from workflows.contracts import Target, WireFormat
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from activities.pricing import usd_to_micros
-from activities.providers.settings import ProviderSettings
+from providers.pricing import usd_to_micros
+from providers.settings import ProviderSettings
 from workflows.contracts import TASK_QUEUE, Price
 
 MIB = 1024 * 1024

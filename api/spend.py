@@ -18,12 +18,12 @@ from sqlalchemy import literal_column as lc
 from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.models import LedgerEntry, LedgerTag, VirtualKey
-from activities.pricing import micros_to_usd
 from api.auth import require_admin
 from api.deps import EngineDep, TemporalClientDep
 from api.errors import BadRequest, NotFound, Unavailable
 from api.tags import validate_tag
+from db.models import LedgerEntry, LedgerTag, VirtualKey
+from providers.pricing import micros_to_usd
 from workflows.budget import NO_STEP
 from workflows.contracts import RunSpend, StepSpend, workflow_id
 

@@ -12,11 +12,11 @@ import uuid
 import httpx
 from temporalio.client import Client
 
-from activities.pricing import PriceBook
-from activities.providers.base import ProviderConfig
-from activities.providers.registry import build_providers, make_http_client
 from bench.harness import HEADER, Stack, row, timed
-from worker.caller import Caller, CallSpec
+from caller.caller import Caller, CallSpec
+from providers.base import ProviderConfig
+from providers.pricing import PriceBook
+from providers.registry import build_providers, make_http_client
 from workflows.contracts import MICROS_PER_USD, RunInput, Target
 
 BODY = {"model": "fake-small", "messages": [{"role": "user", "content": "fix the bug"}]}

@@ -80,7 +80,7 @@ async def stack(*, with_api: bool, data_dir: str) -> AsyncIterator[Stack]:
         }
         fake_argv = [
             "-m",
-            "activities.fake_provider",
+            "fake_provider",
             "--port",
             str(fake_port),
             "--log-level",

@@ -8,8 +8,8 @@ import logging
 
 from temporalio.client import Client
 
-from activities.database import create_tables, make_engine
-from activities.providers.registry import build_providers, make_http_client
+from db.engine import create_tables, make_engine
+from providers.registry import build_providers, make_http_client
 from worker.app import build_worker
 from worker.settings import get_settings
 

@@ -5,7 +5,8 @@ Split from ``__main__`` so tests, the demo and benchmarks build the very same wo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import httpx
 from sqlalchemy import Engine
@@ -14,14 +15,12 @@ from temporalio.worker import Worker
 
 from activities.alerts import AlertActivities
 from activities.direct import DirectCallActivities
-from activities.example_tests import run_tests
 from activities.ledger import LedgerActivities
-from activities.providers.base import Provider
+from providers.base import Provider
 from workflows.agent_run import AgentRun
 from workflows.contracts import TASK_QUEUE
-from workflows.example_agent import ExampleAgent
 
-WORKFLOWS = [AgentRun, ExampleAgent]
+WORKFLOWS = [AgentRun]
 
 
 def build_worker(
@@ -33,15 +32,25 @@ def build_worker(
     alert_webhook_url: str | None = None,
     task_queue: str = TASK_QUEUE,
     max_concurrent_activities: int = 200,
+    extra_workflows: Sequence[type] = (),
+    extra_activities: Sequence[Callable[..., Any]] = (),
 ) -> Worker:
-    """The worker of runcap's own task queue: every workflow and the bookkeeping activities."""
+    """The worker of runcap's own task queue: every workflow and the bookkeeping activities.
+
+    ``extra_*`` add an application's own workflows (the example agent in the demo and tests).
+    """
     ledger = LedgerActivities(engine)
     alerts = AlertActivities(http, alert_webhook_url)
     direct = DirectCallActivities(providers)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=WORKFLOWS,
-        activities=[ledger.write_ledger, alerts.send_alert, direct.complete_call, run_tests],
+        workflows=[*WORKFLOWS, *extra_workflows],
+        activities=[
+            ledger.write_ledger,
+            alerts.send_alert,
+            direct.complete_call,
+            *extra_activities,
+        ],
         max_concurrent_activities=max_concurrent_activities,
     )

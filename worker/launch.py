@@ -106,7 +106,7 @@ def plan_children(settings: LaunchSettings, root: Path = REPO_ROOT) -> list[Chil
     children = []
     if uses_fake_provider(settings):
         port = settings.fake_provider_port
-        argv = [python, "-m", "activities.fake_provider", "--port", str(port)]
+        argv = [python, "-m", "fake_provider", "--port", str(port)]
         children.append(Child("fake-provider", argv, port=port))
     children.append(Child("worker", [python, "-m", "worker"]))
     if (root / "api" / "__main__.py").exists():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from activities.providers.settings import ProviderSettings
+from providers.settings import ProviderSettings
 from workflows.contracts import TASK_QUEUE
 
 

@@ -22,9 +22,9 @@ from pydantic import SecretStr
 from sqlalchemy import Engine, text
 from temporalio.client import Client
 
-from activities.database import create_tables, make_engine
 from api.app import create_app
 from api.settings import Settings
+from db.engine import create_tables, make_engine
 from tests.api.helpers import ADMIN_KEY, stand_in_router
 
 PG_USER = "runcap"

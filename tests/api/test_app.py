@@ -13,10 +13,10 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 from temporalio.client import Client
 
-from activities.models import VirtualKey
 from api.app import create_app
 from api.auth import KeyCache, hash_secret
 from api.errors import AuthError
+from db.models import VirtualKey
 from tests.api.conftest import make_settings
 
 

@@ -8,9 +8,9 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from activities.models import VirtualKey
 from api.auth import KeyCache, hash_secret
 from api.errors import AuthError
+from db.models import VirtualKey
 from tests.api.helpers import ADMIN
 
 NEW_KEY = {

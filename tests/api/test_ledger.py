@@ -10,7 +10,7 @@ from sqlmodel import Session
 from temporalio.testing import ActivityEnvironment
 
 from activities.ledger import LedgerActivities, parse_time
-from activities.models import LedgerEntry, LedgerTag
+from db.models import LedgerEntry, LedgerTag
 from tests.api.helpers import row
 from workflows.contracts import LedgerBatch
 

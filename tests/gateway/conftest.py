@@ -18,11 +18,11 @@ from pydantic import SecretStr
 from sqlalchemy import Engine
 from temporalio.client import Client
 
-from activities.database import create_tables, make_engine
-from activities.fake_provider import FakeProvider
-from activities.providers.registry import build_providers, make_http_client
 from api.app import create_app
 from api.settings import Settings
+from db.engine import create_tables, make_engine
+from fake_provider import FakeProvider
+from providers.registry import build_providers, make_http_client
 from worker.app import build_worker
 
 ADMIN_KEY = "rc-admin-test"

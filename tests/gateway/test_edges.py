@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
+from caller.caller import run_handle
 from tests.gateway.conftest import Gateway
 from tests.gateway.test_sdks import MESSAGES, ledger_total
-from worker.caller import run_handle
 from workflows.agent_run import AgentRun
 
 GOOD = {"model": "fake-small", "messages": MESSAGES}

@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlmodel import col
 
-from activities.models import LedgerEntry
+from caller.caller import run_handle
+from db.models import LedgerEntry
 from tests.gateway.conftest import Gateway
-from worker.caller import run_handle
 from workflows.agent_run import AgentRun
 from workflows.contracts import MICROS_PER_USD, workflow_id
 

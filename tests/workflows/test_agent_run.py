@@ -12,10 +12,10 @@ from sqlmodel import col
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import Replayer
 
-from activities.fake_provider import FakeProvider
-from activities.models import LedgerEntry
-from tests.workflows.conftest import TargetFactory
-from worker.caller import Caller, CallFailed, CallReply, CallSpec, run_handle
+from caller.caller import Caller, CallFailed, CallReply, CallSpec, run_handle
+from db.models import LedgerEntry
+from fake_provider import FakeProvider
+from tests.conftest import TargetFactory
 from workflows import errors
 from workflows.agent_run import AgentRun
 from workflows.budget import cost_micros, estimate_input_tokens, reservation_micros
@@ -212,7 +212,7 @@ async def test_bad_input_is_refused_with_a_clear_message(
 
 def test_unknown_model_has_no_price(target: TargetFactory) -> None:
     """An unknown model cannot be priced, so no target (and no call) is made for it."""
-    from activities.pricing import UnknownModel
+    from providers.pricing import UnknownModel
 
     with pytest.raises(UnknownModel, match="no-such-model"):
         target("no-such-model")

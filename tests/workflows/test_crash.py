@@ -15,12 +15,12 @@ from sqlalchemy import create_engine, select
 from sqlmodel import col
 from temporalio.client import Client
 
-from activities.fake_provider import FakeProvider
-from activities.models import LedgerEntry
-from activities.providers.base import Provider
-from tests.workflows.conftest import TargetFactory
+from caller.caller import Caller, CallFailed
+from db.models import LedgerEntry
+from fake_provider import FakeProvider
+from providers.base import Provider
+from tests.conftest import TargetFactory
 from tests.workflows.test_agent_run import assert_replays, eventually, spec, spend_of
-from worker.caller import Caller, CallFailed
 from worker.devserver import DevServer
 from workflows import errors
 from workflows.contracts import MICROS_PER_USD, RunInput

@@ -1,0 +1,185 @@
+"""The fake provider: a real HTTP server speaking OpenAI and Anthropic, driven by scripts.
+
+It validates like a real provider, prices like the model it is asked for (any model in the price
+table, or any ``fake-*``), and fails on demand: status codes with ``Retry-After``, hangs longer
+than a client's timeout, and streams dropped after N events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from fake_provider.render import (
+    error_body,
+    models_body,
+    render_anthropic_stream,
+    render_body,
+    render_openai_stream,
+)
+from fake_provider.script import (
+    DEFAULT_MAX_TOKENS,
+    FakeFormat,
+    FakeState,
+    Fault,
+    Script,
+    plan_answer,
+)
+from providers.pricing import PriceBook
+
+JSON = dict[str, Any]
+
+
+class DroppedStream(Exception):
+    """Raised inside a response on purpose, so the server cuts the connection mid-body."""
+
+
+def _error(
+    api: FakeFormat, status: int, message: str, retry_after: float | None = None
+) -> Response:
+    headers = {} if retry_after is None else {"retry-after": f"{retry_after:g}"}
+    return JSONResponse(error_body(api, status, message), status_code=status, headers=headers)
+
+
+def _validate(api: FakeFormat, body: Any, prices: PriceBook) -> tuple[int, str] | None:
+    if not isinstance(body, dict):
+        return 400, "the request body must be a JSON object"
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        return 400, "model: field required"
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return 400, "messages: field required and must be a non-empty list"
+    cap = body.get("max_completion_tokens", body.get("max_tokens"))
+    if api == "anthropic" and cap is None:
+        return 400, "max_tokens: Field required"
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap <= 0):
+        return 400, f"max_tokens: must be a positive integer, got {cap!r}"
+    if not (model.startswith("fake-") or prices.knows(model)):
+        return 404, f"model: {model} does not exist or you do not have access to it"
+    return None
+
+
+async def _hang(request: Request, millis: int) -> None:
+    """Stay silent until the client gives up or ``millis`` pass."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(millis / 1000):
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+
+
+def _stream(events: list[bytes], drop_after: int | None, delay_ms: int) -> StreamingResponse:
+    async def body() -> AsyncIterator[bytes]:
+        for sent, chunk in enumerate(events):
+            if drop_after is not None and sent >= drop_after:
+                raise DroppedStream(f"dropped after {sent} events")
+            if delay_ms and sent:
+                await asyncio.sleep(delay_ms / 1000)
+            yield chunk
+
+    return StreamingResponse(body(), media_type="text/event-stream")
+
+
+def create_app(prices: PriceBook | None = None) -> FastAPI:
+    """The ASGI app; its state lives in ``app.state.fake`` and is reset over the control API."""
+    book = prices or PriceBook()
+    state = FakeState()
+    app = FastAPI(title="runcap fake provider", openapi_url=None)
+    app.state.fake = state
+
+    async def answer(request: Request, api: FakeFormat) -> Response:
+        try:
+            body: Any = await request.json()
+        except ValueError:
+            body = None
+        model = body.get("model") if isinstance(body, dict) else None
+        counter = state.counter(model) if isinstance(model, str) and model else None
+        if counter:
+            counter.calls += 1
+            state.requests.append(
+                {
+                    "api": api,
+                    "model": model,
+                    "body": body,
+                    "headers": {
+                        k: v
+                        for k, v in request.headers.items()
+                        if k in ("anthropic-version", "anthropic-beta")
+                    },
+                }
+            )
+        problem = _validate(api, body, book)
+        if problem is not None:
+            if counter:
+                counter.failures += 1
+            return _error(api, *problem)
+        assert isinstance(body, dict) and counter is not None
+        script = state.script_for(str(model))
+        fault = state.next_fault(script) or Fault(times=None)
+        if fault.status or fault.timeout or fault.drop_stream_after is not None:
+            counter.failures += 1
+        if script.latency_ms:
+            # Like a slow model: a caller that gives up stops the wait, so shutdown stays quick.
+            await _hang(request, script.latency_ms)
+        if fault.status:
+            message = fault.message or f"injected failure {fault.status}"
+            retry_after = fault.retry_after if fault.retry_after is not None else script.retry_after
+            return _error(api, fault.status, message, retry_after)
+        if fault.timeout:
+            await _hang(request, fault.hang_ms)
+        cap = int(body.get("max_completion_tokens", body.get("max_tokens")) or DEFAULT_MAX_TOKENS)
+        result = plan_answer(body, script, cap)
+        if body.get("stream") is True:
+            if api == "anthropic":
+                events = render_anthropic_stream(str(model), result)
+            else:
+                options = body.get("stream_options") or {}
+                events = render_openai_stream(
+                    str(model), result, bool(options.get("include_usage"))
+                )
+            return _stream(events, fault.drop_stream_after, script.chunk_delay_ms)
+        if fault.drop_stream_after is not None:
+            raise DroppedStream("dropped before the answer")
+        return JSONResponse(render_body(api, str(model), result))
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        return await answer(request, "openai")
+
+    @app.post("/v1/messages")
+    async def messages(request: Request) -> Response:
+        return await answer(request, "anthropic")
+
+    @app.get("/v1/models")
+    async def models() -> JSON:
+        return models_body(sorted({*book.models(), "fake-small", "fake-large"}))
+
+    @app.get("/health")
+    async def health() -> JSON:
+        return {"ok": True}
+
+    @app.post("/_control/script")
+    async def set_script(scripts: Script | list[Script]) -> JSON:
+        for script in scripts if isinstance(scripts, list) else [scripts]:
+            state.scripts[script.model] = script
+        return {"ok": True}
+
+    @app.post("/_control/reset")
+    async def reset() -> JSON:
+        state.reset()
+        return {"ok": True}
+
+    @app.get("/_control/calls")
+    async def calls() -> JSON:
+        return {m: {"calls": c.calls, "failures": c.failures} for m, c in state.counters.items()}
+
+    @app.get("/_control/requests")
+    async def requests(model: str | None = None) -> list[JSON]:
+        return [r for r in state.requests if model is None or r["model"] == model]
+
+    return app

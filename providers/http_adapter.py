@@ -1,0 +1,165 @@
+"""What both adapters share: one HTTP exchange, error classification and the stream loop.
+
+Adapters never retry (Temporal owns retries); every failure becomes a ``ProviderError`` that says
+whether another try could help. The API key never appears in an error message.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from typing import Any
+
+import httpx
+
+from providers.base import (
+    ChunkSink,
+    ProviderCall,
+    ProviderConfig,
+    ProviderError,
+    ProviderReply,
+    StreamResult,
+    is_retryable_status,
+)
+from providers.sse import iter_events
+from providers.streams import UpstreamStreamError, make_translator
+from workflows.contracts import Usage, WireFormat
+
+JSON = dict[str, Any]
+
+
+def parse_retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds to wait, from ``retry-after-ms``, ``retry-after`` seconds or an HTTP date."""
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(float(millis) / 1000, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+def error_message(body: bytes) -> str:
+    """The provider's own message from either error envelope, else the start of the body."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body.decode(errors="replace")[:500] or "no error body"
+    if isinstance(data, dict):
+        err = data.get("error")
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])
+        if isinstance(err, str):
+            return err
+        if data.get("message"):
+            return str(data["message"])
+    return json.dumps(data)[:500]
+
+
+class HttpAdapter:
+    """Base of the adapters; subclasses say how to build the body, read usage and reply."""
+
+    api: WireFormat = "openai"
+
+    def __init__(self, config: ProviderConfig, http: httpx.AsyncClient) -> None:
+        self.config = config
+        self.http = http
+
+    # ---- what a subclass provides ----
+    def url(self) -> str:
+        raise NotImplementedError
+
+    def headers(self, call: ProviderCall) -> dict[str, str]:
+        raise NotImplementedError
+
+    def body(self, call: ProviderCall, *, stream: bool) -> JSON:
+        raise NotImplementedError
+
+    def usage(self, reply: JSON) -> Usage:
+        raise NotImplementedError
+
+    def reply_for(self, reply: JSON, inbound: WireFormat) -> JSON:
+        raise NotImplementedError
+
+    # ---- shared machinery ----
+    def _scrub(self, text: str) -> str:
+        key = self.config.api_key.get_secret_value()
+        return text.replace(key, "***") if key else text
+
+    def _status_error(self, response: httpx.Response) -> ProviderError:
+        status = response.status_code
+        return ProviderError(
+            status,
+            self._scrub(f"{self.config.name}: {error_message(response.content)}"),
+            retryable=is_retryable_status(status),
+            retry_after=parse_retry_after(response.headers),
+        )
+
+    def _transport_error(self, exc: httpx.HTTPError) -> ProviderError:
+        status = 504 if isinstance(exc, httpx.TimeoutException) else 502
+        detail = f"{self.config.name}: {type(exc).__name__}: {exc}"
+        return ProviderError(status, self._scrub(detail), retryable=True)
+
+    async def complete(self, call: ProviderCall) -> ProviderReply:
+        """One non-streaming exchange, answered in the caller's format."""
+        payload = self.body(call, stream=False)
+        try:
+            response = await self.http.post(self.url(), json=payload, headers=self.headers(call))
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from None
+        if response.status_code >= 400:
+            raise self._status_error(response)
+        try:
+            data = response.json()
+        except ValueError:
+            raise ProviderError(
+                502, f"{self.config.name}: reply is not JSON", retryable=True
+            ) from None
+        return ProviderReply(self.reply_for(data, call.inbound), self.usage(data))
+
+    async def stream(self, call: ProviderCall, sink: ChunkSink) -> StreamResult:
+        """Stream to ``sink`` as events arrive; a break after the first chunk is not retried."""
+        translator = make_translator(self.api, call.inbound)
+        payload = self.body(call, stream=True)
+        sent = 0
+        try:
+            request = self.http.build_request(
+                "POST", self.url(), json=payload, headers=self.headers(call)
+            )
+            response = await self.http.send(request, stream=True)
+            try:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise self._status_error(response)
+                async for event in iter_events(response.aiter_lines()):
+                    for chunk in translator.feed(event):
+                        await sink(chunk)
+                        sent += 1
+                for chunk in translator.finish():
+                    await sink(chunk)
+                    sent += 1
+            finally:
+                await response.aclose()
+        except (httpx.HTTPError, UpstreamStreamError, ValueError) as exc:
+            if sent:
+                return StreamResult(translator.usage, False, sent)
+            if isinstance(exc, httpx.HTTPError):
+                raise self._transport_error(exc) from None
+            status = exc.status if isinstance(exc, UpstreamStreamError) else 502
+            message = self._scrub(f"{self.config.name}: {exc}")
+            raise ProviderError(status, message, retryable=is_retryable_status(status)) from None
+        if not translator.complete and not sent:
+            raise ProviderError(502, f"{self.config.name}: empty stream", retryable=True)
+        return StreamResult(translator.usage, translator.usage_known and translator.complete, sent)

@@ -1,0 +1,130 @@
+"""The price book: shipped table, overrides, exact money conversion, no free calls."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from providers.pricing import (
+    FreeModelRefused,
+    PriceBook,
+    UnknownModel,
+    micros_to_usd,
+    parse_price,
+    usd_to_micros,
+)
+from workflows.contracts import Price
+
+SHIPPED = [
+    "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o", "gpt-4o-mini", "o3", "o4-mini",
+    "gpt-5", "gpt-5-mini", "gpt-5-nano", "claude-opus-4-1", "claude-opus-4",
+    "claude-sonnet-4-5", "claude-sonnet-4", "claude-3-7-sonnet", "claude-haiku-4-5",
+    "claude-3-5-haiku", "fake-small", "fake-large",
+]  # fmt: skip
+
+
+def test_shipped_table_is_dated_and_complete() -> None:
+    """The shipped table carries its date and prices every promised model."""
+    book = PriceBook()
+    assert book.as_of == "2026-11-01"
+    assert set(SHIPPED) <= set(book.models())
+
+
+def test_fake_prices_are_as_documented() -> None:
+    """fake-small and fake-large have the prices tests and demos rely on."""
+    book = PriceBook()
+    assert book.price_of("fake-small") == Price(500_000, 1_500_000, 500_000, 500_000)
+    assert book.price_of("fake-large") == Price(5_000_000, 15_000_000, 500_000, 6_250_000)
+
+
+def test_anthropic_cache_rates_follow_input() -> None:
+    """Anthropic cache writes cost 1.25x input and cache reads 0.1x."""
+    for model in ("claude-sonnet-4-5", "claude-opus-4-1", "claude-haiku-4-5"):
+        price = PriceBook().price_of(model)
+        assert price.cache_write * 4 == price.input * 5
+        assert price.cached_input * 10 == price.input
+
+
+def test_usd_to_micros_is_exact() -> None:
+    """Decimal strings convert without rounding, down to one micro-dollar."""
+    assert usd_to_micros("0.025") == 25_000
+    assert usd_to_micros("18.75") == 18_750_000
+    assert usd_to_micros(Decimal("0.000001")) == 1
+    assert usd_to_micros(3) == 3_000_000
+
+
+def test_usd_to_micros_refuses_floats_and_excess_precision() -> None:
+    """Floats and sub-micro-dollar amounts are refused, never rounded."""
+    with pytest.raises(TypeError):
+        usd_to_micros(0.1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="more precise"):
+        usd_to_micros("0.0000001")
+    with pytest.raises(ValueError):
+        usd_to_micros("NaN")
+    with pytest.raises(ValueError):
+        usd_to_micros("ten")
+
+
+def test_micros_to_usd_has_six_decimals() -> None:
+    """Micro-dollars render as exact six-decimal USD strings, sign included."""
+    assert micros_to_usd(1_500_000) == "1.500000"
+    assert micros_to_usd(0) == "0.000000"
+    assert micros_to_usd(-5) == "-0.000005"
+    assert micros_to_usd(123_456_789_012) == "123456.789012"
+
+
+def test_lookup_strips_provider_prefix_and_date() -> None:
+    """Prefixed and dated model names find their base model's price."""
+    book = PriceBook()
+    base = book.price_of("claude-sonnet-4-5")
+    assert book.price_of("anthropic/claude-sonnet-4-5-20250929") == base
+    assert book.price_of("gpt-4.1-2025-04-14") == book.price_of("gpt-4.1")
+    assert book.price_of("openai/gpt-4.1-mini") == book.price_of("gpt-4.1-mini")
+
+
+def test_unknown_model_is_refused_without_floor() -> None:
+    """A model without a price raises UnknownModel with a message naming it."""
+    with pytest.raises(UnknownModel, match="mystery-model"):
+        PriceBook().price_of("mystery-model")
+
+
+def test_floor_price_covers_unknown_and_free_models() -> None:
+    """With a floor configured, unknown and zero-priced models bill at the floor."""
+    floor = Price(input=1_000_000, output=2_000_000)
+    book = PriceBook({"free-model": {"input": "0", "output": "0"}}, floor=floor)
+    assert book.price_of("mystery-model") == floor
+    assert book.price_of("free-model") == floor
+
+
+def test_free_model_is_refused_without_floor() -> None:
+    """A model priced at zero is refused: the budget could not cap it."""
+    book = PriceBook({"free-model": {"input": "0.00", "output": "0"}})
+    with pytest.raises(FreeModelRefused, match="free-model"):
+        book.price_of("free-model")
+
+
+def test_override_replaces_a_model_price(tmp_path: Path) -> None:
+    """An override from a mapping or a JSON file replaces the shipped price whole."""
+    override = {"gpt-4o": {"input": "1.00", "output": "4.00"}}
+    assert PriceBook(override).price_of("gpt-4o") == Price(
+        1_000_000, 4_000_000, 1_000_000, 1_000_000
+    )
+    path = tmp_path / "prices.json"
+    path.write_text(json.dumps({"models": {"my-model": {"input": "0.1", "output": "0.2"}}}))
+    assert PriceBook(path).price_of("my-model").output == 200_000
+    assert PriceBook(str(path)).knows("gpt-4o")
+
+
+def test_bad_prices_are_rejected_with_the_model_name() -> None:
+    """Malformed overrides fail loudly, naming the model."""
+    with pytest.raises(ValueError, match="broken"):
+        PriceBook({"broken": {"input": "1.0000001", "output": "1"}})
+    with pytest.raises(ValueError, match="broken"):
+        PriceBook({"broken": {"input": "1"}})
+    with pytest.raises(ValueError, match="unknown price fields"):
+        parse_price({"input": "1", "output": "1", "reasoning": "2"})
+    with pytest.raises(ValueError, match="negative"):
+        parse_price({"input": "-1", "output": "1"})
