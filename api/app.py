@@ -161,7 +161,7 @@ def create_app(
         db = engine or make_engine(settings.database_url)
         await asyncio.to_thread(create_tables, db)
         client = temporal_client or await connect_temporal(settings)
-        timeout = httpx.Timeout(settings.http_timeout_seconds, connect=10.0)
+        timeout = httpx.Timeout(settings.http_timeout_seconds, connect=5.0)
         limits = httpx.Limits(
             max_connections=settings.http_max_connections,
             max_keepalive_connections=settings.http_max_connections,

@@ -19,7 +19,7 @@ from fastapi import Request
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from api.errors import AuthError, Unavailable
+from api.errors import AuthError, GatewayError
 from api.settings import Settings
 from db.models import VirtualKey
 
@@ -146,7 +146,11 @@ def require_admin(request: Request) -> None:
     """Dependency of ``/admin`` routes: ``Authorization: Bearer $RUNCAP_ADMIN_KEY``."""
     settings: Settings = request.app.state.settings
     if settings.admin_key is None or not settings.admin_key.get_secret_value():
-        raise Unavailable("admin disabled: set RUNCAP_ADMIN_KEY to enable /admin")
+        raise GatewayError(
+            "admin disabled: set RUNCAP_ADMIN_KEY to enable /admin",
+            status=503,
+            code="admin_disabled",
+        )
     token = bearer_token(request)
     if token is None:
         raise AuthError("missing admin key: send Authorization: Bearer <RUNCAP_ADMIN_KEY>")

@@ -43,9 +43,18 @@ class Settings(ProviderSettings):
     """JSON routes: which chain serves which model and tags (see ``api.routing``)."""
     workflow_task_queue: str = TASK_QUEUE
     run_idle_timeout_seconds: int = 3600
+    run_caller_timeout_seconds: int = 30
+    """An api instance silent this long has its open calls settled at their reservations."""
+    run_call_timeout_seconds: int = 900
+    """No call holds money longer than this (the grant's deadline)."""
+    first_byte_timeout_seconds: float = 120.0
+    """How long a provider may stay silent before the chain moves on; routes may override."""
+    settle_interval_seconds: float = 0.2
+    settle_heartbeat_seconds: float = 5.0
     max_concurrent_calls: int = 1000
     key_cache_ttl_seconds: float = 1.0
-    http_timeout_seconds: float = 600.0
+    http_timeout_seconds: float = 300.0
+    """Longest silence between two chunks of an answer being read."""
     http_max_connections: int = 512
 
     def floor_price(self) -> Price | None:

@@ -8,6 +8,7 @@ of integer micro-dollars in the database are exact; USD strings are made only at
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -21,6 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.auth import require_admin
 from api.deps import EngineDep, TemporalClientDep
 from api.errors import BadRequest, NotFound, Unavailable
+from api.live import ended_rows, with_unsettled
 from api.tags import validate_tag
 from db.models import LedgerEntry, LedgerTag, VirtualKey
 from providers.pricing import micros_to_usd
@@ -261,19 +263,28 @@ def ledger_run(engine: Engine, run_id: str) -> RunSpend | None:
 
 @router.get("/runs/{run_id}")
 async def get_run(run_id: str, engine: EngineDep, client: TemporalClientDep) -> dict[str, Any]:
-    """A run's live budget from its workflow's ``spend`` query, else rebuilt from the ledger."""
+    """A run's live budget from its workflow, with calls answered but not yet settled there
+    counted from the ledger; rebuilt from the ledger alone when the workflow is gone.
+
+    When the workflow exists but cannot answer (its worker is down), the ledger's figures are
+    given marked ``stale``, with status ``unknown``: never an open run shown as closed.
+    """
     handle = client.get_workflow_handle(workflow_id(run_id))
-    reachable = True
+    gone = False
     try:
         live = await handle.query("spend", result_type=RunSpend, rpc_timeout=QUERY_TIMEOUT)
-        return run_json(live, "workflow")
+        ended = await asyncio.to_thread(ended_rows, engine, list(live.open_calls))
+        return run_json(with_unsettled(live, ended), "workflow")
     except RPCError as err:
-        reachable = err.status == RPCStatusCode.NOT_FOUND
+        gone = err.status == RPCStatusCode.NOT_FOUND
     except WorkflowQueryFailedError:
         pass
     stored = await asyncio.to_thread(ledger_run, engine, run_id)
     if stored is None:
-        if not reachable:
+        if not gone:
             raise Unavailable(f"run {run_id!r}: its workflow cannot be queried now; retry")
         raise NotFound(f"no run {run_id!r}: no workflow and no ledger rows")
-    return run_json(stored, "ledger")
+    if gone:
+        return run_json(stored, "ledger")
+    stale = run_json(dataclasses.replace(stored, status="open"), "ledger")
+    return {**stale, "status": "unknown", "stale": True}

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from pydantic import field_validator
-from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, String
+from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, LargeBinary, String
 from sqlmodel import Field, SQLModel
 
 MAX_BUDGET_USD = 1_000_000
@@ -134,3 +134,28 @@ class LedgerTag(SQLModel, table=True):
     )
     tag: str = Field(primary_key=True, max_length=128, index=True)
     prefix: str = Field(max_length=128, index=True)
+
+
+class IdempotentRequest(SQLModel, table=True):
+    """A request sent with an ``Idempotency-Key``: its answer, kept 24 h, scoped to the key.
+
+    ``state`` is ``pending`` while the first request runs (``owner`` is the caller instance
+    running it) and ``done`` once its answer is stored. ``request_hash`` tells a true retry
+    from a different request reusing the key.
+    """
+
+    __tablename__ = "idempotent_requests"
+
+    key_id: str = Field(primary_key=True, max_length=40)
+    idem_hash: str = Field(primary_key=True, max_length=64)
+    request_hash: str = Field(max_length=64)
+    call_id: str = Field(max_length=200)
+    owner: str = Field(max_length=100)
+    state: str = Field(default="pending", max_length=16)
+    status_code: int = 0
+    content_type: str = Field(default="", max_length=100)
+    body: bytes = Field(default=b"", sa_type=LargeBinary)
+    headers: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_type=DateTime(timezone=True), index=True
+    )

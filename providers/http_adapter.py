@@ -6,9 +6,11 @@ whether another try could help. The API key never appears in an error message.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -22,8 +24,8 @@ from providers.base import (
     StreamResult,
     is_retryable_status,
 )
-from providers.sse import iter_events
-from providers.streams import UpstreamStreamError, make_translator
+from providers.sse import SSEEvent, iter_events
+from providers.streams import StreamTranslator, UpstreamStreamError, make_translator
 from workflows.contracts import Usage, WireFormat
 
 JSON = dict[str, Any]
@@ -108,15 +110,26 @@ class HttpAdapter:
         )
 
     def _transport_error(self, exc: httpx.HTTPError) -> ProviderError:
-        status = 504 if isinstance(exc, httpx.TimeoutException) else 502
+        timed_out = isinstance(exc, httpx.TimeoutException)
         detail = f"{self.config.name}: {type(exc).__name__}: {exc}"
-        return ProviderError(status, self._scrub(detail), retryable=True)
+        return ProviderError(
+            504 if timed_out else 502, self._scrub(detail), retryable=True, timed_out=timed_out
+        )
+
+    def _timeout_error(self, call: ProviderCall) -> ProviderError:
+        detail = f"{self.config.name}: no answer within {call.first_byte_timeout:g} s"
+        return ProviderError(504, detail, retryable=True, timed_out=True)
 
     async def complete(self, call: ProviderCall) -> ProviderReply:
         """One non-streaming exchange, answered in the caller's format."""
         payload = self.body(call, stream=False)
         try:
-            response = await self.http.post(self.url(), json=payload, headers=self.headers(call))
+            async with asyncio.timeout(call.first_byte_timeout):
+                response = await self.http.post(
+                    self.url(), json=payload, headers=self.headers(call)
+                )
+        except TimeoutError:
+            raise self._timeout_error(call) from None
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
         if response.status_code >= 400:
@@ -130,36 +143,80 @@ class HttpAdapter:
         return ProviderReply(self.reply_for(data, call.inbound), self.usage(data))
 
     async def stream(self, call: ProviderCall, sink: ChunkSink) -> StreamResult:
-        """Stream to ``sink`` as events arrive; a break after the first chunk is not retried."""
+        """Stream to ``sink`` as events arrive, holding back the closing events (``tail``).
+
+        A failure before the first chunk raises ``ProviderError`` (another target may serve);
+        after it, the result says ``broken`` and what was received, since no retry can undo
+        bytes the client has seen.
+        """
         translator = make_translator(self.api, call.inbound)
         payload = self.body(call, stream=True)
         sent = 0
+        tail: list[bytes] = []
+        response: httpx.Response | None = None
         try:
             request = self.http.build_request(
                 "POST", self.url(), json=payload, headers=self.headers(call)
             )
-            response = await self.http.send(request, stream=True)
-            try:
+            async with asyncio.timeout(call.first_byte_timeout):
+                response = await self.http.send(request, stream=True)
                 if response.status_code >= 400:
                     await response.aread()
                     raise self._status_error(response)
-                async for event in iter_events(response.aiter_lines()):
-                    for chunk in translator.feed(event):
-                        await sink(chunk)
-                        sent += 1
-                for chunk in translator.finish():
+                events = iter_events(response.aiter_lines())
+                first = await anext(events, None)
+            async for event in _chain_first(first, events):
+                chunks = translator.feed(event)
+                if translator.complete:
+                    tail += chunks  # the closing events wait for the ledger row
+                    continue
+                for chunk in chunks:
                     await sink(chunk)
                     sent += 1
-            finally:
-                await response.aclose()
+                if call.progress is not None:
+                    call.progress.usage = translator.usage
+                    call.progress.output_bytes = translator.output_bytes
+                    call.progress.chunks_sent = sent
+            tail += translator.finish()
+        except TimeoutError:
+            if sent:
+                return self._broken(translator, sent, "the provider stopped sending")
+            raise self._timeout_error(call) from None
         except (httpx.HTTPError, UpstreamStreamError, ValueError) as exc:
             if sent:
-                return StreamResult(translator.usage, False, sent)
+                return self._broken(translator, sent, self._scrub(f"{self.config.name}: {exc}"))
             if isinstance(exc, httpx.HTTPError):
                 raise self._transport_error(exc) from None
             status = exc.status if isinstance(exc, UpstreamStreamError) else 502
             message = self._scrub(f"{self.config.name}: {exc}")
             raise ProviderError(status, message, retryable=is_retryable_status(status)) from None
-        if not translator.complete and not sent:
-            raise ProviderError(502, f"{self.config.name}: empty stream", retryable=True)
-        return StreamResult(translator.usage, translator.usage_known and translator.complete, sent)
+        finally:
+            if response is not None:
+                await response.aclose()
+        if not translator.complete:
+            if not sent:
+                raise ProviderError(502, f"{self.config.name}: empty stream", retryable=True)
+            return self._broken(translator, sent, "the stream ended without its closing event")
+        return StreamResult(
+            translator.usage,
+            translator.usage_known,
+            sent,
+            tail=tail,
+            output_bytes=translator.output_bytes,
+        )
+
+    @staticmethod
+    def _broken(translator: StreamTranslator, sent: int, why: str) -> StreamResult:
+        return StreamResult(
+            translator.usage, False, sent, broken=why, output_bytes=translator.output_bytes
+        )
+
+
+async def _chain_first(
+    first: SSEEvent | None, rest: AsyncIterator[SSEEvent]
+) -> AsyncIterator[SSEEvent]:
+    if first is None:
+        return
+    yield first
+    async for event in rest:
+        yield event

@@ -56,6 +56,13 @@ def _raise_if_error(obj: JSON, kind: str | None) -> None:
     raise UpstreamStreamError(status, str(err.get("message") or "stream error"))
 
 
+def _openai_delta_bytes(delta: JSON) -> int:
+    size = len(str(delta.get("content") or "").encode())
+    for call in delta.get("tool_calls") or []:
+        size += len(str((call.get("function") or {}).get("arguments") or "").encode())
+    return size
+
+
 class StreamTranslator:
     """Same-format base: tracks usage and completion, forwards nothing by itself."""
 
@@ -66,6 +73,8 @@ class StreamTranslator:
         self.usage_known = False
         self.complete = False
         self.finished = False
+        self.output_bytes = 0
+        """UTF-8 bytes of generated text and tool arguments: a bound of the output tokens."""
 
     def _track(self, event: SSEEvent) -> tuple[str | None, JSON]:
         """Parse one event, note usage and the end, raise on an in-stream error."""
@@ -78,8 +87,10 @@ class StreamTranslator:
             if obj.get("usage"):
                 self.usage = usage_from_openai(obj["usage"])
                 self.usage_known = True
-            if any(c.get("finish_reason") for c in obj.get("choices") or []):
-                self.finished = True
+            for choice in obj.get("choices") or []:
+                self.output_bytes += _openai_delta_bytes(choice.get("delta") or {})
+                if choice.get("finish_reason"):
+                    self.finished = True
             return None, obj
         obj = event.json()
         kind = str(obj.get("type") or event.event)
@@ -91,6 +102,10 @@ class StreamTranslator:
             self.usage_known = True
         elif kind == "message_stop":
             self.complete = True
+        elif kind == "content_block_delta":
+            delta = obj.get("delta") or {}
+            text = delta.get("text") or delta.get("partial_json") or delta.get("thinking") or ""
+            self.output_bytes += len(str(text).encode())
         return kind, obj
 
     def feed(self, event: SSEEvent) -> list[bytes]:

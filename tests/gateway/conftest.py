@@ -20,10 +20,14 @@ from temporalio.client import Client
 
 from api.app import create_app
 from api.settings import Settings
+from caller import run_handle
 from db.engine import create_tables, make_engine
 from fake_provider import FakeProvider
 from providers.registry import build_providers, make_http_client
+from tests.polling import eventually
 from worker.app import build_worker
+from workflows.agent_run import AgentRun
+from workflows.contracts import RunSpend
 
 ADMIN_KEY = "rc-admin-test"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -144,3 +148,16 @@ async def gateway(
             httpx.AsyncClient(base_url=base, headers=ADMIN, timeout=60) as admin,
         ):
             yield Gateway(base, admin, gateway_engine, gateway_fake, temporal_client, received)
+
+
+async def settled_spend(gateway: Gateway, run_id: str) -> RunSpend:
+    """The run's figures once every call answered so far has settled there (settles are
+    batched off the call path, a few hundred ms after the answers)."""
+
+    async def query() -> RunSpend | None:
+        spend: RunSpend = await run_handle(gateway.temporal, run_id).query(AgentRun.spend)
+        return None if spend.open_calls else spend
+
+    spend = await eventually(query, within=15)
+    assert spend is not None, f"run {run_id} kept calls open"
+    return spend

@@ -152,6 +152,7 @@ async def test_stream_broken_after_chunks_returns_partial_result() -> None:
     )
     sink = Sink()
     result = await provider.stream(call(BODY, "anthropic"), sink)
+    sink.chunks += result.tail  # the closing events, held for the ledger
     assert (result.usage_known, result.chunks_sent, result.usage.input_tokens) == (False, 2, 9)
 
 
@@ -166,6 +167,7 @@ async def test_stream_without_end_marker_is_not_trusted() -> None:
         call(BODY, "openai"), Sink()
     )
     assert (result.usage_known, result.chunks_sent) == (False, 1)
+    assert result.broken, "a stream that never finished is reported broken"
 
 
 @pytest.mark.parametrize("api", APIS)

@@ -90,6 +90,7 @@ async def test_stream_across_formats(
     await fake.script("fake-small", reply="one two three", completion_tokens=7)
     sink = Sink()
     result = await _provider(fake, upstream, http).stream(_call(inbound, stream=True), sink)
+    sink.chunks += result.tail  # the closing events, held for the ledger
     if inbound == "openai":
         deltas = [c["choices"][0]["delta"] for c in sink.data() if c.get("choices")]
         assert "".join(d.get("content") or "" for d in deltas) == "one two three"
@@ -104,7 +105,7 @@ async def test_stream_across_formats(
     assert result.usage_known
     assert result.usage.output_tokens == 7
     assert result.usage.input_tokens > 0
-    assert result.chunks_sent == len(sink.chunks)
+    assert result.chunks_sent + len(result.tail) == len(sink.chunks)
 
 
 @pytest.mark.parametrize(
@@ -131,6 +132,7 @@ async def test_tool_call_crosses_formats(
         assert reply.body["content"][-1]["input"] == {"path": "a.py"}
     sink = Sink()
     result = await provider.stream(_call(inbound, tools=tools, stream=True), sink)
+    sink.chunks += result.tail  # the closing events, held for the ledger
     assert result.usage_known
     assert "read_file" in sink.text and "a.py" in sink.text.replace('\\"', '"')
 
@@ -207,8 +209,9 @@ async def test_stream_dropped_after_output_is_partial(
     await fake.script("fake-small", reply="a b c d e f", drop_stream_after=4)
     sink = Sink()
     result = await _provider(fake, upstream, http).stream(_call(inbound, stream=True), sink)
+    sink.chunks += result.tail  # the closing events, held for the ledger
     assert result.usage_known is False
-    assert 0 < result.chunks_sent == len(sink.chunks)
+    assert 0 < result.chunks_sent + len(result.tail) == len(sink.chunks)
     assert "[DONE]" not in sink.text and "message_stop" not in sink.text
 
 
