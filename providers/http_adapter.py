@@ -1,7 +1,10 @@
-"""What both adapters share: one HTTP exchange, error classification and the stream loop.
+"""What every adapter shares: one HTTP exchange, translation, error classification and the
+stream loop.
 
 Adapters never retry (Temporal owns retries); every failure becomes a ``ProviderError`` that says
-whether another try could help. The API key never appears in an error message.
+whether another try could help. The API key never appears in an error message. A body in the
+caller's own format passes through; any other is translated (``providers.translate``), and a
+body the target's format cannot express is refused with a 400 that says what and why.
 """
 
 from __future__ import annotations
@@ -24,6 +27,13 @@ from providers.base import (
 )
 from providers.sse import iter_events
 from providers.streams import UpstreamStreamError, make_translator
+from providers.translate import (
+    Untranslatable,
+    strip_runcap_metadata,
+    translate_reply,
+    translate_request,
+    usage_of,
+)
 from workflows.contracts import Usage, WireFormat
 
 JSON = dict[str, Any]
@@ -69,7 +79,7 @@ def error_message(body: bytes) -> str:
 
 
 class HttpAdapter:
-    """Base of the adapters; subclasses say how to build the body, read usage and reply."""
+    """Base of the adapters; subclasses give the URL, the headers and the last touches."""
 
     api: WireFormat = "openai"
 
@@ -84,14 +94,29 @@ class HttpAdapter:
     def headers(self, call: ProviderCall) -> dict[str, str]:
         raise NotImplementedError
 
-    def body(self, call: ProviderCall, *, stream: bool) -> JSON:
+    def shape(self, body: JSON, call: ProviderCall, *, stream: bool) -> JSON:
+        """Set the output bound and streaming fields of a body already in ``self.api``."""
         raise NotImplementedError
+
+    # ---- translation ----
+    def body(self, call: ProviderCall, *, stream: bool) -> JSON:
+        if call.inbound == self.api:
+            body = dict(call.body)
+        else:
+            try:
+                body = translate_request(call.body, call.inbound, self.api)
+            except Untranslatable as exc:
+                message = f"{self.config.name} speaks {self.api} and cannot serve this call: {exc}"
+                raise ProviderError(400, message, retryable=False) from None
+        body["model"] = call.model
+        strip_runcap_metadata(body)
+        return self.shape(body, call, stream=stream)
 
     def usage(self, reply: JSON) -> Usage:
-        raise NotImplementedError
+        return usage_of(reply, self.api)
 
     def reply_for(self, reply: JSON, inbound: WireFormat) -> JSON:
-        raise NotImplementedError
+        return reply if inbound == self.api else translate_reply(reply, self.api, inbound)
 
     # ---- shared machinery ----
     def _scrub(self, text: str) -> str:
@@ -131,8 +156,8 @@ class HttpAdapter:
 
     async def stream(self, call: ProviderCall, sink: ChunkSink) -> StreamResult:
         """Stream to ``sink`` as events arrive; a break after the first chunk is not retried."""
-        translator = make_translator(self.api, call.inbound)
         payload = self.body(call, stream=True)
+        translator = make_translator(self.api, call.inbound)
         sent = 0
         try:
             request = self.http.build_request(
@@ -154,6 +179,10 @@ class HttpAdapter:
                 await response.aclose()
         except (httpx.HTTPError, UpstreamStreamError, ValueError) as exc:
             if sent:
+                # Too late for another target: tell the caller the answer broke off.
+                for chunk in translator.fail(exc):
+                    await sink(chunk)
+                    sent += 1
                 return StreamResult(translator.usage, False, sent)
             if isinstance(exc, httpx.HTTPError):
                 raise self._transport_error(exc) from None
