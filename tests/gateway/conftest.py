@@ -29,6 +29,8 @@ ADMIN_KEY = "rc-admin-test"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 ROUTE_CODER = {"model": "coder", "chain": ["fake/fake-large", "fake/fake-small"]}
 """A routed model whose premium target falls back to a cheap one."""
+ROUTE_CROSS = {"model": "cross", "chain": ["fake/fake-large", "fake-anthropic/claude-haiku-4-5"]}
+"""A chain that crosses formats: chat completions first, then Anthropic messages."""
 
 
 @dataclass
@@ -117,7 +119,7 @@ async def gateway(
     hook, received = alert_sink
     queue = "gateway-tests"
     routes = tmp_path_factory.mktemp("routes") / "routes.json"
-    routes.write_text(json.dumps({"routes": [ROUTE_CODER]}))
+    routes.write_text(json.dumps({"routes": [ROUTE_CODER, ROUTE_CROSS]}))
     settings = Settings.model_validate(
         {
             "admin_key": SecretStr(ADMIN_KEY),

@@ -153,9 +153,8 @@ async def test_error_inside_a_stream(upstream: WireFormat, caller: WireFormat) -
         "openai": b'data: {"error": {"message": "slow down", "type": "rate_limit_error"}}\n\n',
         "anthropic": b'event: error\ndata: {"type": "error", "error": '
         b'{"type": "overloaded_error", "message": "slow down"}}\n\n',
-        "responses": b'event: response.failed\ndata: {"type": "response.failed", '
-        b'"response": {"id": "r", "error": {"code": "rate_limit_exceeded", "message": "slow down"}}}'
-        b"\n\n",
+        "responses": b'event: response.failed\ndata: {"type": "response.failed", "response": '
+        b'{"id": "r", "error": {"code": "rate_limit_exceeded", "message": "slow down"}}}\n\n',
     }
     source = await parse(upstream_bytes(upstream, EVENTS[:3]) + errors[upstream])
     translator = StreamTranslator(upstream, caller)

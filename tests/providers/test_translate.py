@@ -13,6 +13,7 @@ from providers.formats.hub import (
     Image,
     Meter,
     Reply,
+    StopReason,
     Text,
     ToolCall,
     ToolResult,
@@ -408,8 +409,9 @@ def test_answer_round_trips(source: WireFormat, target: WireFormat) -> None:
 
 def test_length_and_refusal_answers() -> None:
     """A cut answer and a refusal keep their meaning in every format."""
-    for stop in ("length", "refusal"):
-        reply = Reply("r", "m", [Text("partial")], stop, Meter())  # type: ignore[arg-type]
+    stops: list[StopReason] = ["length", "refusal"]
+    for stop in stops:
+        reply = Reply("r", "m", [Text("partial")], stop, Meter())
         for source, target in PAIRS:
             out = translate_reply(FORMATS[source].write_reply(reply), source, target)
             assert FORMATS[target].read_reply(out).stop == stop, (source, target, stop)
