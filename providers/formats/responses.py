@@ -94,10 +94,6 @@ def _content(content: Any) -> list[Part]:
     return parts
 
 
-def _texts(parts: list[Part]) -> list[Part]:
-    return [p for p in parts if isinstance(p, Text)]
-
-
 def _read_item(req: Request, item: JSON) -> None:
     kind = item.get("type", "message" if "role" in item else None)
     if kind == "message":
@@ -106,7 +102,7 @@ def _read_item(req: Request, item: JSON) -> None:
         if role in ("system", "developer"):
             req.add("system", [Text("".join(p.text for p in parts if isinstance(p, Text)))])
         elif role == "assistant":
-            req.add("assistant", _texts(parts))
+            req.add("assistant", [p for p in parts if isinstance(p, Text)])
         else:
             req.add("user", parts)
     elif kind == "function_call":

@@ -1,4 +1,4 @@
-"""Request, answer and usage translation between chat completions, Anthropic and Responses."""
+"""Request translation between chat completions, Anthropic messages and Responses."""
 
 from __future__ import annotations
 
@@ -8,12 +8,8 @@ from typing import Any
 
 import pytest
 
-from providers.formats import chat, messages, responses
 from providers.formats.hub import (
     Image,
-    Meter,
-    Reply,
-    StopReason,
     Text,
     ToolCall,
     ToolResult,
@@ -22,146 +18,13 @@ from providers.formats.hub import (
 from providers.translate import (
     FORMATS,
     strip_runcap_metadata,
-    translate_reply,
     translate_request,
-    usage_of,
 )
-from workflows.contracts import Usage, WireFormat
+from tests.providers.conversations import CONVERSATION, OPENAI_CHAT, PNG, WEATHER
+from workflows.contracts import WireFormat
 
 APIS: list[WireFormat] = ["openai", "anthropic", "responses"]
 PAIRS = [(a, b) for a, b in itertools.permutations(APIS, 2)]
-WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}}
-PNG = "data:image/png;base64,AAAA"
-
-OPENAI_CHAT: dict[str, Any] = {
-    "model": "gpt-4.1",
-    "max_tokens": 100,
-    "temperature": 1.5,
-    "top_p": 0.9,
-    "stop": "END",
-    "user": "u-1",
-    "messages": [
-        {"role": "system", "content": "Be brief."},
-        {"role": "developer", "content": [{"type": "text", "text": "Use tools."}]},
-        {
-            "role": "user",
-            "content": [
-                {"type": "text", "text": "Weather?"},
-                {"type": "image_url", "image_url": {"url": PNG}},
-            ],
-        },
-        {
-            "role": "assistant",
-            "content": None,
-            "tool_calls": [
-                {
-                    "id": "call_1",
-                    "type": "function",
-                    "function": {"name": "weather", "arguments": '{"city": "Oslo"}'},
-                }
-            ],
-        },
-        {"role": "tool", "tool_call_id": "call_1", "content": "rain"},
-        {"role": "user", "content": "Thanks"},
-    ],
-    "tools": [
-        {
-            "type": "function",
-            "function": {"name": "weather", "description": "Look up", "parameters": WEATHER},
-        }
-    ],
-    "tool_choice": {"type": "function", "function": {"name": "weather"}},
-    "parallel_tool_calls": False,
-    "response_format": {"type": "text"},
-}
-
-CONVERSATION: dict[WireFormat, dict[str, Any]] = {
-    "openai": {
-        "model": "m",
-        "max_tokens": 80,
-        "messages": [
-            {"role": "system", "content": "Be brief."},
-            OPENAI_CHAT["messages"][2],
-            {
-                "role": "assistant",
-                "content": "Checking.",
-                "tool_calls": OPENAI_CHAT["messages"][3]["tool_calls"],
-            },
-            {"role": "tool", "tool_call_id": "call_1", "content": "rain"},
-        ],
-        "tools": OPENAI_CHAT["tools"],
-        "tool_choice": "required",
-    },
-    "anthropic": {
-        "model": "m",
-        "max_tokens": 80,
-        "system": "Be brief.",
-        "messages": [
-            {
-                "role": "user",
-                "content": [
-                    {"type": "text", "text": "Weather?"},
-                    {
-                        "type": "image",
-                        "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"},
-                    },
-                ],
-            },
-            {
-                "role": "assistant",
-                "content": [
-                    {"type": "text", "text": "Checking."},
-                    {
-                        "type": "tool_use",
-                        "id": "call_1",
-                        "name": "weather",
-                        "input": {"city": "Oslo"},
-                    },
-                ],
-            },
-            {
-                "role": "user",
-                "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": "rain"}],
-            },
-        ],
-        "tools": [{"name": "weather", "description": "Look up", "input_schema": WEATHER}],
-        "tool_choice": {"type": "any"},
-    },
-    "responses": {
-        "model": "m",
-        "max_output_tokens": 80,
-        "instructions": "Be brief.",
-        "input": [
-            {
-                "role": "user",
-                "content": [
-                    {"type": "input_text", "text": "Weather?"},
-                    {"type": "input_image", "image_url": PNG},
-                ],
-            },
-            {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "opaque"},
-            {
-                "type": "message",
-                "role": "assistant",
-                "content": [{"type": "output_text", "text": "Checking."}],
-            },
-            {
-                "type": "function_call",
-                "call_id": "call_1",
-                "name": "weather",
-                "arguments": '{"city": "Oslo"}',
-            },
-            {"type": "function_call_output", "call_id": "call_1", "output": "rain"},
-        ],
-        "tools": [
-            {"type": "function", "name": "weather", "description": "Look up", "parameters": WEATHER}
-        ],
-        "tool_choice": "required",
-        "store": False,
-        "include": ["reasoning.encrypted_content"],
-        "prompt_cache_key": "k",
-    },
-}
 
 
 def _conversation(body: dict[str, Any], fmt: WireFormat) -> Any:
@@ -334,90 +197,6 @@ def test_strip_runcap_metadata() -> None:
     only_tags: dict[str, Any] = {"metadata": {"tags": "a,b"}}
     strip_runcap_metadata(only_tags)
     assert only_tags == {}
-
-
-USAGE = Usage(input_tokens=40, output_tokens=7, cached_input_tokens=60, cache_write_tokens=5)
-
-
-def test_usage_normalisation() -> None:
-    """Cached and cache-written tokens leave input_tokens; each format's report reads the same."""
-    assert chat.read_usage(
-        {
-            "prompt_tokens": 105,
-            "completion_tokens": 7,
-            "prompt_tokens_details": {"cached_tokens": 60, "cache_write_tokens": 5},
-            "completion_tokens_details": {"reasoning_tokens": 3},
-        }
-    ) == Meter(USAGE, 3)
-    assert messages.read_usage(
-        {
-            "input_tokens": 40,
-            "output_tokens": 7,
-            "cache_read_input_tokens": 60,
-            "cache_creation_input_tokens": 5,
-        }
-    ) == Meter(USAGE)
-    assert messages.read_usage({"output_tokens": 9}, USAGE).usage.output_tokens == 9
-    assert responses.read_usage(
-        {
-            "input_tokens": 105,
-            "input_tokens_details": {"cached_tokens": 60, "cache_write_tokens": 5},
-            "output_tokens": 7,
-            "output_tokens_details": {"reasoning_tokens": 3},
-        }
-    ) == Meter(USAGE, 3)
-
-
-@pytest.mark.parametrize("fmt", APIS)
-def test_usage_round_trips(fmt: WireFormat) -> None:
-    """Writing usage in a format and reading it back is exact, cache reads and writes included."""
-    meter = Meter(USAGE, 3 if fmt != "anthropic" else 0)
-    write = {"openai": chat.write_usage, "anthropic": messages.write_usage}.get(
-        fmt, responses.write_usage
-    )
-    assert FORMATS[fmt].read_usage(write(meter)) == meter
-
-
-REPLY = Reply(
-    "r1",
-    "m",
-    [Text("Checking."), ToolCall("call_1", "weather", '{"city":"Oslo"}')],
-    "tool_use",
-    Meter(USAGE, 2),
-)
-
-
-def _answer(reply: Reply) -> list[Any]:
-    return [
-        (p.id, p.name, json.loads(p.arguments)) if isinstance(p, ToolCall) else p
-        for p in reply.parts
-    ]
-
-
-@pytest.mark.parametrize(("source", "target"), PAIRS)
-def test_answer_round_trips(source: WireFormat, target: WireFormat) -> None:
-    """An answer with text, a tool call and cache usage survives source -> target -> source."""
-    body = FORMATS[source].write_reply(REPLY)
-    there = translate_reply(body, source, target)
-    back = FORMATS[source].read_reply(translate_reply(there, target, source))
-    for reply in (FORMATS[target].read_reply(there), back):
-        assert _answer(reply) == _answer(REPLY)
-        assert reply.stop == "tool_use"
-        assert reply.meter.usage == USAGE
-    assert usage_of(there, target) == USAGE
-
-
-def test_length_and_refusal_answers() -> None:
-    """A cut answer and a refusal keep their meaning in every format."""
-    stops: list[StopReason] = ["length", "refusal"]
-    for stop in stops:
-        reply = Reply("r", "m", [Text("partial")], stop, Meter())
-        for source, target in PAIRS:
-            out = translate_reply(FORMATS[source].write_reply(reply), source, target)
-            assert FORMATS[target].read_reply(out).stop == stop, (source, target, stop)
-    cut = responses.write_reply(Reply("r", "m", [Text("x")], "length", Meter()))
-    assert cut["status"] == "incomplete"
-    assert cut["incomplete_details"] == {"reason": "max_output_tokens"}
 
 
 def test_broken_tool_arguments_are_kept_not_fatal() -> None:
