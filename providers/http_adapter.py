@@ -37,6 +37,11 @@ from providers.translate import (
 from workflows.contracts import Usage, WireFormat
 
 JSON = dict[str, Any]
+FORMAT_NAMES: dict[WireFormat, str] = {
+    "openai": "chat completions",
+    "anthropic": "Anthropic messages",
+    "responses": "the Responses API",
+}
 
 
 def parse_retry_after(headers: httpx.Headers) -> float | None:
@@ -106,7 +111,8 @@ class HttpAdapter:
             try:
                 body = translate_request(call.body, call.inbound, self.api)
             except Untranslatable as exc:
-                message = f"{self.config.name} speaks {self.api} and cannot serve this call: {exc}"
+                speaks = FORMAT_NAMES[self.api]
+                message = f"{self.config.name} speaks {speaks} and cannot serve this call: {exc}"
                 raise ProviderError(400, message, retryable=False) from None
         body["model"] = call.model
         strip_runcap_metadata(body)

@@ -121,7 +121,9 @@ def _assistant_parts(msg: JSON) -> list[Part]:
 def _tool(raw: Any) -> Tool:
     raw = as_dict(raw)
     if raw.get("type") != "function":
-        raise Untranslatable(f"tool type {raw.get('type')!r} can only go to its own format")
+        raise Untranslatable(
+            f"tool type {raw.get('type')!r} can only go to a chat-completions target"
+        )
     fn = as_dict(raw.get("function"))
     params = as_dict(fn.get("parameters")) or {"type": "object", "properties": {}}
     return Tool(str(fn.get("name", "")), str(fn.get("description") or ""), params)
