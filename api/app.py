@@ -3,48 +3,35 @@
 Why a factory with a lifespan: nothing connects at import time, each process owns exactly one
 engine, one Temporal client and one ``httpx.AsyncClient``, and tests build apps around their own.
 
-Plug-in points for the model-call path (the lead's modules, used when present):
-- ``api.routes_openai`` / ``api.routes_anthropic`` expose ``router``; they are included here.
-- ``api.gateway`` may expose ``gateway_lifespan(app)``, an async context manager entered after
-  the shared clients exist (start the caller-side worker there); ``app.state.extra_lifespans``
-  holds any more such callables.
+The model-call routers (chat completions, Responses, Anthropic messages) are plain imports, so
+readers and tools can follow them. ``api.gateway.gateway_lifespan(app)`` is entered after the
+shared clients exist (it starts the caller-side worker); ``app.state.extra_lifespans`` holds any
+more such callables.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from types import ModuleType
-from typing import Any
 
 import httpx
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
-from api import keys, spend
+from api import keys, routes_anthropic, routes_openai, routes_responses, spend
 from api.auth import KeyCache
 from api.errors import BodyTooLarge, GatewayError, error_response, install_error_handlers
+from api.gateway import gateway_lifespan
 from api.ratelimit import RateLimiter
 from api.settings import Settings, get_settings
 from db.engine import create_tables, make_engine
 
 log = logging.getLogger(__name__)
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
-GATEWAY_ROUTERS = ("api.routes_openai", "api.routes_anthropic")
-
-
-def _optional(name: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as err:
-        if err.name == name:
-            return None
-        raise
 
 
 async def _send_error(scope: Scope, receive: Receive, send: Send, error: GatewayError) -> None:
@@ -177,10 +164,7 @@ def create_app(
             app.state.http = http
             app.state.key_cache = KeyCache(db, ttl=settings.key_cache_ttl_seconds)
             app.state.rate_limiter = RateLimiter()
-            hooks: list[Lifespan] = list(app.state.extra_lifespans)
-            gateway = _optional("api.gateway")
-            if gateway is not None and hasattr(gateway, "gateway_lifespan"):
-                hooks.insert(0, gateway.gateway_lifespan)
+            hooks: list[Lifespan] = [gateway_lifespan, *app.state.extra_lifespans]
             for hook in hooks:
                 await stack.enter_async_context(hook(app))
             yield
@@ -193,12 +177,9 @@ def create_app(
     app.add_middleware(CatchAllMiddleware)
     app.include_router(keys.router)
     app.include_router(spend.router)
-    # The /v1 model-call routers, when their modules exist.
-    for name in GATEWAY_ROUTERS:
-        module = _optional(name)
-        router: Any = getattr(module, "router", None)
-        if isinstance(router, APIRouter):
-            app.include_router(router)
+    app.include_router(routes_openai.router)
+    app.include_router(routes_responses.router)
+    app.include_router(routes_anthropic.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

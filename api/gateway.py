@@ -311,9 +311,7 @@ async def _relay(
         except CallFailed as failure:
             yield stream_error(failure_to_http(failure.failure, []))
             return
-        closing = list(end.tail)
-        if end.broken:
-            closing.append(stream_error(GatewayError(end.broken, status=502, code="stream_broken")))
+        closing = list(end.tail)  # for a broken stream, its error event in the caller's format
         cost = cost_headers(end.result)
         closing.append(
             (

@@ -93,14 +93,22 @@ class Router:
         return self.route_for(model, tags, inbound).chain
 
     def _provider_for(self, model: str, inbound: WireFormat) -> str:
-        home = _home_provider(model)
-        if home in self.apis:
-            return home
-        # Offline: the fake provider serves every priced model, in the caller's own format.
-        fake = "fake-anthropic" if inbound == "anthropic" else "fake"
-        if fake in self.apis:
-            return fake
-        raise BadRequest(f"no provider is configured for model {model!r}", code="model_not_found")
+        """The model's own provider, or offline the fake one, which serves every priced model."""
+        found = self._member(_home_provider(model), inbound) or self._member("fake", inbound)
+        if found is None:
+            raise BadRequest(
+                f"no provider is configured for model {model!r}", code="model_not_found"
+            )
+        return found
+
+    def _member(self, family: str, inbound: WireFormat) -> str | None:
+        """A family's provider that speaks the caller's format (``openai-responses`` for a
+        Responses call), so nothing needs translating; else the family's own."""
+        members = [n for n in self.apis if n == family or n.startswith(family + "-")]
+        for name in members:
+            if self.apis[name] == inbound:
+                return name
+        return family if family in self.apis else None
 
     def _target(self, entry: str) -> Target:
         provider, sep, model = entry.partition("/")

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from api.wire import DEFAULT_MAX_OUTPUT_TOKENS
 from providers.pricing import usd_to_micros
 from providers.settings import ProviderSettings
 from workflows.contracts import TASK_QUEUE, Price
@@ -34,6 +35,8 @@ class Settings(ProviderSettings):
     temporal_namespace: str = "default"
     temporal_connect_timeout_seconds: float = 5.0
     max_body_bytes: int = 8 * MIB
+    responses_default_max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS
+    """The output bound of a Responses call that sets none (see ``api.wire``)."""
     alert_webhook_url: str | None = None
     price_overrides_file: Path | None = None
     floor_price_input_per_mtok_usd: str | None = None

@@ -98,7 +98,7 @@ class GrantedCall:
             self.progress.output_bytes = streamed.output_bytes
             usage = received_bound(self.progress, self.input_tokens, self.grant.max_tokens)
             result = await self._end("broken", served.target, usage, False, streamed.broken)
-            return [], result, streamed.broken
+            return streamed.tail, result, streamed.broken
         result = await self._end("ok", served.target, streamed.usage, streamed.usage_known)
         return streamed.tail, result, ""
 

@@ -1,7 +1,10 @@
-"""What both adapters share: one HTTP exchange, error classification and the stream loop.
+"""What every adapter shares: one HTTP exchange, translation, error classification and the
+stream loop.
 
 Adapters never retry (Temporal owns retries); every failure becomes a ``ProviderError`` that says
-whether another try could help. The API key never appears in an error message.
+whether another try could help. The API key never appears in an error message. A body in the
+caller's own format passes through; any other is translated (``providers.translate``), and a
+body the target's format cannot express is refused with a 400 that says what and why.
 """
 
 from __future__ import annotations
@@ -26,9 +29,21 @@ from providers.base import (
 )
 from providers.sse import SSEEvent, iter_events
 from providers.streams import StreamTranslator, UpstreamStreamError, make_translator
+from providers.translate import (
+    Untranslatable,
+    strip_runcap_metadata,
+    translate_reply,
+    translate_request,
+    usage_of,
+)
 from workflows.contracts import Usage, WireFormat
 
 JSON = dict[str, Any]
+FORMAT_NAMES: dict[WireFormat, str] = {
+    "openai": "chat completions",
+    "anthropic": "Anthropic messages",
+    "responses": "the Responses API",
+}
 
 
 def parse_retry_after(headers: httpx.Headers) -> float | None:
@@ -71,7 +86,7 @@ def error_message(body: bytes) -> str:
 
 
 class HttpAdapter:
-    """Base of the adapters; subclasses say how to build the body, read usage and reply."""
+    """Base of the adapters; subclasses give the URL, the headers and the last touches."""
 
     api: WireFormat = "openai"
 
@@ -86,14 +101,30 @@ class HttpAdapter:
     def headers(self, call: ProviderCall) -> dict[str, str]:
         raise NotImplementedError
 
-    def body(self, call: ProviderCall, *, stream: bool) -> JSON:
+    def shape(self, body: JSON, call: ProviderCall, *, stream: bool) -> JSON:
+        """Set the output bound and streaming fields of a body already in ``self.api``."""
         raise NotImplementedError
+
+    # ---- translation ----
+    def body(self, call: ProviderCall, *, stream: bool) -> JSON:
+        if call.inbound == self.api:
+            body = dict(call.body)
+        else:
+            try:
+                body = translate_request(call.body, call.inbound, self.api)
+            except Untranslatable as exc:
+                speaks = FORMAT_NAMES[self.api]
+                message = f"{self.config.name} speaks {speaks} and cannot serve this call: {exc}"
+                raise ProviderError(400, message, retryable=False) from None
+        body["model"] = call.model
+        strip_runcap_metadata(body)
+        return self.shape(body, call, stream=stream)
 
     def usage(self, reply: JSON) -> Usage:
-        raise NotImplementedError
+        return usage_of(reply, self.api)
 
     def reply_for(self, reply: JSON, inbound: WireFormat) -> JSON:
-        raise NotImplementedError
+        return reply if inbound == self.api else translate_reply(reply, self.api, inbound)
 
     # ---- shared machinery ----
     def _scrub(self, text: str) -> str:
@@ -149,8 +180,8 @@ class HttpAdapter:
         after it, the result says ``broken`` and what was received, since no retry can undo
         bytes the client has seen.
         """
-        translator = make_translator(self.api, call.inbound)
         payload = self.body(call, stream=True)
+        translator = make_translator(self.api, call.inbound)
         sent = 0
         tail: list[bytes] = []
         response: httpx.Response | None = None
@@ -180,11 +211,11 @@ class HttpAdapter:
             tail += translator.finish()
         except TimeoutError:
             if sent:
-                return self._broken(translator, sent, "the provider stopped sending")
+                return self._broken(translator, sent, TimeoutError("the provider stopped sending"))
             raise self._timeout_error(call) from None
         except (httpx.HTTPError, UpstreamStreamError, ValueError) as exc:
             if sent:
-                return self._broken(translator, sent, self._scrub(f"{self.config.name}: {exc}"))
+                return self._broken(translator, sent, exc)
             if isinstance(exc, httpx.HTTPError):
                 raise self._transport_error(exc) from None
             status = exc.status if isinstance(exc, UpstreamStreamError) else 502
@@ -196,7 +227,8 @@ class HttpAdapter:
         if not translator.complete:
             if not sent:
                 raise ProviderError(502, f"{self.config.name}: empty stream", retryable=True)
-            return self._broken(translator, sent, "the stream ended without its closing event")
+            cut = ValueError("the stream ended without its closing event")
+            return self._broken(translator, sent, cut)
         return StreamResult(
             translator.usage,
             translator.usage_known,
@@ -205,10 +237,17 @@ class HttpAdapter:
             output_bytes=translator.output_bytes,
         )
 
-    @staticmethod
-    def _broken(translator: StreamTranslator, sent: int, why: str) -> StreamResult:
+    def _broken(self, translator: StreamTranslator, sent: int, error: Exception) -> StreamResult:
+        """A stream that broke after chunks went out: too late for another target, so it ends
+        with an error event in the caller's format (sent after the ledger row, as the tail)."""
+        why = self._scrub(f"{self.config.name}: {getattr(error, 'message', None) or error}")
         return StreamResult(
-            translator.usage, False, sent, broken=why, output_bytes=translator.output_bytes
+            translator.usage,
+            False,
+            sent,
+            tail=translator.fail(error),
+            broken=why,
+            output_bytes=translator.output_bytes,
         )
 
 

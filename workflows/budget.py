@@ -35,7 +35,8 @@ NO_STEP = "(none)"
 def estimate_input_tokens(body: Mapping[str, Any]) -> int:
     """An upper bound of a prompt's tokens: a token is at least one byte of text, and JSON adds
     more bytes than a chat template adds tokens, so the UTF-8 size of the prompt parts bounds it."""
-    parts = {k: body[k] for k in ("messages", "system", "tools", "tool_choice") if k in body}
+    prompt = ("messages", "system", "input", "instructions", "tools", "tool_choice")
+    parts = {k: body[k] for k in prompt if k in body}
     return len(json.dumps(parts, ensure_ascii=False).encode())
 
 

@@ -16,7 +16,8 @@ TOKENS_PER_PRICE_UNIT = 1_000_000
 TASK_QUEUE = "runcap"
 """The worker's own task queue: workflows and the server-side activities (ledger, alerts)."""
 
-WireFormat = Literal["openai", "anthropic"]
+WireFormat = Literal["openai", "anthropic", "responses"]
+"""``openai`` is chat completions; ``responses`` is the OpenAI Responses API."""
 CallStatus = Literal["ok", "failed", "cancelled", "broken", "unknown"]
 """``cancelled``: the client left mid-call; ``broken``: the provider's stream broke after bytes
 reached the client. Both are billed what was received. ``unknown``: the caller went silent, so

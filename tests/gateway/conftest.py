@@ -33,6 +33,13 @@ ADMIN_KEY = "rc-admin-test"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 ROUTE_CODER = {"model": "coder", "chain": ["fake/fake-large", "fake/fake-small"]}
 """A routed model whose premium target falls back to a cheap one."""
+ROUTE_CROSS = {"model": "cross", "chain": ["fake/fake-large", "fake-anthropic/claude-haiku-4-5"]}
+"""A chain that crosses formats: chat completions first, then Anthropic messages."""
+PRICE_OVERRIDES = {
+    "gpt-6.2-sol": {"input": "2", "output": "10", "cached_input": "0.1", "cache_write": "2.5"}
+}
+"""Codex 0.171's default model, which genai-prices 0.2.3 does not list yet: a deployment prices it
+through its overrides file, and so does this one (at gpt-6.1-sol's rates, an assumption)."""
 
 
 @dataclass
@@ -121,7 +128,9 @@ async def gateway(
     hook, received = alert_sink
     queue = "gateway-tests"
     routes = tmp_path_factory.mktemp("routes") / "routes.json"
-    routes.write_text(json.dumps({"routes": [ROUTE_CODER]}))
+    routes.write_text(json.dumps({"routes": [ROUTE_CODER, ROUTE_CROSS]}))
+    overrides = routes.with_name("prices.json")
+    overrides.write_text(json.dumps(PRICE_OVERRIDES))
     settings = Settings.model_validate(
         {
             "admin_key": SecretStr(ADMIN_KEY),
@@ -129,6 +138,7 @@ async def gateway(
             "workflow_task_queue": queue,
             "max_body_bytes": 2 * 1024 * 1024,
             "routes_file": str(routes),
+            "price_overrides_file": str(overrides),
         }
     )
     app = create_app(settings, engine=gateway_engine, temporal_client=temporal_client)

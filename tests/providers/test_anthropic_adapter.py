@@ -176,7 +176,8 @@ async def test_stream_to_openai_caller() -> None:
         "prompt_tokens": 30,
         "completion_tokens": 17,
         "total_tokens": 47,
-        "prompt_tokens_details": {"cached_tokens": 5},
+        "prompt_tokens_details": {"cached_tokens": 5, "cache_write_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
     }
     assert sink.text.endswith("data: [DONE]\n\n")
     assert result.usage_known and result.usage.output_tokens == 17
