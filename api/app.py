@@ -26,11 +26,14 @@ from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
-from api import keys, spend
+from api import alerts, calls, keys, runs, spend
 from api.auth import KeyCache
 from api.errors import BodyTooLarge, GatewayError, error_response, install_error_handlers
 from api.ratelimit import RateLimiter
 from api.settings import Settings, get_settings
+from api.ui.guard import install_ui_errors, make_signer
+from api.ui.router import STATIC_PATH, static_files
+from api.ui.router import router as ui_router
 from db.engine import create_tables, make_engine
 
 log = logging.getLogger(__name__)
@@ -188,11 +191,18 @@ def create_app(
     app = FastAPI(title="runcap", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.extra_lifespans = []
+    app.state.ui_signer = make_signer(settings)
     install_error_handlers(app)
+    install_ui_errors(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(CatchAllMiddleware)
     app.include_router(keys.router)
     app.include_router(spend.router)
+    app.include_router(runs.router)
+    app.include_router(calls.router)
+    app.include_router(alerts.router)
+    app.include_router(ui_router)
+    app.mount(STATIC_PATH, static_files(), name="ui-static")
     # The /v1 model-call routers, when their modules exist.
     for name in GATEWAY_ROUTERS:
         module = _optional(name)

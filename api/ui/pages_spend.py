@@ -1,0 +1,119 @@
+"""The spend explorer: cost and calls over time, grouped and filtered, as a chart, a table and
+a CSV download. The queries are the admin api's own (``api.spend``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from sqlalchemy import Engine
+
+from api.deps import EngineDep
+from api.errors import GatewayError
+from api.spend import Bucket, aggregate, csv_response, filters, series, totals
+from api.ui.guard import SignedInDep
+from api.ui.render import page
+from db.models import utcnow
+from workflows.contracts import MICROS_PER_USD
+
+router = APIRouter()
+GROUPS = ("key", "task", "step", "agent", "model", "provider")
+RANGES = {"1h": 1, "6h": 6, "24h": 24, "7d": 7 * 24, "30d": 30 * 24, "all": 0}
+CHART_GROUPS = 8
+"""Lines drawn; the other groups are summed into one "(other)" line."""
+
+
+@dataclass(frozen=True)
+class SpendQuery:
+    """The explorer's filters, read leniently from the query string (bad values fall back)."""
+
+    group: str = "step"
+    range: str = "24h"
+    bucket: Bucket = "hour"
+    tags: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, params: Any) -> SpendQuery:
+        group = params.get("group", "step")
+        span = params.get("range", "24h")
+        span = span if span in RANGES else "24h"
+        bucket = params.get("bucket", "auto")
+        if bucket not in ("hour", "day"):
+            bucket = "hour" if 0 < RANGES[span] <= 48 else "day"
+        tags = tuple(t for t in params.get("tag", "").replace(",", " ").split() if t)
+        return cls(group if group in GROUPS else "step", span, bucket, tags)
+
+    @property
+    def since(self) -> datetime | None:
+        hours = RANGES[self.range]
+        return utcnow() - timedelta(hours=hours) if hours else None
+
+
+def chart_data(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """uPlot's columns: bucket times (epoch seconds), then cost per group in USD, then calls.
+
+    The only floats in the dashboard: the chart's y values.
+    """
+    buckets = sorted({r["bucket"] for r in rows})
+    index = {b: i for i, b in enumerate(buckets)}
+    cost: dict[str, list[int]] = {}
+    calls = [0] * len(buckets)
+    for r in rows:
+        cost.setdefault(r["group"], [0] * len(buckets))[index[r["bucket"]]] += r["cost_micros"]
+        calls[index[r["bucket"]]] += r["calls"]
+    ranked = sorted(cost, key=lambda g: -sum(cost[g]))
+    shown = {g: cost[g] for g in ranked[:CHART_GROUPS]}
+    if len(ranked) > CHART_GROUPS:
+        rest = ranked[CHART_GROUPS:]
+        shown["(other)"] = [sum(cost[g][i] for g in rest) for i in range(len(buckets))]
+    return {
+        "x": [int(datetime.fromisoformat(b).timestamp()) for b in buckets],
+        "series": [
+            {"label": g, "values": [v / MICROS_PER_USD for v in values]}
+            for g, values in shown.items()
+        ],
+        "calls": calls,
+    }
+
+
+def explore(engine: Engine, query: SpendQuery) -> dict[str, Any]:
+    """The explorer's figures: totals per group, the series, the grand totals."""
+    conds = filters(list(query.tags), query.since)
+    with engine.connect() as conn:
+        groups = aggregate(conn, query.group, conds)
+        points = series(conn, query.bucket, query.group, conds)
+        calls, cost = totals(conn, conds)
+    return {"groups": groups, "points": points, "calls": calls, "cost": cost}
+
+
+@router.get("/spend")
+def spend_page(request: Request, engine: EngineDep, session: SignedInDep) -> Response:
+    """Cost and calls over time, grouped and filtered as the form says."""
+    query = SpendQuery.of(request.query_params)
+    error = None
+    try:
+        found = explore(engine, query)
+    except GatewayError as err:  # a malformed tag filter
+        error, found = err.message, {"groups": [], "points": [], "calls": 0, "cost": 0}
+    context = {
+        "nav": "spend",
+        "q": query,
+        "group_names": GROUPS,
+        "ranges": RANGES,
+        "error": error,
+        "chart": chart_data(found["points"]),
+        "csv_query": request.url.query,
+        **found,
+    }
+    return page(request, "spend.html", context, session=session)
+
+
+@router.get("/spend.csv")
+def spend_csv(request: Request, engine: EngineDep, session: SignedInDep) -> Response:
+    """The explorer's series as CSV, with the page's filters."""
+    query = SpendQuery.of(request.query_params)
+    conds = filters(list(query.tags), query.since)
+    with engine.connect() as conn:
+        return csv_response(series(conn, query.bucket, query.group, conds))
