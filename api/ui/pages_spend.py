@@ -4,7 +4,7 @@ a CSV download. The queries are the admin api's own (``api.spend``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -23,6 +23,7 @@ GROUPS = ("key", "task", "step", "agent", "model", "provider")
 RANGES = {"1h": 1, "6h": 6, "24h": 24, "7d": 7 * 24, "30d": 30 * 24, "all": 0}
 CHART_GROUPS = 8
 """Lines drawn; the other groups are summed into one "(other)" line."""
+MAX_BUCKETS = 2000
 
 
 @dataclass(frozen=True)
@@ -51,25 +52,50 @@ class SpendQuery:
         return utcnow() - timedelta(hours=hours) if hours else None
 
 
-def chart_data(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def floor(moment: datetime, bucket: Bucket) -> datetime:
+    """The start of the UTC hour or day holding ``moment``."""
+    start = moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return start.replace(hour=0) if bucket == "day" else start
+
+
+def timeline(
+    points: list[dict[str, Any]], bucket: Bucket, since: datetime | None, now: datetime
+) -> list[datetime]:
+    """Every bucket from the window's start (else the first point) to now, so empty hours show
+    as zero rather than the line jumping over them; only the points' own when too many."""
+    seen = sorted({datetime.fromisoformat(p["bucket"]) for p in points})
+    if not seen:
+        return []
+    step = timedelta(hours=1) if bucket == "hour" else timedelta(days=1)
+    start, end = floor(since, bucket) if since else seen[0], max(floor(now, bucket), seen[-1])
+    if (end - start) / step > MAX_BUCKETS:
+        return seen
+    return [start + i * step for i in range(int((end - start) / step) + 1)]
+
+
+def chart_data(
+    points: list[dict[str, Any]], bucket: Bucket, since: datetime | None, now: datetime
+) -> dict[str, Any]:
     """uPlot's columns: bucket times (epoch seconds), then cost per group in USD, then calls.
 
     The only floats in the dashboard: the chart's y values.
     """
-    buckets = sorted({r["bucket"] for r in rows})
+    buckets = timeline(points, bucket, since, now)
     index = {b: i for i, b in enumerate(buckets)}
     cost: dict[str, list[int]] = {}
     calls = [0] * len(buckets)
-    for r in rows:
-        cost.setdefault(r["group"], [0] * len(buckets))[index[r["bucket"]]] += r["cost_micros"]
-        calls[index[r["bucket"]]] += r["calls"]
+    for point in points:
+        i = index[datetime.fromisoformat(point["bucket"])]
+        cost.setdefault(point["group"], [0] * len(buckets))[i] += point["cost_micros"]
+        calls[i] += point["calls"]
     ranked = sorted(cost, key=lambda g: -sum(cost[g]))
     shown = {g: cost[g] for g in ranked[:CHART_GROUPS]}
     if len(ranked) > CHART_GROUPS:
         rest = ranked[CHART_GROUPS:]
         shown["(other)"] = [sum(cost[g][i] for g in rest) for i in range(len(buckets))]
     return {
-        "x": [int(datetime.fromisoformat(b).timestamp()) for b in buckets],
+        "bucket": bucket,
+        "x": [int(b.timestamp()) for b in buckets],
         "series": [
             {"label": g, "values": [v / MICROS_PER_USD for v in values]}
             for g, values in shown.items()
@@ -103,7 +129,7 @@ def spend_page(request: Request, engine: EngineDep, session: SignedInDep) -> Res
         "group_names": GROUPS,
         "ranges": RANGES,
         "error": error,
-        "chart": chart_data(found["points"]),
+        "chart": chart_data(found["points"], query.bucket, query.since, utcnow()),
         "csv_query": request.url.query,
         **found,
     }

@@ -27,6 +27,8 @@ from worker.app import build_worker
 
 ADMIN_KEY = "rc-admin-test"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+TEMPORAL_UI = "http://127.0.0.1:8233"
+"""Where the dashboard links runs (no UI runs in tests; only the links are checked)."""
 ROUTE_CODER = {"model": "coder", "chain": ["fake/fake-large", "fake/fake-small"]}
 """A routed model whose premium target falls back to a cheap one."""
 
@@ -125,6 +127,7 @@ async def gateway(
             "workflow_task_queue": queue,
             "max_body_bytes": 2 * 1024 * 1024,
             "routes_file": str(routes),
+            "temporal_ui_url": TEMPORAL_UI,
         }
     )
     app = create_app(settings, engine=gateway_engine, temporal_client=temporal_client)
