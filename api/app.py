@@ -1,4 +1,5 @@
-"""The api app factory: lifespan (database, Temporal client, HTTP client), routers, error handling.
+"""The api app factory: lifespan (database, Temporal client, HTTP client), routers (the model-call
+endpoints, the admin api, the dashboard at ``/ui``), error handling.
 
 Why a factory with a lifespan: nothing connects at import time, each process owns exactly one
 engine, one Temporal client and one ``httpx.AsyncClient``, and tests build apps around their own.

@@ -33,16 +33,22 @@ VIEWPORT = {"width": 1400, "height": 900}
 
 
 @pytest.fixture(scope="session")
-async def browser(request: pytest.FixtureRequest) -> AsyncIterator[Browser]:
-    """One headless chromium for the whole session."""
+def chromium() -> Path:
+    """Debian's chromium: required in CI, a skip elsewhere when it is not installed."""
     if not CHROMIUM.exists():
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is required in CI (apt-get install chromium)")
         pytest.skip(f"no {CHROMIUM}: apt-get install chromium")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+async def browser(chromium: Path) -> AsyncIterator[Browser]:
+    """One headless chromium for the whole session."""
     expect.set_options(timeout=15_000)  # a loaded 2-core machine: polling pages lag
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+            executable_path=str(chromium), args=CHROMIUM_ARGS
         )
         try:
             yield launched

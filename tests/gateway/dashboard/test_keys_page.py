@@ -72,7 +72,9 @@ async def test_edit_budgets_and_limits_then_revoke(
     await page.get_by_label("Time zone").fill("Mars/Olympus")
     await page.get_by_role("button", name="Save").click()
     await expect(page.get_by_role("alert")).to_contain_text("unknown timezone")
-    assert (await gateway.admin.get(f"/admin/keys/{key['id']}")).json()["timezone"] == "Europe/Paris"
+    assert (await gateway.admin.get(f"/admin/keys/{key['id']}")).json()[
+        "timezone"
+    ] == "Europe/Paris"
 
     await page.goto("/ui/keys")
     page.once("dialog", lambda dialog: dialog.accept())
