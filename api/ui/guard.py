@@ -31,8 +31,18 @@ class UiDisabled(Exception):
     """No admin key is configured, so nobody can sign in."""
 
 
-class PageNotFound(Exception):
+class PageError(Exception):
+    """A page that cannot be shown, answered as a small HTML page with ``status``."""
+
+    status = 503
+    title = "Unavailable"
+
+
+class PageNotFound(PageError):
     """A key or run the dashboard was asked for does not exist."""
+
+    status = 404
+    title = "Not found"
 
 
 def make_signer(settings: Settings) -> SessionSigner | None:
@@ -105,9 +115,11 @@ async def _on_disabled(request: Request, exc: Exception) -> Response:
     return HTMLResponse(_DISABLED, status_code=503)
 
 
-async def _on_not_found(request: Request, exc: Exception) -> Response:
-    body = f'<h1>Not found</h1><p>{html.escape(str(exc))}</p><p><a href="/ui">Dashboard</a></p>'
-    return HTMLResponse(body, status_code=404)
+async def _on_page_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PageError)
+    message = html.escape(str(exc))
+    body = f'<h1>{exc.title}</h1><p>{message}</p><p><a href="/ui">Dashboard</a></p>'
+    return HTMLResponse(body, status_code=exc.status)
 
 
 def install_ui_errors(app: FastAPI) -> None:
@@ -115,4 +127,4 @@ def install_ui_errors(app: FastAPI) -> None:
     app.add_exception_handler(SignInRequired, _on_sign_in_required)
     app.add_exception_handler(CsrfRefused, _on_csrf_refused)
     app.add_exception_handler(UiDisabled, _on_disabled)
-    app.add_exception_handler(PageNotFound, _on_not_found)
+    app.add_exception_handler(PageError, _on_page_error)

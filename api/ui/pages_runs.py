@@ -13,14 +13,16 @@ from dataclasses import dataclass
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import Engine
 from sqlmodel import Session, select
+from temporalio.client import Client
 
 from api.alerts import recent_alerts
 from api.calls import run_calls
 from api.deps import EngineDep, SettingsDep, TemporalClientDep
-from api.errors import NotFound
+from api.errors import GatewayError, NotFound
 from api.run_list import recent_runs
 from api.runs import run_spend
-from api.ui.guard import PageNotFound, SignedInDep
+from api.settings import Settings
+from api.ui.guard import PageError, PageNotFound, SignedInDep
 from api.ui.render import page, temporal_link
 from db.models import LedgerEntryPublic, VirtualKey
 from workflows.contracts import RunSpend, workflow_id
@@ -63,9 +65,7 @@ def key_names(engine: Engine) -> dict[str, str]:
         return {k.id: k.name for k in session.exec(select(VirtualKey))}
 
 
-async def _rows_context(
-    engine: Engine, client: TemporalClientDep, settings: SettingsDep
-) -> dict[str, object]:
+async def _rows_context(engine: Engine, client: Client, settings: Settings) -> dict[str, object]:
     rows, names = await asyncio.gather(
         recent_runs(client, engine, RUNS_SHOWN), asyncio.to_thread(key_names, engine)
     )
@@ -113,11 +113,13 @@ def _ledger_bits(engine: Engine, run_id: str) -> tuple[list[LedgerEntryPublic], 
     return calls, alerts
 
 
-async def _run_context(engine: Engine, client: TemporalClientDep, run_id: str) -> dict[str, object]:
+async def _run_context(engine: Engine, client: Client, run_id: str) -> dict[str, object]:
     try:
         spend, source = await run_spend(client, engine, run_id)
     except NotFound:
         raise PageNotFound(f"no run {run_id!r}") from None
+    except GatewayError as err:  # its workflow cannot be queried right now
+        raise PageError(err.message) from None
     calls, alerts = await asyncio.to_thread(_ledger_bits, engine, run_id)
     return {
         "run_id": run_id,

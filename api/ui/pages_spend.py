@@ -9,13 +9,14 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import Engine
+from sqlmodel import Session, select
 
 from api.deps import EngineDep
 from api.errors import GatewayError
 from api.spend import Bucket, aggregate, csv_response, filters, series, totals
 from api.ui.guard import SignedInDep
 from api.ui.render import page
-from db.models import utcnow
+from db.models import VirtualKey, utcnow
 from workflows.contracts import MICROS_PER_USD
 
 router = APIRouter()
@@ -114,6 +115,12 @@ def explore(engine: Engine, query: SpendQuery) -> dict[str, Any]:
     return {"groups": groups, "points": points, "calls": calls, "cost": cost}
 
 
+def key_labels(engine: Engine) -> dict[str, str]:
+    """``name (key_id)`` per key id: grouping by key shows who, not only an id."""
+    with Session(engine) as session:
+        return {k.id: f"{k.name} ({k.id})" for k in session.exec(select(VirtualKey))}
+
+
 @router.get("/spend")
 def spend_page(request: Request, engine: EngineDep, session: SignedInDep) -> Response:
     """Cost and calls over time, grouped and filtered as the form says."""
@@ -123,6 +130,10 @@ def spend_page(request: Request, engine: EngineDep, session: SignedInDep) -> Res
         found = explore(engine, query)
     except GatewayError as err:  # a malformed tag filter
         error, found = err.message, {"groups": [], "points": [], "calls": 0, "cost": 0}
+    if query.group == "key":
+        labels = key_labels(engine)
+        for row in [*found["groups"], *found["points"]]:
+            row["group"] = labels.get(row["group"], row["group"])
     context = {
         "nav": "spend",
         "q": query,

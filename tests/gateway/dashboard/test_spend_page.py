@@ -68,3 +68,8 @@ async def test_spend_grouped_and_filtered_by_step(
     await expect(table.locator('tr[data-group="step:edit"] td').nth(1)).to_have_text("2")
     await expect(page.get_by_test_id("total-cost")).to_have_text("$" + edit["cost_usd"])
     await shoot(page, artifacts, "10-spend-step-edit")
+
+    await page.get_by_label("Group by").select_option("key")
+    await page.get_by_role("button", name="Show").click()
+    await expect(table.locator("tbody tr")).to_have_count(1)
+    await expect(table).to_contain_text(f"{key['name']} ({key['id']})")
