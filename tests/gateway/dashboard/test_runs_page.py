@@ -72,6 +72,8 @@ async def test_run_burns_down_live_while_calls_are_made(
         await expect(page.get_by_test_id("spent")).to_have_text("$" + run["spent_usd"])
         share = await page.get_by_test_id("burn").locator(".spent").evaluate("e => e.style.width")
         assert float(share.removesuffix("%")) > 50
+        rows = page.get_by_test_id("calls-table").locator("tbody tr")
+        await expect(rows).to_have_count(calls)  # the calls table follows the ledger live too
         assert await page.evaluate("window.notReloaded") is True
         await shoot(page, artifacts, "06-run-exhausted")
 
