@@ -12,6 +12,7 @@ COPY api/ api/
 COPY providers/ providers/
 COPY caller/ caller/
 COPY db/ db/
+COPY cli/ cli/
 # Installed for the dependencies; `python -m` then runs the source in /app, data files included.
 RUN pip install . && useradd --system --uid 10001 --home-dir /app runcap
 

@@ -1,4 +1,5 @@
-"""The api app factory: lifespan (database, Temporal client, HTTP client), routers, error handling.
+"""The api app factory: lifespan (database, Temporal client, HTTP client), routers (the model-call
+endpoints, the admin api, the dashboard at ``/ui``), error handling.
 
 Why a factory with a lifespan: nothing connects at import time, each process owns exactly one
 engine, one Temporal client and one ``httpx.AsyncClient``, and tests build apps around their own.
@@ -22,12 +23,24 @@ from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
-from api import keys, routes_anthropic, routes_openai, routes_responses, spend
+from api import (
+    alerts,
+    calls,
+    keys,
+    routes_anthropic,
+    routes_openai,
+    routes_responses,
+    runs,
+    spend,
+)
 from api.auth import KeyCache
 from api.errors import BodyTooLarge, GatewayError, error_response, install_error_handlers
 from api.gateway import gateway_lifespan
 from api.ratelimit import RateLimiter
 from api.settings import Settings, get_settings
+from api.ui.guard import install_ui_errors, make_signer
+from api.ui.router import STATIC_PATH, static_files
+from api.ui.router import router as ui_router
 from db.engine import create_tables, make_engine
 
 log = logging.getLogger(__name__)
@@ -172,7 +185,9 @@ def create_app(
     app = FastAPI(title="runcap", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.extra_lifespans = []
+    app.state.ui_signer = make_signer(settings)
     install_error_handlers(app)
+    install_ui_errors(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(CatchAllMiddleware)
     app.include_router(keys.router)
@@ -180,6 +195,11 @@ def create_app(
     app.include_router(routes_openai.router)
     app.include_router(routes_responses.router)
     app.include_router(routes_anthropic.router)
+    app.include_router(runs.router)
+    app.include_router(calls.router)
+    app.include_router(alerts.router)
+    app.include_router(ui_router)
+    app.mount(STATIC_PATH, static_files(), name="ui-static")
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -34,6 +34,8 @@ class Settings(ProviderSettings):
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     temporal_connect_timeout_seconds: float = 5.0
+    temporal_ui_url: str | None = None
+    """The Temporal UI's address (``make run`` sets it): the dashboard links each run there."""
     max_body_bytes: int = 8 * MIB
     responses_default_max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS
     """The output bound of a Responses call that sets none (see ``api.wire``)."""

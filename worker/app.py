@@ -41,7 +41,7 @@ def build_worker(
     ``extra_*`` add an application's own workflows (the example agent in the demo and tests).
     """
     ledger = LedgerActivities(engine)
-    alerts = AlertActivities(http, alert_webhook_url)
+    alerts = AlertActivities(http, alert_webhook_url, engine)
     model_calls = ModelCallActivities(providers)
     return Worker(
         client,

@@ -84,7 +84,9 @@ def database_url(settings: LaunchSettings) -> str:
     return settings.database_url or f"sqlite:///{settings.data_dir / 'runcap.db'}"
 
 
-def child_env(settings: LaunchSettings, temporal_address: str, key: str) -> dict[str, str]:
+def child_env(
+    settings: LaunchSettings, temporal_address: str, key: str, temporal_ui: str | None = None
+) -> dict[str, str]:
     """The environment every child gets: ours plus the addresses and secrets of this launch."""
     env = {
         **os.environ,
@@ -95,6 +97,8 @@ def child_env(settings: LaunchSettings, temporal_address: str, key: str) -> dict
         "RUNCAP_API_HOST": settings.api_host,
         "RUNCAP_API_PORT": str(settings.api_port),
     }
+    if temporal_ui:
+        env["RUNCAP_TEMPORAL_UI_URL"] = temporal_ui  # the dashboard links each run there
     if uses_fake_provider(settings):
         env["RUNCAP_FAKE_PROVIDER_URL"] = f"http://127.0.0.1:{settings.fake_provider_port}"
     return env
@@ -150,6 +154,7 @@ def _banner(settings: LaunchSettings, server: DevServer, key: str, key_file: Pat
     )
     return f"""
 runcap is running. Ctrl-C stops everything.
+  Dashboard    {api}/ui  (sign in with the admin key)
   Temporal UI  {server.ui_url}
   Temporal     {server.target}
   API          {api}
@@ -185,7 +190,7 @@ async def launch(settings: LaunchSettings) -> int:
     try:
         print(f"starting the Temporal dev server on {server.target}...", flush=True)
         await server.start()
-        env = child_env(settings, server.target, key)
+        env = child_env(settings, server.target, key, server.ui_url)
         watches = {asyncio.ensure_future(server.wait()): "temporal"}
         for child in children:
             print(f"starting {child.name}: {' '.join(child.argv[1:])}", flush=True)

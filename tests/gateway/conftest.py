@@ -31,6 +31,8 @@ from workflows.contracts import RunSpend
 
 ADMIN_KEY = "rc-admin-test"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+TEMPORAL_UI = "http://127.0.0.1:8233"
+"""Where the dashboard links runs (no UI runs in tests; only the links are checked)."""
 ROUTE_CODER = {"model": "coder", "chain": ["fake/fake-large", "fake/fake-small"]}
 """A routed model whose premium target falls back to a cheap one."""
 ROUTE_CROSS = {"model": "cross", "chain": ["fake/fake-large", "fake-anthropic/claude-haiku-4-5"]}
@@ -139,6 +141,7 @@ async def gateway(
             "max_body_bytes": 2 * 1024 * 1024,
             "routes_file": str(routes),
             "price_overrides_file": str(overrides),
+            "temporal_ui_url": TEMPORAL_UI,
         }
     )
     app = create_app(settings, engine=gateway_engine, temporal_client=temporal_client)
