@@ -1,4 +1,5 @@
-"""The ledger activity: the run's own ledger writes (calls its caller could not record).
+"""The ledger activities: the run's own ledger writes (calls its caller could not record), and
+its look-up of what a silent caller recorded before it went silent.
 
 Temporal may run an activity more than once; the write is an upsert on the call id.
 """
@@ -10,8 +11,8 @@ import asyncio
 from sqlalchemy import Engine
 from temporalio import activity
 
-from db.ledger import write_rows
-from workflows.contracts import LedgerBatch
+from db.ledger import recorded_calls, write_rows
+from workflows.contracts import LedgerBatch, RecordedCall
 
 
 class LedgerActivities:
@@ -28,3 +29,8 @@ class LedgerActivities:
     async def write_ledger(self, batch: LedgerBatch) -> None:
         """Record settled calls; safe to retry (upsert on call id)."""
         await asyncio.to_thread(self.write_sync, batch)
+
+    @activity.defn
+    async def recorded_calls(self, call_ids: list[str]) -> list[RecordedCall]:
+        """How the callers of ``call_ids`` recorded their ending, for those that did."""
+        return await asyncio.to_thread(recorded_calls, self.engine, call_ids)

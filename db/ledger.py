@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete
+from sqlalchemy import Connection, Engine, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from db.models import LedgerEntry, LedgerTag
-from workflows.contracts import LedgerRow
+from workflows.contracts import Attempt, LedgerRow, RecordedCall, Usage
 
 
 def parse_time(text: str) -> datetime:
@@ -87,3 +87,35 @@ def write_rows(engine: Engine, rows: Sequence[LedgerRow]) -> None:
     if rows:
         with engine.begin() as conn:
             upsert_rows(conn, rows)
+
+
+RECORDED = ("ok", "failed", "cancelled", "broken")
+"""Outcomes only a caller writes; ``unknown`` is the run's own verdict."""
+
+
+def recorded_calls(engine: Engine, call_ids: Sequence[str]) -> list[RecordedCall]:
+    """The calls among ``call_ids`` whose callers recorded how they ended (blocking)."""
+    if not call_ids:
+        return []
+    table = LedgerEntry.__table__  # type: ignore[attr-defined]
+    query = select(table).where(table.c.call_id.in_(list(call_ids)), table.c.status.in_(RECORDED))
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return [
+        RecordedCall(
+            call_id=row.call_id,
+            status=row.status,
+            provider=row.provider,
+            model=row.model,
+            usage=Usage(
+                row.input_tokens,
+                row.output_tokens,
+                row.cached_input_tokens,
+                row.cache_write_tokens,
+            ),
+            attempts=[Attempt(**a) for a in row.attempts or []],
+            latency_ms=row.latency_ms,
+            error=row.error,
+        )
+        for row in rows
+    ]

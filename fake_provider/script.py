@@ -69,6 +69,8 @@ class Script(BaseModel):
 class Counter:
     calls: int = 0
     failures: int = 0
+    cancelled: int = 0
+    """Requests whose client went away before the answer ended (the caller cancelled them)."""
 
 
 class FakeState:

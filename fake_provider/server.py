@@ -27,6 +27,7 @@ from fake_provider.render import (
 from fake_provider.render_responses import render_responses_stream
 from fake_provider.script import (
     DEFAULT_MAX_TOKENS,
+    Counter,
     FakeFormat,
     FakeState,
     Fault,
@@ -77,22 +78,32 @@ def _cap(body: JSON) -> Any:
     return body.get("max_output_tokens", body.get("max_completion_tokens", body.get("max_tokens")))
 
 
-async def _hang(request: Request, millis: int) -> None:
+async def _hang(request: Request, millis: int, counter: Counter) -> None:
     """Stay silent until the client gives up or ``millis`` pass."""
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(millis / 1000):
             while (await request.receive())["type"] != "http.disconnect":
                 pass
+            counter.cancelled += 1
 
 
-def _stream(events: list[bytes], drop_after: int | None, delay_ms: int) -> StreamingResponse:
+def _stream(
+    events: list[bytes], drop_after: int | None, delay_ms: int, counter: Counter
+) -> StreamingResponse:
     async def body() -> AsyncIterator[bytes]:
-        for sent, chunk in enumerate(events):
-            if drop_after is not None and sent >= drop_after:
-                raise DroppedStream(f"dropped after {sent} events")
-            if delay_ms and sent:
-                await asyncio.sleep(delay_ms / 1000)
-            yield chunk
+        ended = False
+        try:
+            for sent, chunk in enumerate(events):
+                if drop_after is not None and sent >= drop_after:
+                    ended = True  # dropped on purpose, not by the client
+                    raise DroppedStream(f"dropped after {sent} events")
+                if delay_ms and sent:
+                    await asyncio.sleep(delay_ms / 1000)
+                yield chunk
+            ended = True
+        finally:
+            if not ended:
+                counter.cancelled += 1
 
     return StreamingResponse(body(), media_type="text/event-stream")
 
@@ -137,13 +148,13 @@ def create_app(prices: PriceBook | None = None) -> FastAPI:
             counter.failures += 1
         if script.latency_ms:
             # Like a slow model: a caller that gives up stops the wait, so shutdown stays quick.
-            await _hang(request, script.latency_ms)
+            await _hang(request, script.latency_ms, counter)
         if fault.status:
             message = fault.message or f"injected failure {fault.status}"
             retry_after = fault.retry_after if fault.retry_after is not None else script.retry_after
             return _error(api, fault.status, message, retry_after)
         if fault.timeout:
-            await _hang(request, fault.hang_ms)
+            await _hang(request, fault.hang_ms, counter)
         cap = int(_cap(body) or DEFAULT_MAX_TOKENS)
         result = plan_answer(api, body, script, cap)
         if body.get("stream") is True:
@@ -156,7 +167,7 @@ def create_app(prices: PriceBook | None = None) -> FastAPI:
                 events = render_openai_stream(
                     str(model), result, bool(options.get("include_usage"))
                 )
-            return _stream(events, fault.drop_stream_after, script.chunk_delay_ms)
+            return _stream(events, fault.drop_stream_after, script.chunk_delay_ms, counter)
         if fault.drop_stream_after is not None:
             raise DroppedStream("dropped before the answer")
         return JSONResponse(render_body(api, str(model), result))
@@ -194,7 +205,10 @@ def create_app(prices: PriceBook | None = None) -> FastAPI:
 
     @app.get("/_control/calls")
     async def calls() -> JSON:
-        return {m: {"calls": c.calls, "failures": c.failures} for m, c in state.counters.items()}
+        return {
+            m: {"calls": c.calls, "failures": c.failures, "cancelled": c.cancelled}
+            for m, c in state.counters.items()
+        }
 
     @app.get("/_control/requests")
     async def requests(model: str | None = None) -> list[JSON]:

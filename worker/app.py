@@ -49,6 +49,7 @@ def build_worker(
         workflows=[*WORKFLOWS, *extra_workflows],
         activities=[
             ledger.write_ledger,
+            ledger.recorded_calls,
             alerts.send_alert,
             model_calls.call_target,
             *extra_activities,

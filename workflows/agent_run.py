@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         Grant,
         LedgerBatch,
         OpenCall,
+        RecordedCall,
         ReserveRequest,
         Revoke,
         RunInput,
@@ -41,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         SettleBatch,
         Settlement,
         TopUp,
+        Usage,
     )
     from workflows.visibility import memo, search_attribute_updates
 
@@ -53,6 +55,7 @@ BOOKKEEPING_RETRY = RetryPolicy(
     maximum_attempts=10,
 )
 UNKNOWN_OUTCOME = "the caller stopped reporting; billed at its reservation"
+LOOKUP_RETRY = RetryPolicy(maximum_attempts=3, maximum_interval=timedelta(seconds=2))
 
 
 @workflow.defn(sandboxed=False)
@@ -211,20 +214,45 @@ class AgentRun:
         self.dirty = True
         self._check_thresholds()
 
-    def _expire_silent_callers(self) -> None:
-        """Settle, at their reservations, the calls of callers silent past their timeout and
-        the calls past their deadline."""
+    async def _expire_silent_callers(self) -> None:
+        """Settle the calls of callers silent past their timeout, and calls past their deadline.
+
+        A caller writes a call's ledger row before answering, so a caller that died after
+        answering left its call's real usage there: such a call settles as recorded. Every
+        other expired call settles at its reservation, as ``unknown``: never as free.
+        """
         now = workflow.now()
         silence = timedelta(seconds=self.run_input.caller_timeout_seconds)
-        for call_id, held in list(self.state.open_calls.items()):
-            heard = _at(self.state.callers.get(held.caller_id, held.started_at))
-            if now - heard >= silence or now >= _at(held.deadline):
-                target = held.chain[0] if held.chain else None
-                lost = Settlement(call_id, "unknown", target=target, error=UNKNOWN_OUTCOME)
-                self._settle_one(lost)
+        expired = [
+            call_id
+            for call_id, held in self.state.open_calls.items()
+            if now - _at(self.state.callers.get(held.caller_id, held.started_at)) >= silence
+            or now >= _at(held.deadline)
+        ]
+        if expired:
+            recorded = await self._recorded(expired)
+            for call_id in expired:
+                held = self.state.open_calls.get(call_id)
+                if held is not None:  # a late settle may have landed meanwhile
+                    self._settle_one(_as_settlement(call_id, held, recorded.get(call_id)))
         live = {held.caller_id for held in self.state.open_calls.values()}
         for caller_id in [c for c in self.state.callers if c not in live]:
             del self.state.callers[caller_id]
+
+    async def _recorded(self, call_ids: list[str]) -> dict[str, RecordedCall]:
+        try:
+            found = await workflow.execute_activity_method(
+                LedgerActivities.recorded_calls,
+                call_ids,
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=LOOKUP_RETRY,
+            )
+        except Exception:
+            workflow.logger.warning(
+                "ledger look-up failed; settling at reservations", exc_info=True
+            )
+            return {}
+        return {call.call_id: call for call in found}
 
     def _next_expiry(self) -> timedelta | None:
         """How long until some open call must be expired, if any is open."""
@@ -336,7 +364,7 @@ class AgentRun:
                 )
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(self._should_wake, timeout=self._next_wake())
-            self._expire_silent_callers()
+            await self._expire_silent_callers()
             if self._idle_left() <= timedelta(0) and not self.state.open_calls:
                 self._set_status("expired")
             if not self._has_bookkeeping():
@@ -420,3 +448,25 @@ class AgentRun:
 
 def _at(iso: str) -> datetime:
     return datetime.fromisoformat(iso)
+
+
+def _as_settlement(call_id: str, held: OpenCall, recorded: RecordedCall | None) -> Settlement:
+    """How an expired call settles: as its caller recorded it, else ``unknown``."""
+    if recorded is None:
+        target = held.chain[0] if held.chain else None
+        return Settlement(call_id, "unknown", target=target, error=UNKNOWN_OUTCOME)
+    target = next(
+        (t for t in held.chain if (t.provider, t.model) == (recorded.provider, recorded.model)),
+        None,
+    )
+    return Settlement(
+        call_id,
+        recorded.status,
+        target=target,
+        usage=recorded.usage,
+        usage_known=recorded.usage != Usage(),
+        attempts=recorded.attempts,
+        latency_ms=recorded.latency_ms,
+        error=recorded.error,
+        ledger_written=True,
+    )

@@ -216,6 +216,21 @@ class LedgerRow:
 
 
 @dataclass
+class RecordedCall:
+    """How a call ended, as its caller recorded it in the ledger before answering: the run's
+    evidence for a call whose settlement never arrived (its caller died after answering)."""
+
+    call_id: str
+    status: CallStatus
+    provider: str
+    model: str
+    usage: Usage
+    attempts: list[Attempt]
+    latency_ms: int
+    error: str = ""
+
+
+@dataclass
 class LedgerBatch:
     rows: list[LedgerRow]
 

@@ -43,7 +43,7 @@ async def test_validation_errors_look_like_real_providers(fake: FakeProvider) ->
     )
     assert unknown.status_code == 404
     assert unknown.json()["error"]["type"] == "not_found_error"
-    assert (await fake.calls())["nope-1"] == {"calls": 1, "failures": 1}
+    assert (await fake.calls())["nope-1"] == {"calls": 1, "failures": 1, "cancelled": 0}
 
 
 async def test_any_model_is_served(fake: FakeProvider) -> None:
@@ -124,7 +124,7 @@ async def test_fault_queue_then_success_and_reset(fake: FakeProvider) -> None:
     statuses = [(await _post(fake, "/v1/chat/completions", body)) for _ in range(4)]
     assert [r.status_code for r in statuses] == [500, 500, 429, 200]
     assert statuses[2].headers["retry-after"] == "3"
-    assert (await fake.calls()) == {"fake-small": {"calls": 4, "failures": 3}}
+    assert (await fake.calls()) == {"fake-small": {"calls": 4, "failures": 3, "cancelled": 0}}
     await fake.reset()
     assert (await fake.calls()) == {}
 
@@ -190,7 +190,7 @@ async def test_latency_delays_but_answers(fake: FakeProvider) -> None:
     body = {"model": "fake-small", "messages": MESSAGES}
     reply = await _post(fake, "/v1/chat/completions", body)
     assert reply.json()["choices"][0]["message"]["content"] == "late"
-    assert (await fake.calls())["fake-small"] == {"calls": 1, "failures": 0}
+    assert (await fake.calls())["fake-small"] == {"calls": 1, "failures": 0, "cancelled": 0}
 
 
 async def test_responses_api_whole_and_streamed(fake: FakeProvider) -> None:

@@ -36,6 +36,12 @@ TEMPORAL_UI = "http://127.0.0.1:8233"
 ROUTE_CODER = {"model": "coder", "chain": ["fake/fake-large", "fake/fake-small"]}
 """A routed model whose premium target falls back to a cheap one."""
 ROUTE_CROSS = {"model": "cross", "chain": ["fake/fake-large", "fake-anthropic/claude-haiku-4-5"]}
+ROUTE_GUARDED = {
+    "model": "guarded",
+    "chain": ["fake/fake-large", "fake/fake-small"],
+    "first_byte_timeout_seconds": 1,
+}
+"""A premium target that may hang, guarded by a short first-byte timeout."""
 """A chain that crosses formats: chat completions first, then Anthropic messages."""
 PRICE_OVERRIDES = {
     "gpt-6.2-sol": {"input": "2", "output": "10", "cached_input": "0.1", "cache_write": "2.5"}
@@ -52,6 +58,7 @@ class Gateway:
     fake: FakeProvider
     temporal: Client
     alerts: list[dict[str, Any]]
+    settings: Settings
 
     async def create_key(self, **fields: Any) -> dict[str, Any]:
         """A virtual key through the admin api; returns its JSON (secret in ``key``)."""
@@ -130,7 +137,7 @@ async def gateway(
     hook, received = alert_sink
     queue = "gateway-tests"
     routes = tmp_path_factory.mktemp("routes") / "routes.json"
-    routes.write_text(json.dumps({"routes": [ROUTE_CODER, ROUTE_CROSS]}))
+    routes.write_text(json.dumps({"routes": [ROUTE_CODER, ROUTE_CROSS, ROUTE_GUARDED]}))
     overrides = routes.with_name("prices.json")
     overrides.write_text(json.dumps(PRICE_OVERRIDES))
     settings = Settings.model_validate(
@@ -160,7 +167,9 @@ async def gateway(
             serving(app) as base,
             httpx.AsyncClient(base_url=base, headers=ADMIN, timeout=60) as admin,
         ):
-            yield Gateway(base, admin, gateway_engine, gateway_fake, temporal_client, received)
+            yield Gateway(
+                base, admin, gateway_engine, gateway_fake, temporal_client, received, settings
+            )
 
 
 async def settled_spend(gateway: Gateway, run_id: str) -> RunSpend:

@@ -167,7 +167,7 @@ async def test_queued_500s_then_success(
             await provider.complete(_call(api))
         assert (info.value.status, info.value.retryable) == (500, True)
     await provider.complete(_call(api))
-    assert (await fake.calls())["fake-small"] == {"calls": 3, "failures": 2}
+    assert (await fake.calls())["fake-small"] == {"calls": 3, "failures": 2, "cancelled": 0}
 
 
 @pytest.mark.parametrize("api", APIS)

@@ -126,3 +126,36 @@ async def test_a_silent_caller_is_billed_its_reservations(
     assert [(r.status, r.cost_micros) for r in rows] == [("unknown", spend.spent_micros)]
     assert rows[0].reserved_micros == spend.spent_micros
     await assert_replays(temporal_client, run)
+
+
+async def test_a_caller_that_died_after_answering_is_billed_what_it_recorded(
+    temporal_client: Client,
+    fake: FakeProvider,
+    providers: dict[str, Provider],
+    task_queue: str,
+    worker: None,
+    target: TargetFactory,
+    engine: Engine,
+) -> None:
+    """The caller wrote the call's ledger row, answered, and died before its settle batch: the
+    run finds the row and settles the call at its real cost, not at its reservation."""
+    await fake.reset()
+    small = target("fake-small")
+    run = RunInput(
+        run_id=uuid.uuid4().hex[:12], budget_micros=MICROS_PER_USD, caller_timeout_seconds=2
+    )
+    silent = Caller(temporal_client, providers, engine=engine, workflow_task_queue=task_queue)
+    reply = await silent.call(run, spec([small]))
+    handle = run_handle(temporal_client, run.run_id)
+
+    async def expired() -> RunSpend | None:
+        spend = await handle.query(AgentRun.spend)
+        return spend if spend.calls == 1 else None
+
+    spend = await eventually(expired, within=30)
+    assert spend is not None, "the run never settled the silent caller's call"
+    assert spend.reserved_micros == 0
+    assert spend.spent_micros == reply.result.cost_micros
+    rows = ledger_rows(engine, run)
+    assert [(r.status, r.cost_micros) for r in rows] == [("ok", reply.result.cost_micros)]
+    await assert_replays(temporal_client, run)
