@@ -237,15 +237,27 @@ class LedgerBatch:
 
 @dataclass
 class Alert:
-    """A budget threshold crossed (50, 80, 100) or a call refused for budget (0)."""
+    """Something worth paging for, about a run or about a key's period budget.
+
+    ``kind``: ``threshold`` (50/80/100 % of the budget crossed), ``refused`` (a call refused
+    for budget), ``overrun`` (a provider billed past its reservation), ``loop`` (a run sent the
+    same request too often). ``scope``: the run's own budget, or the key's ``day``/``month``.
+    ``event_id`` names the event itself, so a receiver (and the sender) can tell a repeat.
+    """
 
     run_id: str
     key_id: str
-    kind: Literal["threshold", "refused"]
+    kind: Literal["threshold", "refused", "overrun", "loop"]
     threshold_percent: int
     budget_micros: int
     spent_micros: int
     at: str
+    scope: Literal["run", "day", "month"] = "run"
+    period: str = ""
+    """The period the alert is about (``2026-11-28``, ``2026-11``), for day and month scopes."""
+    event_id: str = ""
+    detail: str = ""
+    """A sentence for a human: what happened and what to do."""
 
 
 @dataclass
