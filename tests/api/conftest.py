@@ -28,7 +28,15 @@ from db.engine import create_tables, make_engine
 from tests.api.helpers import ADMIN_KEY, stand_in_router
 
 PG_USER = "runcap"
-OUR_TABLES = ("ledger_tags", "ledger", "virtual_keys", "alerts", "idempotent_requests")
+OUR_TABLES = (
+    "ledger_tags",
+    "ledger",
+    "virtual_keys",
+    "alerts",
+    "idempotent_requests",
+    "rate_windows",
+    "call_slots",
+)
 
 
 def _pg_bindir() -> Path | None:
