@@ -36,7 +36,7 @@ from api import (
 from api.auth import KeyCache
 from api.errors import BodyTooLarge, GatewayError, error_response, install_error_handlers
 from api.gateway import gateway_lifespan
-from api.limits import SharedLimiter
+from api.limits import shared_limiter
 from api.revocations import RevocationWatch
 from api.settings import Settings, get_settings
 from api.ui.guard import install_ui_errors, make_signer
@@ -180,13 +180,7 @@ def create_app(
             app.state.key_cache = cache
             every = settings.revocation_poll_seconds
             await stack.enter_async_context(RevocationWatch(db, cache, every=every))
-            app.state.rate_limiter = await stack.enter_async_context(
-                SharedLimiter(
-                    db,
-                    lease=settings.limit_slot_lease_seconds,
-                    renew_every=settings.limit_renew_seconds,
-                )
-            )
+            app.state.rate_limiter = await stack.enter_async_context(shared_limiter(db, settings))
             hooks: list[Lifespan] = [gateway_lifespan, *app.state.extra_lifespans]
             for hook in hooks:
                 await stack.enter_async_context(hook(app))

@@ -17,23 +17,25 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Protocol
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from api.errors import RateLimited
+from api.settings import Settings
+from db.engine import make_engine
 from db.limits import SLOT_LEASE_SECONDS, Limits, LimitStore, Refusal
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CallLimiter", "Limits", "Permit", "SharedLimiter"]
+__all__ = ["CallLimiter", "Limits", "Permit", "SharedLimiter", "shared_limiter"]
 
 RENEW_SECONDS = 5.0
 SWEEP_SECONDS = 60.0
-_RETRY_MAX_SECONDS = 5.0
+GIVE_BACK_ATTEMPTS = 3
 
 
 class Permit:
@@ -104,7 +106,14 @@ class SharedLimiter:
         """Admit one call, or raise ``RateLimited`` saying which limit and when to retry."""
         if limits.unlimited:
             return NO_SLOT  # a key without limits touches no table
-        taken = await asyncio.to_thread(self.store.take, key_id, limits, tokens, self.clock())
+        try:
+            taken = await asyncio.to_thread(self.store.take, key_id, limits, tokens, self.clock())
+        except DBAPIError as error:
+            if not error.connection_invalidated:
+                raise
+            # The server dropped a pooled connection (a restart): the pool is fresh now. A slot
+            # the first try may have taken is not renewed and lapses with its lease.
+            taken = await asyncio.to_thread(self.store.take, key_id, limits, tokens, self.clock())
         if isinstance(taken, Refusal):
             raise RateLimited(taken.message, taken.retry_after)
         if not taken:
@@ -113,25 +122,26 @@ class SharedLimiter:
         return _SlotPermit(self, taken)
 
     def give_back(self, slot: str) -> asyncio.Task[None]:
-        """Delete ``slot`` in the background, retrying while the database is away."""
+        """Delete ``slot`` in the background (tried a few times, else left to lapse)."""
         task = asyncio.get_running_loop().create_task(self._give_back(slot))
         self._releasing.add(task)
         task.add_done_callback(self._releasing.discard)
         return task
 
     async def _give_back(self, slot: str) -> None:
-        # Until the row is gone this instance renews it, so a failed delete must be retried.
-        delay = 0.25
-        while True:
+        delay = 0.1
+        for attempt in range(GIVE_BACK_ATTEMPTS):
             try:
                 await asyncio.to_thread(self.store.give_back, slot)
+                break
             except SQLAlchemyError:
-                log.warning("could not give back a call slot; retrying", exc_info=True)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _RETRY_MAX_SECONDS)
-                continue
-            self._held.discard(slot)
-            return
+                if attempt + 1 == GIVE_BACK_ATTEMPTS:
+                    # No longer renewed, the slot lapses with its lease.
+                    log.warning("could not give back a call slot", exc_info=True)
+                else:
+                    await asyncio.sleep(delay)
+                    delay *= 2
+        self._held.discard(slot)
 
     @property
     def held(self) -> int:
@@ -145,7 +155,7 @@ class SharedLimiter:
             now = self.clock()
             try:
                 if self._held:
-                    await asyncio.to_thread(self.store.renew, now)
+                    await asyncio.to_thread(self.store.renew, list(self._held), now)
                 if now >= next_sweep:
                     await asyncio.to_thread(self.store.sweep, now)
                     next_sweep = now + self.sweep_every
@@ -174,3 +184,20 @@ class SharedLimiter:
         except SQLAlchemyError:
             log.warning("could not give back this instance's call slots", exc_info=True)
         self._held.clear()
+
+
+@contextlib.asynccontextmanager
+async def shared_limiter(engine: Engine, settings: Settings) -> AsyncIterator[SharedLimiter]:
+    """The api's limiter, on a small pool of its own to ``engine``'s database.
+
+    Why its own pool: the app's pool tests each connection it lends (a round trip); admission
+    is on every limited call's path, so this pool skips that test and retries instead.
+    """
+    url = engine.url.render_as_string(hide_password=False)
+    own = make_engine(url, pre_ping=False, pool_size=4)
+    try:
+        lease, renew = settings.limit_slot_lease_seconds, settings.limit_renew_seconds
+        async with SharedLimiter(own, lease=lease, renew_every=renew) as limiter:
+            yield limiter
+    finally:
+        own.dispose()

@@ -39,8 +39,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
-def make_engine(url: str = DEFAULT_URL) -> Engine:
-    """An engine for ``url``: SQLite (file created with its directory) or PostgreSQL (psycopg)."""
+def make_engine(url: str = DEFAULT_URL, *, pre_ping: bool = True, pool_size: int = 10) -> Engine:
+    """An engine for ``url``: SQLite (file created with its directory) or PostgreSQL (psycopg).
+
+    ``pre_ping`` tests each PostgreSQL connection as it leaves the pool (a round trip, so a
+    connection the server dropped never fails a request); an engine on the hot path whose
+    statements are cheap to retry may go without.
+    """
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -53,7 +58,9 @@ def make_engine(url: str = DEFAULT_URL) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(
+        url, pool_pre_ping=pre_ping, pool_size=pool_size, max_overflow=2 * pool_size
+    )
 
 
 def create_tables(engine: Engine) -> None:

@@ -15,7 +15,18 @@ from typing import Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import field_validator, model_validator
-from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, LargeBinary, String
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Connection,
+    DateTime,
+    ForeignKey,
+    LargeBinary,
+    String,
+    Table,
+    event,
+)
 from sqlmodel import Field, SQLModel
 
 MAX_BUDGET_USD = 1_000_000
@@ -271,7 +282,8 @@ class RateWindow(SQLModel, table=True):
     """Requests and tokens one key used in one fixed minute, counted by every api instance.
 
     ``window_start`` is in epoch seconds (a multiple of 60): the limiter compares and adds these
-    numbers inside one SQL statement, the same on SQLite and PostgreSQL.
+    numbers inside one SQL statement, the same on SQLite and PostgreSQL. Unlogged on PostgreSQL
+    (see ``LIMIT_TABLES``).
     """
 
     __tablename__ = "rate_windows"
@@ -287,7 +299,7 @@ class CallSlot(SQLModel, table=True):
 
     ``owner`` is the api instance running the call; it pushes ``expires_at_ms`` (epoch
     milliseconds) forward every few seconds, so the slots of an instance that died stop
-    counting once their lease runs out.
+    counting once their lease runs out. Unlogged on PostgreSQL (see ``LIMIT_TABLES``).
     """
 
     __tablename__ = "call_slots"
@@ -296,3 +308,19 @@ class CallSlot(SQLModel, table=True):
     key_id: str = Field(index=True, max_length=40)
     owner: str = Field(index=True, max_length=32)
     expires_at_ms: int = Field(sa_type=BigInteger)
+
+
+LIMIT_TABLES = ("rate_windows", "call_slots")
+"""UNLOGGED on PostgreSQL: a count worth keeping for a minute needs no write-ahead log, so a
+call's admission and release commit without waiting for a disk flush (measured in
+``bench/limits.py``); after a server crash these tables come back empty, and the limits start
+afresh, which is harmless."""
+
+
+def _unlogged(table: Table, connection: Connection, **_: Any) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"ALTER TABLE {table.name} SET UNLOGGED")
+
+
+for _name in LIMIT_TABLES:
+    event.listen(SQLModel.metadata.tables[_name], "after_create", _unlogged)

@@ -7,12 +7,7 @@ binaries the PostgreSQL variants skip locally and fail in CI, where they must ru
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import tempfile
 from collections.abc import AsyncIterator, Iterator
-from glob import glob
 from pathlib import Path
 
 import httpx
@@ -26,8 +21,8 @@ from api.app import create_app
 from api.settings import Settings
 from db.engine import create_tables, make_engine
 from tests.api.helpers import ADMIN_KEY, stand_in_router
+from tests.postgres import pg_bindir, throwaway_postgres
 
-PG_USER = "runcap"
 OUR_TABLES = (
     "ledger_tags",
     "ledger",
@@ -39,54 +34,16 @@ OUR_TABLES = (
 )
 
 
-def _pg_bindir() -> Path | None:
-    found = shutil.which("initdb")
-    if found and (Path(found).resolve().parent / "createdb").exists():
-        return Path(found).resolve().parent
-    candidates = sorted(glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)
-    return Path(candidates[0]).parent if candidates else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL server and database for this session, stopped at the end."""
-    bindir = _pg_bindir()
+    bindir = pg_bindir()
     if bindir is None:
         if os.environ.get("CI"):
             pytest.fail("PostgreSQL binaries (initdb, pg_ctl) are required in CI")
         pytest.skip("no PostgreSQL binaries on PATH or under /usr/lib/postgresql/*/bin")
-    root = Path(tempfile.mkdtemp(prefix="runcap-pg-"))
-    as_root = os.geteuid() == 0
-    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
-    if as_root:
-        shutil.chown(root, "postgres", "postgres")
-    data, log = root / "data", root / "server.log"
-    port = _free_port()
-
-    def run(*args: str) -> None:
-        done = subprocess.run([*prefix, *args], capture_output=True, text=True, timeout=120)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(args)} failed: {done.stderr or done.stdout}")
-
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-    started = False
-    try:
-        run(str(bindir / "initdb"), "-D", str(data), "-U", PG_USER, "-A", "trust", "-E", "UTF8")
-        run(str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log), "-w", "start")
-        started = True
-        run(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", PG_USER, "runcap")
-        yield f"postgresql+psycopg://{PG_USER}@127.0.0.1:{port}/runcap"
-    finally:
-        if started:
-            run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
-        shutil.rmtree(root, ignore_errors=True)
+    with throwaway_postgres(bindir) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -227,7 +227,7 @@ async def test_a_revoke_reaches_another_api_within_a_second(gateway: Gateway) ->
     late = [(sent, status) for sent, status in outcomes if sent > revoked_at + 1.0]
     assert late and all(status == 401 for _, status in late), late
     with gateway.engine.connect() as conn:
-        query = select(LedgerEntry.started_at).where(col(LedgerEntry.key_id) == key["id"])
+        query = select(col(LedgerEntry.started_at)).where(col(LedgerEntry.key_id) == key["id"])
         started = [r[0].replace(tzinfo=UTC) for r in conn.execute(query)]
     cutoff = datetime.fromtimestamp(revoked_at + 1.0, UTC)
     assert started and all(at <= cutoff for at in started), (started, cutoff)
