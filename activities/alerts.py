@@ -22,8 +22,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from db.models import AlertRecord
-from providers.pricing import micros_to_usd
 from workflows.contracts import Alert
+from workflows.money import micros_to_usd
 
 log = logging.getLogger(__name__)
 ALERT_TIMEOUT_SECONDS = 10.0

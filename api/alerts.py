@@ -11,7 +11,7 @@ from api.auth import require_admin
 from api.deps import SessionDep
 from api.spend import utc
 from db.models import AlertRecord, AlertRecordPublic
-from providers.pricing import micros_to_usd
+from workflows.money import micros_to_usd
 
 router = APIRouter(prefix="/admin", tags=["alerts"], dependencies=[Depends(require_admin)])
 

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 from api.auth import KeyPolicy
 from api.errors import BadRequest, ForbiddenModel, GatewayError
 from api.failures import failure_to_http, interrupted
+from api.fingerprint import fingerprint
 from api.idempotency import (
     MAX_KEY_LENGTH,
     Claim,
@@ -35,9 +36,10 @@ from api.routing import Router, load_routes
 from api.settings import Settings
 from api.tags import agent_of, call_tags, task_of
 from caller import Caller, CallFailed, CallSpec, CallStream, WalkPolicy
-from providers.pricing import PriceBook, micros_to_usd
+from providers.pricing import PriceBook
 from providers.registry import build_providers
 from workflows.contracts import CallResult, RunInput, WireFormat
+from workflows.money import micros_to_usd
 
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
 StreamError = Callable[[GatewayError], bytes]
@@ -104,6 +106,9 @@ def run_for(key: KeyPolicy, tags: list[str], settings: Settings) -> RunInput:
         idle_timeout_seconds=settings.run_idle_timeout_seconds,
         caller_timeout_seconds=settings.run_caller_timeout_seconds,
         call_timeout_seconds=settings.run_call_timeout_seconds,
+        periods=key.periods(),
+        loop_max_repeats=key.loop_max_repeats,
+        loop_window_seconds=key.loop_window_seconds,
     )
 
 
@@ -171,6 +176,7 @@ async def handle_call(
         requested_model=model,
         input_tokens=len(raw),
         first_byte_timeout=route.first_byte_timeout,
+        fingerprint=fingerprint(body) if key.loop_max_repeats else "",
     )
     saver = _Saver(ctx.idempotency, key.id, idem) if idem is not None else None
     try:

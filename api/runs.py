@@ -22,8 +22,9 @@ from api.live import ended_rows, with_unsettled
 from api.run_list import recent_runs
 from api.spend import L, TagsQuery, aggregate, filters, totals, utc
 from db.models import VirtualKey
-from providers.pricing import micros_to_usd
+from workflows.agent_run import AgentRun
 from workflows.contracts import RunSpend, StepSpend, workflow_id
+from workflows.money import micros_to_usd
 
 router = APIRouter(prefix="/admin", tags=["runs"], dependencies=[Depends(require_admin)])
 QUERY_TIMEOUT = timedelta(seconds=5)
@@ -181,3 +182,16 @@ async def get_run(run_id: str, engine: EngineDep, client: TemporalClientDep) -> 
     if source == "stale":
         answer.update(status="unknown", stale=True)
     return answer
+
+
+@router.post("/runs/{run_id}/resume")
+async def resume_run(run_id: str, client: TemporalClientDep) -> dict[str, Any]:
+    """Resume a run the loop guard paused, and reopen targets an overrun closed."""
+    handle = client.get_workflow_handle(workflow_id(run_id))
+    try:
+        spend = await handle.execute_update(AgentRun.resume)
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise NotFound(f"no running run {run_id!r}") from None
+        raise Unavailable(f"run {run_id!r} cannot be reached now; retry") from None
+    return run_json(spend, "workflow")

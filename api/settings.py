@@ -13,9 +13,9 @@ from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from api.wire import DEFAULT_MAX_OUTPUT_TOKENS
-from providers.pricing import usd_to_micros
 from providers.settings import ProviderSettings
 from workflows.contracts import TASK_QUEUE, Price
+from workflows.money import usd_to_micros
 
 MIB = 1024 * 1024
 

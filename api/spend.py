@@ -23,8 +23,8 @@ from api.deps import EngineDep
 from api.errors import BadRequest
 from api.tags import validate_tag
 from db.models import LedgerEntry, LedgerTag
-from providers.pricing import micros_to_usd
 from workflows.budget import NO_STEP
+from workflows.money import micros_to_usd
 
 router = APIRouter(prefix="/admin", tags=["spend"], dependencies=[Depends(require_admin)])
 L = LedgerEntry.__table__  # type: ignore[attr-defined]

@@ -63,6 +63,8 @@ class CallSpec:
     """An upper bound of the prompt's tokens; measured from the body when not given."""
     first_byte_timeout: float | None = None
     """Overrides the policy's first-byte timeout (routes may set their own)."""
+    fingerprint: str = ""
+    """A hash of the request's messages and tools, for the run's loop guard."""
 
 
 class Caller:
@@ -142,6 +144,7 @@ class Caller:
             requested_model=spec.requested_model,
             tags=spec.tags,
             stream=stream,
+            fingerprint=spec.fingerprint,
         )
         run_id = run_id_of(run)
         grant = await self._reserve(run, req)
@@ -208,3 +211,8 @@ class Caller:
             with contextlib.suppress(Exception):
                 settlement.ledger_written = await self.ledger.write(row)
         self.settler.add(run_id, settlement)
+        if row.cost_micros > row.reserved_micros:
+            # An overrun: the run must close the target before this client's next call can
+            # reserve, so this settlement goes now, before the answer, not with the next batch.
+            with contextlib.suppress(Exception):
+                await self.settler.flush(run_id)

@@ -44,6 +44,10 @@ class VirtualKeyBase(SQLModel):
     """Default tags added to every call made with the key."""
     timezone: str = Field(default="UTC", max_length=64)
     """IANA zone whose midnight starts the key's day and month budgets."""
+    loop_max_repeats: int = Field(default=0, ge=0, le=10_000)
+    """Loop guard: a run that sends the same request this many times within
+    ``loop_window_seconds`` is paused (0: off)."""
+    loop_window_seconds: int = Field(default=300, ge=1, le=86_400)
 
 
 def valid_models(models: list[str]) -> list[str]:
@@ -127,6 +131,8 @@ class VirtualKeyUpdate(SQLModel):
     models: list[str] | None = None
     tags: list[str] | None = None
     timezone: str | None = Field(default=None, max_length=64)
+    loop_max_repeats: int | None = Field(default=None, ge=0, le=10_000)
+    loop_window_seconds: int | None = Field(default=None, ge=1, le=86_400)
 
     _models = field_validator("models")(valid_models)
     _timezone = field_validator("timezone")(valid_timezone)

@@ -18,11 +18,12 @@ from examples.agent import AgentReport, AgentTask, ExampleAgent
 from examples.suite import run_tests
 from fake_provider import FakeProvider
 from providers.base import ProviderConfig
-from providers.pricing import PriceBook, micros_to_usd
+from providers.pricing import PriceBook
 from providers.registry import build_providers, make_http_client
 from worker.app import build_worker
 from worker.devserver import DevServer
 from workflows.contracts import Target
+from workflows.money import micros_to_usd
 
 DEMO_QUEUE = "runcap-demo"
 

@@ -14,13 +14,15 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.alerts import AlertActivities
+from activities.key_budget import KeyBudgetActivities
 from activities.ledger import LedgerActivities
 from activities.model_call import ModelCallActivities
 from providers.base import Provider
 from workflows.agent_run import AgentRun
 from workflows.contracts import TASK_QUEUE
+from workflows.key_budget import KeyBudget
 
-WORKFLOWS = [AgentRun]
+WORKFLOWS = [AgentRun, KeyBudget]
 
 
 def build_worker(
@@ -43,6 +45,7 @@ def build_worker(
     ledger = LedgerActivities(engine)
     alerts = AlertActivities(http, alert_webhook_url, engine)
     model_calls = ModelCallActivities(providers)
+    periods = KeyBudgetActivities(client, task_queue)
     return Worker(
         client,
         task_queue=task_queue,
@@ -52,6 +55,8 @@ def build_worker(
             ledger.recorded_calls,
             alerts.send_alert,
             model_calls.call_target,
+            periods.draw_lease,
+            periods.give_back,
             *extra_activities,
         ],
         max_concurrent_activities=max_concurrent_activities,
