@@ -43,10 +43,9 @@ from db.alerts import claim_delivery, mark_delivered, record_alert, release_clai
 from workflows.contracts import Alert
 
 log = logging.getLogger(__name__)
-ALERT_TIMEOUT_SECONDS = 10.0
-CLAIM_HOLD = timedelta(seconds=30)
-"""Longer than one post can take (``ALERT_TIMEOUT_SECONDS`` per phase); a dead attempt's claim
-delays the next attempt by at most this."""
+CLAIM_HOLD_FACTOR = 3
+"""A claim is held for this many times the longest a post may take (``timeout_seconds``, end
+to end); a dead attempt's claim delays the next attempt by at most that."""
 MAX_RETRY_AFTER = timedelta(seconds=60)
 """A receiver's ``Retry-After`` is honoured up to this; the retry policy still bounds attempts."""
 AlertFormat = Literal["json", "slack"]
@@ -65,6 +64,8 @@ class AlertWebhook:
     format: AlertFormat = "json"
     dashboard_url: str | None = None
     """The dashboard's address (``https://runcap.example.com/ui``), for links in the body."""
+    timeout_seconds: float = 10.0
+    """The whole post, connect to last byte of the answer."""
 
 
 class AlertActivities:
@@ -87,7 +88,8 @@ class AlertActivities:
         if self.webhook.url is None:
             log.info("alert %s recorded (no webhook configured): %s", event_id, sentence_of(alert))
             return
-        claim = await asyncio.to_thread(claim_delivery, self.engine, event_id, CLAIM_HOLD)
+        hold = timedelta(seconds=CLAIM_HOLD_FACTOR * self.webhook.timeout_seconds)
+        claim = await asyncio.to_thread(claim_delivery, self.engine, event_id, hold)
         if claim == "delivered":
             log.info("alert %s was delivered already; not sending it again", event_id)
             return
@@ -99,7 +101,7 @@ class AlertActivities:
             response = await self._post(event_id, alert)
         except BaseException as exc:  # cancelled or unreachable: free the claim for a retry
             await asyncio.to_thread(release_claim, self.engine, event_id, type(exc).__name__)
-            if isinstance(exc, httpx.HTTPError):
+            if isinstance(exc, httpx.HTTPError | TimeoutError):
                 # Not the httpx error itself: its text may carry the URL, a secret.
                 raise ApplicationError(
                     f"alert webhook unreachable: {type(exc).__name__}", type="AlertWebhookError"
@@ -122,12 +124,15 @@ class AlertActivities:
             # Signed per attempt: a fresh timestamp keeps a slow retry inside the tolerance.
             secret = self.webhook.secret.get_secret_value()
             headers[SIGNATURE_HEADER] = signature_header(secret, body)
-        return await self.http.post(
-            self.webhook.url.get_secret_value(),
-            content=body,
-            headers=headers,
-            timeout=ALERT_TIMEOUT_SECONDS,
-        )
+        # One deadline for the whole post (httpx's timeout is per phase), so an attempt ends
+        # well inside its claim and a slow receiver cannot make two attempts overlap.
+        async with asyncio.timeout(self.webhook.timeout_seconds):
+            return await self.http.post(
+                self.webhook.url.get_secret_value(),
+                content=body,
+                headers=headers,
+                timeout=self.webhook.timeout_seconds,
+            )
 
 
 def _failure(event_id: str, response: httpx.Response, problem: str) -> ApplicationError:

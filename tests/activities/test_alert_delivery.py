@@ -26,6 +26,7 @@ from db.models import AlertRecord
 from tests.activities.alert_workflow import DeliverAlert, Delivery
 from tests.polling import eventually
 from tests.webhook_receiver import WebhookReceiver, receiving
+from worker.devserver import free_port
 from workflows.contracts import Alert
 
 SECRET = "whsec-delivery-test"
@@ -227,3 +228,41 @@ async def test_without_a_webhook_the_alert_is_only_recorded(
     assert record.detail.startswith("run run-key_a-task-9 crossed 80%")
     assert (record.attempts, record.delivered_at) == (0, None)
     assert "run-key_a-task-9" in caplog.text
+
+
+async def test_an_unreachable_webhook_is_retryable_and_its_url_is_not_told(
+    http: httpx.AsyncClient, engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nothing listening: a retryable error that names neither the URL nor its token, and the
+    claim is released with the reason so the next attempt may post."""
+    closed = f"http://127.0.0.1:{free_port()}/hook/T0KEN-IN-PATH"
+    hook = AlertWebhook(url=SecretStr(closed), secret=SecretStr(SECRET))
+    caplog.set_level("DEBUG")
+    with pytest.raises(ApplicationError) as caught:
+        await ActivityEnvironment().run(AlertActivities(http, hook, engine).send_alert, ALERT)
+    error = caught.value
+    assert not error.non_retryable and error.__cause__ is None and error.__suppress_context__
+    assert "T0KEN" not in str(error) and "T0KEN" not in caplog.text
+    record = record_of(engine, event_id_of(ALERT))
+    assert (record.attempts, record.last_error, record.claimed_until) == (1, "ConnectError", None)
+
+
+async def test_a_receiver_that_never_answers_times_out_and_frees_the_event(
+    http: httpx.AsyncClient, engine: Engine, receiver: WebhookReceiver
+) -> None:
+    """A post gets one deadline end to end: past it the attempt fails retryably and releases
+    its claim, so it cannot overlap the next attempt; the next attempt delivers."""
+    receiver.gate = asyncio.Event()  # holds every request until set
+    hook = dataclasses.replace(webhook(receiver), timeout_seconds=0.5)
+    activities = AlertActivities(http, hook, engine)
+    with pytest.raises(ApplicationError) as caught:
+        await ActivityEnvironment().run(activities.send_alert, ALERT)
+    assert not caught.value.non_retryable and "TimeoutError" in str(caught.value)
+    record = record_of(engine, event_id_of(ALERT))
+    assert (record.attempts, record.last_error, record.claimed_until) == (1, "TimeoutError", None)
+    receiver.gate.set()
+    await ActivityEnvironment().run(activities.send_alert, ALERT)
+    # The first post may still reach the receiver after runcap gave up on it: the one case
+    # a receiver sees an event twice, under the same id, which is why the id is sent.
+    assert set(receiver.accepted) == {event_id_of(ALERT)}
+    assert record_of(engine, event_id_of(ALERT)).delivered_at is not None
