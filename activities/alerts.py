@@ -116,9 +116,8 @@ class AlertActivities:
 
     async def _post(self, event_id: str, alert: Alert) -> httpx.Response:
         assert self.webhook.url is not None
-        dashboard = self.webhook.dashboard_url
-        payload = slack_body(alert, dashboard) if self.webhook.format == "slack" else None
-        body = encode(payload if payload is not None else json_body(alert, dashboard))
+        render = slack_body if self.webhook.format == "slack" else json_body
+        body = encode(render(alert, self.webhook.dashboard_url))
         headers = {"Content-Type": "application/json", EVENT_ID_HEADER: event_id}
         if self.webhook.secret is not None:
             # Signed per attempt: a fresh timestamp keeps a slow retry inside the tolerance.
