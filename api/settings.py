@@ -39,7 +39,6 @@ class Settings(ProviderSettings):
     max_body_bytes: int = 8 * MIB
     responses_default_max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS
     """The output bound of a Responses call that sets none (see ``api.wire``)."""
-    alert_webhook_url: str | None = None
     price_overrides_file: Path | None = None
     floor_price_input_per_mtok_usd: str | None = None
     """Price of a model missing from the table; unset refuses such models (no free calls)."""

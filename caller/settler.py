@@ -59,8 +59,9 @@ class Settler:
         self._first_queued.setdefault(run_id, time.monotonic())
 
     def pending(self, run_id: str) -> bool:
-        """Whether settlements for ``run_id`` wait to be sent (their money is still held)."""
-        return bool(self._queued.get(run_id))
+        """Whether settlements for ``run_id`` wait to be sent or are on their way (their money
+        is still held in the run)."""
+        return bool(self._queued.get(run_id)) or run_id in self._sending
 
     async def flush(self, run_id: str | None = None, tries: int = 20) -> None:
         """Send what is queued now (for one run, or all), and wait until the runs have it.

@@ -26,10 +26,12 @@ async def main() -> None:
             engine=engine,
             http=http,
             providers=providers,
-            alert_webhook_url=settings.alert_webhook_url,
+            alert_webhook=settings.alert_webhook(),
             max_concurrent_activities=settings.max_concurrent_activities,
             task_queue=settings.task_queue,
         )
+        if settings.alert_webhook_url is not None and settings.alert_webhook_secret is None:
+            logging.warning("alerts are posted unsigned: set RUNCAP_ALERT_WEBHOOK_SECRET")
         logging.info("runcap worker polling %s on %s", worker.task_queue, settings.temporal_address)
         await worker.run()
 

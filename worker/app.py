@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.alerts import AlertActivities
+from activities.alerts import AlertActivities, AlertWebhook
 from activities.key_budget import KeyBudgetActivities
 from activities.ledger import LedgerActivities
 from activities.model_call import ModelCallActivities
@@ -31,7 +31,7 @@ def build_worker(
     engine: Engine,
     http: httpx.AsyncClient,
     providers: Mapping[str, Provider],
-    alert_webhook_url: str | None = None,
+    alert_webhook: AlertWebhook | None = None,
     task_queue: str = TASK_QUEUE,
     max_concurrent_activities: int = 200,
     extra_workflows: Sequence[type] = (),
@@ -43,7 +43,7 @@ def build_worker(
     ``extra_*`` add an application's own workflows (the example agent in the demo and tests).
     """
     ledger = LedgerActivities(engine)
-    alerts = AlertActivities(http, alert_webhook_url, engine)
+    alerts = AlertActivities(http, alert_webhook or AlertWebhook(), engine)
     model_calls = ModelCallActivities(providers)
     periods = KeyBudgetActivities(client, task_queue)
     return Worker(

@@ -67,7 +67,7 @@ class KeyBudget:
             self.state.leased[req.run_id] = self.state.leased.get(req.run_id, 0) + amount
         elif not self.state.refused_alerted:
             self.state.refused_alerted = True
-            self._alert("refused", 0, f"a call was refused: the {self.inp.kind}'s budget is spent")
+            self._alert("refused", 0)
         self._check_thresholds()
         grant = LeaseGrant(
             amount, self.state.cap_micros, self.state.spent_micros, self.leased_micros
@@ -134,13 +134,14 @@ class KeyBudget:
         for pct in ALERT_THRESHOLDS:
             if pct not in self.state.alerted_thresholds and self._committed_percent() >= pct:
                 self.state.alerted_thresholds.append(pct)
-                self._alert(
-                    "threshold",
-                    pct,
-                    f"{pct}% of the {self.inp.kind}'s budget is spent or held by runs",
+                inp = self.inp
+                held = (
+                    f"key {inp.key_id}: {pct}% of its {inp.kind} budget for {inp.period} is spent "
+                    f"or held by its runs (cap ${micros_to_usd(self.state.cap_micros)})"
                 )
+                self._alert("threshold", pct, held)
 
-    def _alert(self, kind: str, pct: int, detail: str) -> None:
+    def _alert(self, kind: str, pct: int, detail: str = "") -> None:
         inp = self.inp
         cap = self.state.cap_micros
         self.state.pending_alerts.append(
@@ -155,8 +156,7 @@ class KeyBudget:
                 scope=inp.kind,
                 period=inp.period,
                 event_id=f"key:{inp.key_id}:{inp.kind}:{inp.period}:{kind}:{pct}:{cap}",
-                detail=f"{detail} (key {inp.key_id}, {inp.kind} {inp.period}, "
-                f"cap ${micros_to_usd(cap)})",
+                detail=detail,
             )
         )
 

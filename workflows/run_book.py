@@ -233,7 +233,7 @@ class RunBook:
             self.state.pending_ledger.append(row)
         self.dirty = True
         for pct in self.budget.crossed_thresholds():
-            self.raise_alert("threshold", pct, now, f"{pct}% of the run's budget is spent")
+            self.raise_alert("threshold", pct, now)
 
     def _contain_overrun(self, s: Settlement, held: OpenCall, cost: int, now: datetime) -> None:
         target = s.target or held.chain[0]
@@ -302,11 +302,13 @@ class RunBook:
         """The first refusal of the run raises an alert."""
         if not self.state.refused_alerted:
             self.state.refused_alerted = True
-            self.raise_alert("refused", 0, now, f"a call was refused: the {cap} budget is spent")
+            self.raise_alert("refused", 0, now)
 
     def raise_alert(
-        self, kind: AlertKind, pct: int, now: datetime, detail: str, *, event: str = ""
+        self, kind: AlertKind, pct: int, now: datetime, detail: str = "", *, event: str = ""
     ) -> None:
+        """Queue an alert; ``detail`` is a sentence when the standard one would not say enough
+        (the delivery writes the standard sentence for thresholds and refusals)."""
         run = self.run
         self.state.pending_alerts.append(
             Alert(
