@@ -206,4 +206,9 @@ def create_app(
         """Liveness: the process is up and serving."""
         return {"status": "ok"}
 
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+    async def root() -> dict[str, str]:
+        """What agents probe before their first call (Claude Code sends ``HEAD /``)."""
+        return {"service": "runcap", "dashboard": "/ui"}
+
     return app

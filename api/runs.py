@@ -103,7 +103,7 @@ def run_json(spend: RunSpend, source: str) -> dict[str, Any]:
 
 
 def _breakdown(conn: Connection, group_by: str, run_id: str) -> dict[str, StepSpend]:
-    settled = [*filters(run_id=run_id), L.c.status == "ok"]
+    settled = [*filters(run_id=run_id), L.c.status != "failed"]
     rows = aggregate(conn, group_by, settled)
     return {
         r["group"]: StepSpend(
@@ -119,12 +119,9 @@ def _breakdown(conn: Connection, group_by: str, run_id: str) -> dict[str, StepSp
 def ledger_run(engine: Engine, run_id: str) -> RunSpend | None:
     """A run rebuilt from the ledger (its workflow is gone); ``None`` when it has no calls."""
     with engine.connect() as conn:
-        calls, cost = totals(conn, filters(run_id=run_id))
-        if calls == 0:
+        calls, cost, failed = totals(conn, filters(run_id=run_id))
+        if calls + failed == 0:
             return None
-        failed = conn.execute(
-            select(func.count()).where(L.c.run_id == run_id, L.c.status != "ok")
-        ).scalar_one()
         key_id = conn.execute(select(func.min(L.c.key_id)).where(L.c.run_id == run_id)).scalar()
         by_step = _breakdown(conn, "tag:step", run_id)
         by_model = _breakdown(conn, "model", run_id)
@@ -138,8 +135,8 @@ def ledger_run(engine: Engine, run_id: str) -> RunSpend | None:
         spent_micros=cost,
         reserved_micros=0,
         remaining_micros=max(budget_micros - cost, 0),
-        calls=calls - int(failed),
-        failed_calls=int(failed),
+        calls=calls,
+        failed_calls=failed,
         overruns=0,
         overrun_micros=0,
         by_step=by_step,

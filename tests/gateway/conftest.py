@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,8 @@ class Gateway:
     temporal: Client
     alerts: list[dict[str, Any]]
     settings: Settings
+    seen: Counter[tuple[str, str]]
+    """Requests the api received, by (path, the first 12 characters of the key sent)."""
 
     async def create_key(self, **fields: Any) -> dict[str, Any]:
         """A virtual key through the admin api; returns its JSON (secret in ``key``)."""
@@ -118,6 +121,7 @@ async def gateway(
         }
     )
     app = create_app(settings, engine=gateway_engine, temporal_client=temporal_client)
+    seen: Counter[tuple[str, str]] = Counter()
     async with make_http_client() as http:
         providers = build_providers(settings.provider_configs(), http)
         worker = build_worker(
@@ -132,7 +136,7 @@ async def gateway(
         )
         async with (
             worker,
-            serving(app) as base,
+            serving(counting(app, seen)) as base,
             httpx.AsyncClient(base_url=base, headers=ADMIN, timeout=60) as admin,
         ):
             yield Gateway(
@@ -143,6 +147,7 @@ async def gateway(
                 temporal_client,
                 alert_sink.bodies,
                 settings,
+                seen,
             )
 
 
@@ -157,3 +162,17 @@ async def settled_spend(gateway: Gateway, run_id: str) -> RunSpend:
     spend = await eventually(query, within=15)
     assert spend is not None, f"run {run_id} kept calls open"
     return spend
+
+
+def counting(app: Any, seen: Counter[tuple[str, str]]) -> Any:
+    """``app``, counting each request by path and key, so a test can tell a client's retries."""
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            secret = headers.get(b"x-api-key") or headers.get(b"authorization", b"")
+            key = secret.decode(errors="replace").removeprefix("Bearer ")[:12]
+            seen[(scope["path"], key)] += 1
+        await app(scope, receive, send)
+
+    return wrapped
