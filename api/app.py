@@ -42,6 +42,7 @@ from api.ui.guard import install_ui_errors, make_signer
 from api.ui.router import STATIC_PATH, static_files
 from api.ui.router import router as ui_router
 from db.engine import create_tables, make_engine
+from workflows.converter import DATA_CONVERTER
 
 log = logging.getLogger(__name__)
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -135,7 +136,11 @@ async def connect_temporal(settings: Settings) -> Client:
     """Connect to Temporal or fail startup with a message that says what to fix."""
     try:
         return await asyncio.wait_for(
-            Client.connect(settings.temporal_address, namespace=settings.temporal_namespace),
+            Client.connect(
+                settings.temporal_address,
+                namespace=settings.temporal_namespace,
+                data_converter=DATA_CONVERTER,
+            ),
             timeout=settings.temporal_connect_timeout_seconds,
         )
     except Exception as err:

@@ -23,6 +23,7 @@ from providers.registry import build_providers, make_http_client
 from worker.app import build_worker
 from worker.devserver import DevServer
 from workflows.contracts import Target
+from workflows.converter import DATA_CONVERTER
 from workflows.money import micros_to_usd
 
 DEMO_QUEUE = "runcap-demo"
@@ -43,7 +44,7 @@ async def main() -> AgentReport:
             make_http_client() as http,
         ):
             print(f"Temporal dev server on {server.target}, fake provider on {fake.base_url}")
-            client = await Client.connect(server.target)
+            client = await Client.connect(server.target, data_converter=DATA_CONVERTER)
             providers = build_providers(
                 [ProviderConfig("fake", "openai", f"{fake.base_url}/v1")], http
             )

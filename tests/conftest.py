@@ -19,6 +19,7 @@ from providers.pricing import PriceBook
 from providers.registry import build_providers, make_http_client
 from worker.devserver import DevServer
 from workflows.contracts import Target, WireFormat
+from workflows.converter import DATA_CONVERTER
 
 SUGGEST_CONTINUE_AS_NEW = {"limit.historyCount.suggestContinueAsNew": 400}
 
@@ -35,7 +36,7 @@ async def dev_server() -> AsyncIterator[DevServer]:
 @pytest.fixture(scope="session")
 async def temporal_client(dev_server: DevServer) -> Client:
     """A client on the session's dev server, default namespace."""
-    return await Client.connect(dev_server.target)
+    return await Client.connect(dev_server.target, data_converter=DATA_CONVERTER)
 
 
 @pytest.fixture

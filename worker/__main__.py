@@ -12,13 +12,18 @@ from db.engine import create_tables, make_engine
 from providers.registry import build_providers, make_http_client
 from worker.app import build_worker
 from worker.settings import get_settings
+from workflows.converter import DATA_CONVERTER
 
 
 async def main() -> None:
     settings = get_settings()
     engine = make_engine(settings.database_url)
     create_tables(engine)
-    client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+    client = await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=DATA_CONVERTER,
+    )
     async with make_http_client() as http:
         providers = build_providers(settings.provider_configs(), http)
         worker = build_worker(
