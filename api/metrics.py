@@ -19,7 +19,13 @@ import hmac
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client.exposition import choose_encoder
 
 from api.auth import bearer_token
@@ -36,6 +42,10 @@ REFUSAL_REASONS = {
 ADDED_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 PROVIDER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 TARGET = ("provider", "model")
+
+# A ``*_created`` series per counter and histogram would double what Prometheus stores, for
+# nothing it needs: ``rate()`` and ``increase()`` already handle a restarted process.
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus-client
 
 
 class GatewayMetrics:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,7 +20,6 @@ from temporalio.client import Client
 from api.app import create_app
 from api.settings import Settings
 from caller import run_handle
-from db.engine import create_tables, make_engine
 from fake_provider import FakeProvider
 from providers.registry import build_providers, make_http_client
 from tests.polling import eventually
@@ -85,15 +83,6 @@ async def serving(app: Any) -> AsyncIterator[str]:
 async def gateway_fake() -> AsyncIterator[FakeProvider]:
     async with FakeProvider.running() as server:
         yield server
-
-
-@pytest.fixture(scope="session")
-def gateway_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    path: Path = tmp_path_factory.mktemp("gateway") / "runcap.db"
-    engine = make_engine(f"sqlite:///{path}")
-    create_tables(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture(scope="session")
