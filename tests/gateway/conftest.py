@@ -60,6 +60,9 @@ class Gateway:
         return created
 
 
+SHUTDOWN_GRACE_SECONDS = 10.0
+
+
 @asynccontextmanager
 async def serving(app: Any) -> AsyncIterator[str]:
     """``app`` served by uvicorn on a free port of 127.0.0.1 until the block ends."""
@@ -76,7 +79,12 @@ async def serving(app: Any) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        await task
+        try:
+            await asyncio.wait_for(asyncio.shield(task), SHUTDOWN_GRACE_SECONDS)
+        except TimeoutError:
+            # A client that never finishes its request holds a graceful shutdown forever.
+            server.force_exit = True
+            await task
 
 
 @pytest.fixture(scope="session")
