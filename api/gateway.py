@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from api.idempotency import (
     request_hash,
     wait_for_outcome,
 )
+from api.metrics import GatewayMetrics
 from api.ratelimit import RateLimiter
 from api.routing import Router, load_routes
 from api.settings import Settings
@@ -64,6 +66,7 @@ async def gateway_lifespan(app: FastAPI) -> AsyncIterator[None]:
         policy=policy,
         settle_interval=settings.settle_interval_seconds,
         heartbeat=settings.settle_heartbeat_seconds,
+        observer=app.state.metrics.observe,
     ) as caller:
         app.state.caller = caller
         yield
@@ -132,12 +135,18 @@ class CallContext:
     router: Router
     limiter: RateLimiter
     idempotency: IdempotencyStore
+    metrics: GatewayMetrics
 
     @classmethod
     def of(cls, request: Request) -> CallContext:
         state = request.app.state
         return cls(
-            state.settings, state.caller, state.router, state.rate_limiter, state.idempotency
+            state.settings,
+            state.caller,
+            state.router,
+            state.rate_limiter,
+            state.idempotency,
+            state.metrics,
         )
 
 
@@ -149,6 +158,7 @@ async def handle_call(
     stream_error: StreamError,
 ) -> Response:
     """One model call in ``inbound`` format, non-streaming or streaming."""
+    received_at = time.perf_counter()
     ctx = CallContext.of(request)
     raw = await request.body()
     body, wire = parse_body(raw, wire_model)
@@ -177,12 +187,14 @@ async def handle_call(
         input_tokens=len(raw),
         first_byte_timeout=route.first_byte_timeout,
         fingerprint=fingerprint(body) if key.loop_max_repeats else "",
+        received_at=received_at,
     )
     saver = _Saver(ctx.idempotency, key.id, idem) if idem is not None else None
     try:
         ctx.limiter.admit(key.id, rpm=key.rpm, tpm=key.tpm, tokens=len(raw) + max_tokens)
         ctx.limiter.acquire(run.run_id, key.max_parallel)
-    except GatewayError:
+    except GatewayError as refused:
+        ctx.metrics.refused(refused.code)
         if saver:
             await saver.forget()
         raise
@@ -202,6 +214,7 @@ async def handle_call(
         reply = await _until_disconnect(request, ctx.caller.call(run, spec))
     except CallFailed as failure:
         error = failure_to_http(failure.failure, route.chain)
+        ctx.metrics.refused(error.code)
         if saver:
             await saver.forget()
         raise error from None

@@ -30,6 +30,8 @@ class Settings(ProviderSettings):
     data_dir: Path = Path(".runcap")
     admin_key: SecretStr | None = None
     """Bearer token of ``/admin/*``; unset disables the admin endpoints (503)."""
+    metrics_token: SecretStr | None = None
+    """Bearer token ``GET /metrics`` asks for; unset (the usual scrape setup) asks for none."""
     database_url: str = "sqlite:///.runcap/runcap.db"
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"

@@ -94,3 +94,13 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
     create_tables(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def gateway_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """The gateway's database for the session (the gateway tests' api and the demo share it)."""
+    path: Path = tmp_path_factory.mktemp("gateway") / "runcap.db"
+    engine = make_engine(f"sqlite:///{path}")
+    create_tables(engine)
+    yield engine
+    engine.dispose()

@@ -10,6 +10,8 @@ from typing import Any
 
 import uvicorn
 
+SHUTDOWN_GRACE_SECONDS = 10.0
+
 
 @asynccontextmanager
 async def serving(app: Any) -> AsyncIterator[str]:
@@ -27,4 +29,9 @@ async def serving(app: Any) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        await task
+        try:
+            await asyncio.wait_for(asyncio.shield(task), SHUTDOWN_GRACE_SECONDS)
+        except TimeoutError:
+            # A client that never finishes its request holds a graceful shutdown forever.
+            server.force_exit = True
+            await task

@@ -10,6 +10,7 @@ from temporalio.client import Client
 
 from db.engine import create_tables, make_engine
 from providers.registry import build_providers, make_http_client
+from telemetry import setup as telemetry
 from worker.app import build_worker
 from worker.settings import get_settings
 from workflows.converter import DATA_CONVERTER
@@ -23,6 +24,7 @@ async def main() -> None:
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=DATA_CONVERTER,
+        interceptors=telemetry.temporal_interceptors(),  # workers use their client's
     )
     async with make_http_client() as http:
         providers = build_providers(settings.provider_configs(), http)
@@ -45,5 +47,9 @@ if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # One line per provider request is noise at agent call rates; failures are logged anyway.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+    telemetry.configure("runcap-worker")
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(main())
+    finally:
+        telemetry.shutdown()

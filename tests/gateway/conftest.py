@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,7 +18,6 @@ from activities.alerts import AlertWebhook
 from api.app import create_app
 from api.settings import Settings
 from caller import run_handle
-from db.engine import create_tables, make_engine
 from fake_provider import FakeProvider
 from providers.registry import build_providers, make_http_client
 from tests.polling import eventually
@@ -77,15 +75,6 @@ class Gateway:
 async def gateway_fake() -> AsyncIterator[FakeProvider]:
     async with FakeProvider.running() as server:
         yield server
-
-
-@pytest.fixture(scope="session")
-def gateway_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    path: Path = tmp_path_factory.mktemp("gateway") / "runcap.db"
-    engine = make_engine(f"sqlite:///{path}")
-    create_tables(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture(scope="session")
