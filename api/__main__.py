@@ -13,6 +13,7 @@ import uvicorn
 
 from api.app import create_app
 from api.settings import get_settings
+from telemetry import setup as telemetry
 
 
 def _available(module: str) -> bool:
@@ -25,6 +26,7 @@ def main() -> None:
     # One line per provider request is noise at agent call rates; failures are logged anyway.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = get_settings()
+    telemetry.configure("runcap-api")
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,
@@ -37,6 +39,7 @@ def main() -> None:
         # closed under it (uvicorn's default of 5 s races with reuse and drops requests).
         timeout_keep_alive=75,
     )
+    telemetry.shutdown()
 
 
 if __name__ == "__main__":

@@ -13,9 +13,9 @@ from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from api.wire import DEFAULT_MAX_OUTPUT_TOKENS
-from providers.pricing import usd_to_micros
 from providers.settings import ProviderSettings
 from workflows.contracts import TASK_QUEUE, Price
+from workflows.money import usd_to_micros
 
 MIB = 1024 * 1024
 
@@ -30,6 +30,8 @@ class Settings(ProviderSettings):
     data_dir: Path = Path(".runcap")
     admin_key: SecretStr | None = None
     """Bearer token of ``/admin/*``; unset disables the admin endpoints (503)."""
+    metrics_token: SecretStr | None = None
+    """Bearer token ``GET /metrics`` asks for; unset (the usual scrape setup) asks for none."""
     database_url: str = "sqlite:///.runcap/runcap.db"
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
@@ -39,7 +41,6 @@ class Settings(ProviderSettings):
     max_body_bytes: int = 8 * MIB
     responses_default_max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS
     """The output bound of a Responses call that sets none (see ``api.wire``)."""
-    alert_webhook_url: str | None = None
     price_overrides_file: Path | None = None
     floor_price_input_per_mtok_usd: str | None = None
     """Price of a model missing from the table; unset refuses such models (no free calls)."""

@@ -19,6 +19,7 @@ from providers.pricing import PriceBook
 from providers.registry import build_providers, make_http_client
 from worker.devserver import DevServer
 from workflows.contracts import Target, WireFormat
+from workflows.converter import DATA_CONVERTER
 
 SUGGEST_CONTINUE_AS_NEW = {"limit.historyCount.suggestContinueAsNew": 400}
 
@@ -35,7 +36,7 @@ async def dev_server() -> AsyncIterator[DevServer]:
 @pytest.fixture(scope="session")
 async def temporal_client(dev_server: DevServer) -> Client:
     """A client on the session's dev server, default namespace."""
-    return await Client.connect(dev_server.target)
+    return await Client.connect(dev_server.target, data_converter=DATA_CONVERTER)
 
 
 @pytest.fixture
@@ -90,6 +91,16 @@ class TargetFactory:
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
     engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    create_tables(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def gateway_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """The gateway's database for the session (the gateway tests' api and the demo share it)."""
+    path: Path = tmp_path_factory.mktemp("gateway") / "runcap.db"
+    engine = make_engine(f"sqlite:///{path}")
     create_tables(engine)
     yield engine
     engine.dispose()
