@@ -5,7 +5,8 @@ its own pool, as ``api.limits.shared_limiter`` builds it) on SQLite (a file, WAL
 throwaway PostgreSQL server (fsync on), in rounds that alternate with the in-process
 ``RateLimiter`` as the baseline, so that a machine busy with something else smears both sides
 alike. Figures are the median over rounds, in microseconds per call; "one at a time" is one
-caller's latency, "32 at once" the cost per call when 32 calls are admitted together.
+caller's latency, "32 at once" the cost per call when 32 calls are admitted together, "its
+database work alone" the same statements without the hop to a worker thread and back.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
-from api.limits import CallLimiter, shared_limiter
+from api.limits import CallLimiter, Permit, shared_limiter
 from api.ratelimit import RateLimiter
 from api.settings import Settings
 from db.engine import create_tables, make_engine
-from db.limits import Limits
+from db.limits import Limits, LimitStore, Refusal
 from tests.postgres import pg_bindir, throwaway_postgres
 
 ROUNDS = 5
@@ -34,6 +35,28 @@ SHAPES = {
     "rpm + tpm + max_parallel": Limits(rpm=10**9, tpm=10**12, max_parallel=10**6),
     "no limits": Limits(),
 }
+
+
+class _Blocking:
+    """The shared limiter's database work alone, in the loop's thread (a benchmark only: the
+    api never blocks its loop on the database); the difference to ``SharedLimiter`` is the
+    hand-off to a worker thread and back."""
+
+    def __init__(self, store: LimitStore) -> None:
+        self.store = store
+
+    async def take(self, key_id: str, limits: Limits, tokens: int) -> Permit:
+        taken = self.store.take(key_id, limits, tokens, time.time())
+        assert not isinstance(taken, Refusal), taken
+        return _BlockingPermit(self.store, taken) if taken else Permit()
+
+
+class _BlockingPermit(Permit):
+    def __init__(self, store: LimitStore, slot: str) -> None:
+        self.store, self.slot = store, slot
+
+    async def end(self) -> None:
+        self.store.give_back(self.slot)
 
 
 async def _cost(limiter: CallLimiter, limits: Limits, key: str, lanes: int) -> float:
@@ -49,32 +72,49 @@ async def _cost(limiter: CallLimiter, limits: Limits, key: str, lanes: int) -> f
     return (time.perf_counter() - started) / (CALLS // lanes * lanes) * 1e6
 
 
+async def _statements(limiter: _Blocking, limits: Limits) -> float:
+    """SQL statements per admitted-and-released call (BEGIN and COMMIT not counted)."""
+    seen = 0
+
+    def count(*_: object) -> None:
+        nonlocal seen
+        seen += 1
+
+    engine = limiter.store.engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        await _cost(limiter, limits, "statements", 1)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    return seen / CALLS
+
+
 async def _measure(engine: Engine, label: str) -> None:
     create_tables(engine)
     print(f"\n### {label}: admission + release, microseconds per call (median of {ROUNDS})\n")
     print(
-        "| limits | in-process, one at a time | shared, one at a time "
-        "| in-process, 32 at once | shared, 32 at once |"
+        "| limits | in-process | shared, one at a time | shared, 32 at once "
+        "| its database work alone | SQL statements per call |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     async with shared_limiter(engine, Settings()) as shared:
         local = RateLimiter()
+        blocking = _Blocking(shared.store)
+        sides: list[tuple[str, CallLimiter, int]] = [
+            ("local", local, 1),
+            ("shared", shared, 1),
+            ("shared-32", shared, CONCURRENCY),
+            ("blocking", blocking, 1),
+        ]
         for shape, limits in SHAPES.items():
-            samples: dict[tuple[str, int], list[float]] = {}
+            samples: dict[str, list[float]] = {}
             for round_ in range(ROUNDS):
-                for lanes in (1, CONCURRENCY):
-                    sides: list[tuple[str, CallLimiter]] = [("local", local), ("shared", shared)]
-                    if round_ % 2:
-                        sides.reverse()
-                    for side, limiter in sides:
-                        key = f"{shape}-{side}-{lanes}-{round_}"
-                        cost = await _cost(limiter, limits, key, lanes)
-                        samples.setdefault((side, lanes), []).append(cost)
-            cells = [
-                f"{statistics.median(samples[(side, lanes)]):.0f}"
-                for lanes in (1, CONCURRENCY)
-                for side in ("local", "shared")
-            ]
+                # Each round in another order, so that a slow spell hits every side.
+                for side, limiter, lanes in sides[round_ % 4 :] + sides[: round_ % 4]:
+                    key = f"{shape}-{side}-{round_}"
+                    samples.setdefault(side, []).append(await _cost(limiter, limits, key, lanes))
+            cells = [f"{statistics.median(samples[side]):.0f}" for side, _, _ in sides]
+            cells.append(f"{await _statements(blocking, limits):g}")
             print(f"| {shape} | {' | '.join(cells)} |")
 
 

@@ -130,6 +130,8 @@ class LimitStore:
     def take(self, key_id: str, limits: Limits, tokens: int, now: float) -> str | Refusal:
         """Admit one call of ``key_id``: its slot id ("" when it needs none), or a ``Refusal``."""
         counts = limits.rpm > 0 or limits.tpm > 0
+        if not counts and limits.max_parallel <= 0:
+            return ""
         try:
             if limits.max_parallel <= 0:
                 with self._autocommit.connect() as conn:

@@ -170,6 +170,7 @@ async def test_a_key_without_limits_touches_no_table(engine: Engine) -> None:
                 permit = await limiter.take("k", Limits(), 10**6)
                 permit.release()
                 await permit.end()
+            assert limiter.store.take("k", Limits(), 10**6, T0) == ""
         assert seen == []
 
 
