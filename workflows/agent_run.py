@@ -70,23 +70,32 @@ class AgentRun:
         budgets need a new lease waits for it; the check and the hold that follow have no
         await between them.
         """
-        done = self.state.results.get(req.call_id)
-        if done is not None and done.status != "failed":
-            return self.book.grant(req.call_id, self.state.open_calls.get(req.call_id), done)
-        held = self.state.open_calls.get(req.call_id)
-        if held is not None:
-            return self.book.grant(req.call_id, held)
+        known = self._known(req)
+        if known is not None:
+            return known
         self.book.admit(req, workflow.now(), draining=self.draining)
         if self.book.draws(req, workflow.now()):
             async with self.chores.lease_lock:
                 for draw in self.book.draws(req, workflow.now()):
                     await self.chores.draw(draw)
+            # While this waited, the same call id may have been reserved (a caller's retry).
+            known = self._known(req)
+            if known is not None:
+                return known
             self.book.admit(req, workflow.now(), draining=self.draining)
         now = workflow.now()
         self.book.check_loop(req, now)
         held = self.book.reserve(req, now)
         self.last_call_at = now
         return self.book.grant(req.call_id, held)
+
+    def _known(self, req: ReserveRequest) -> Grant | None:
+        """The answer for a call id the run already has: its open grant, or its result."""
+        done = self.state.results.get(req.call_id)
+        if done is not None and done.status != "failed":
+            return self.book.grant(req.call_id, self.state.open_calls.get(req.call_id), done)
+        held = self.state.open_calls.get(req.call_id)
+        return None if held is None else self.book.grant(req.call_id, held)
 
     @reserve.validator
     def _validate_reserve(self, req: ReserveRequest) -> None:
