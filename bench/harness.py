@@ -1,24 +1,33 @@
 """The benchmark's stack, each part its own process as in production, all on 127.0.0.1.
 
 Why processes: a fake provider or worker in the benchmark's own event loop would steal its time
-and flatter (or smear) the figures. The dev server is the real Temporal CLI, in memory.
+and flatter (or smear) the figures. The dev server is the real Temporal CLI, in memory. Every
+child is stopped when the stack exits, however it exits (an error, Ctrl-C, SIGTERM); children
+also get SIGTERM from the kernel should this process die without a chance to stop them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
+import signal
 import socket
 import statistics
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
 
 from worker.devserver import DevServer, stop_process
 
 ADMIN_KEY = "rc-admin-bench"
+PR_SET_PDEATHSIG = 1
 
 
 def free_port() -> int:
@@ -28,11 +37,28 @@ def free_port() -> int:
         return port
 
 
-async def wait_port(port: int, process: asyncio.subprocess.Process, within: float = 60) -> None:
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the benchmark dies, even by SIGKILL."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _tail(log: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+async def wait_port(
+    port: int, process: asyncio.subprocess.Process, log: Path, within: float = 60
+) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if process.returncode is not None:
-            raise RuntimeError(f"a child exited with {process.returncode} before port {port}")
+            raise RuntimeError(
+                f"a child exited with {process.returncode} before port {port}:\n{_tail(log)}"
+            )
         try:
             _, writer = await asyncio.open_connection("127.0.0.1", port)
         except OSError:
@@ -40,20 +66,42 @@ async def wait_port(port: int, process: asyncio.subprocess.Process, within: floa
             continue
         writer.close()
         return
-    raise RuntimeError(f"nothing opened port {port} within {within} s")
+    raise RuntimeError(f"nothing opened port {port} within {within} s:\n{_tail(log)}")
 
 
 @asynccontextmanager
-async def child(argv: list[str], env: dict[str, str], port: int | None) -> AsyncIterator[None]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, *argv, env=env, stdout=asyncio.subprocess.DEVNULL
-    )
+async def child(
+    argv: list[str],
+    env: dict[str, str],
+    port: int | None,
+    log: Path,
+    *,
+    cwd: Path | None = None,
+    within: float = 60,
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``argv`` as a child process (output to ``log``), ready once ``port`` accepts."""
+    with log.open("ab") as out:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            env=env,
+            cwd=cwd,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            preexec_fn=_die_with_parent,
+        )
     try:
         if port is not None:
-            await wait_port(port, process)
-        yield
+            await wait_port(port, process, log, within)
+        yield process
     finally:
         await stop_process(process)
+
+
+def python_child(
+    module: str, env: dict[str, str], port: int | None, log: Path, *args: str
+) -> AbstractAsyncContextManager[asyncio.subprocess.Process]:
+    return child([sys.executable, "-m", module, *args], env, port, log)
 
 
 @dataclass
@@ -62,13 +110,18 @@ class Stack:
     fake_url: str
     api_url: str | None
     env: dict[str, str]
+    data_dir: Path
+    pids: dict[str, int] = field(default_factory=dict)
+    """Process name (``temporal``, ``fake``, ``worker``, ``api``...) to its pid, for CPU."""
 
 
 @asynccontextmanager
 async def stack(*, with_api: bool, data_dir: str) -> AsyncIterator[Stack]:
     """Dev server, fake provider, worker, and (optionally) the api, ready to serve."""
+    logs = Path(data_dir)
     async with AsyncExitStack() as exits:
         server = await exits.enter_async_context(DevServer(ui=False))
+        assert server.pid is not None
         fake_port = free_port()
         fake_url = f"http://127.0.0.1:{fake_port}"
         env = {
@@ -78,23 +131,24 @@ async def stack(*, with_api: bool, data_dir: str) -> AsyncIterator[Stack]:
             "RUNCAP_DATABASE_URL": f"sqlite:///{data_dir}/bench.db",
             "RUNCAP_ADMIN_KEY": ADMIN_KEY,
         }
-        fake_argv = [
-            "-m",
-            "fake_provider",
-            "--port",
-            str(fake_port),
-            "--log-level",
-            "warning",
-        ]
-        await exits.enter_async_context(child(fake_argv, env, fake_port))
-        await exits.enter_async_context(child(["-m", "worker"], env, None))
+        fake_args = ("--port", str(fake_port), "--log-level", "warning")
+        fake = await exits.enter_async_context(
+            python_child("fake_provider", env, fake_port, logs / "fake.log", *fake_args)
+        )
+        worker = await exits.enter_async_context(
+            python_child("worker", env, None, logs / "worker.log")
+        )
+        pids = {"temporal": server.pid, "fake": fake.pid, "worker": worker.pid}
         api_url = None
         if with_api:
             api_port = free_port()
             env = {**env, "RUNCAP_API_PORT": str(api_port)}
-            await exits.enter_async_context(child(["-m", "api"], env, api_port))
+            api = await exits.enter_async_context(
+                python_child("api", env, api_port, logs / "api.log")
+            )
+            pids["api"] = api.pid
             api_url = f"http://127.0.0.1:{api_port}"
-        yield Stack(server.target, fake_url, api_url, env)
+        yield Stack(server.target, fake_url, api_url, env, logs, pids)
 
 
 def percentiles(samples: list[float]) -> tuple[float, float, float]:
@@ -133,3 +187,16 @@ HEADER = (
     "| case                     | direct p50 | p95 | p99 | runcap p50 | p95 | p99 "
     "| added p50 | p95 | p99 |\n|---|---|---|---|---|---|---|---|---|---|"
 )
+
+
+async def create_key(http: httpx.AsyncClient, stack: Stack, budget_usd: str = "100000") -> str:
+    """A fresh runcap key (so a fresh run) with a budget no benchmark comes near."""
+    assert stack.api_url is not None
+    response = await http.post(
+        f"{stack.api_url}/admin/keys",
+        json={"name": f"bench-{uuid.uuid4().hex[:6]}", "budget_usd_per_run": budget_usd},
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+    )
+    response.raise_for_status()
+    key: str = response.json()["key"]
+    return key
