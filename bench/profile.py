@@ -1,11 +1,13 @@
 """Where runcap's CPU goes under load: py-spy on the api and the worker, per call.
 
 For each concurrency the api is loaded (one run, provider latency 0) while ``py-spy record``
-samples the api and the worker (``--nonblocking``: the processes are never paused). Each sample
-is given to one cost, the most specific that appears in its stack (``get_type_hints`` before the
-payload converter before the Temporal client...), and the samples become CPU ms per call.
-py-spy sees Python threads only: the Temporal SDK's Rust core shows in the ``/proc`` figure and
-not in the samples. The raw stacks are kept (``--out``) for flame graphs or a closer look.
+samples the api and the worker (``--nonblocking``: the processes are never paused; ``--gil``:
+only a thread holding the GIL is sampled, so a sample is Python CPU, never a thread waiting).
+Each sample is given to one cost, the most specific that appears in its stack
+(``get_type_hints`` before the payload converter before the Temporal client...), and the
+samples become CPU ms per call. What py-spy cannot see (the Temporal SDK's Rust core, sqlite and
+socket calls made without the GIL) is the ``/proc`` figure minus the samples. The raw stacks
+are kept (``--out``) for flame graphs or a closer look.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 import sys
 import time
 from collections import Counter
@@ -45,7 +48,7 @@ COSTS: list[tuple[str, str]] = [
     ("runcap caller (caller/, providers/)", r"/caller/|/providers/"),
     ("runcap api (api/)", r"/api/"),
     ("HTTP server (uvicorn, starlette, fastapi)", r"uvicorn/|starlette/|fastapi/"),
-    ("asyncio event loop", r"asyncio/|uvloop"),
+    ("event loop (asyncio, uvloop: its C code runs under Runner.run)", r"asyncio/|uvloop"),
 ]
 OTHER = "other"
 
@@ -81,9 +84,10 @@ def top_leaves(stacks: list[tuple[list[str], int]], n: int) -> list[tuple[str, i
     return leaves.most_common(n)
 
 
-async def record(pid: int, seconds: float, out: Path) -> asyncio.subprocess.Process:
-    argv = [py_spy(), "record", "-p", str(pid), "-r", str(RATE), "-d", str(int(seconds))]
-    argv += ["-f", "raw", "-o", str(out), "--nonblocking"]
+async def record(pid: int, out: Path) -> asyncio.subprocess.Process:
+    """py-spy on ``pid`` until it gets SIGINT (then it writes ``out``)."""
+    argv = [py_spy(), "record", "-p", str(pid), "-r", str(RATE), "-f", "raw", "-o", str(out)]
+    argv += ["--nonblocking", "--gil"]
     return await asyncio.create_subprocess_exec(
         *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
     )
@@ -111,15 +115,16 @@ async def _profile(
     out: Path,
 ) -> None:
     files = {name: out / f"{name}-c{conc}.txt" for name in ("api", "worker")}
-    spies = [await record(stack.pids[name], seconds, path) for name, path in files.items()]
+    spies = [await record(stack.pids[name], path) for name, path in files.items()]
     await asyncio.sleep(1.0)  # py-spy attaches
     before, began, calls = snapshot(pids), time.monotonic(), 0
-    while time.monotonic() - began < seconds - 2:
+    while time.monotonic() - began < seconds:
         block = await run_block(http, target, concurrency=conc, total=conc * 10, pids={})
         calls += len(block.latencies)
     cpu = spent(before, snapshot(pids))
     took = time.monotonic() - began
     for spy in spies:
+        spy.send_signal(signal.SIGINT)
         await spy.wait()
     print(f"\n### Profile at concurrency {conc}: {calls} calls in {took:.1f} s")
     print(f"({calls / took:.0f} calls/s; provider latency 0; one run)\n")
@@ -128,9 +133,12 @@ async def _profile(
     for name, path in files.items():
         stacks = read_raw(path)
         total = sum(c for _, c in stacks)
-        # Samples span py-spy's whole recording, the load a little less: a slight overestimate.
         per_call = 1000 / RATE / calls
-        print(f"\n{name}: py-spy saw {total * per_call:.2f} ms per call ({path})\n")
+        seen = total * per_call
+        unseen = cpu[name] * 1000 / calls - seen
+        print(f"\n{name}: py-spy saw {seen:.2f} ms per call of Python holding the GIL; the")
+        print(f"other {unseen:.2f} ms (of /proc's) ran without it: Rust core, sqlite, syscalls.")
+        print(f"Stacks: {path}\n")
         rows = [
             [label, f"{count * per_call:.2f}", f"{100 * count / total:.0f}%"]
             for label, count in attribute(stacks).most_common()
