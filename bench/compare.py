@@ -73,6 +73,7 @@ async def run(stack: Stack, *, rounds: int, scale: float) -> None:
         )
         http = await exits.enter_async_context(httpx.AsyncClient(limits=limits, timeout=120))
         pids = {**stack.pids, "litellm": proxy.pid, "bench": os.getpid()}
+        load_before = os.getloadavg()[0]
         key = await create_key(http, stack)
         all_targets = targets(stack, proxy, key)
         await _check_prices(http, all_targets)
@@ -88,6 +89,10 @@ async def run(stack: Stack, *, rounds: int, scale: float) -> None:
                     http, all_targets, pids, concurrency, calls, rounds, latency
                 )
         bursts = await _bursts(http, stack, proxy)
+    print(
+        f"\nMachine: {os.cpu_count()} cores; load average (1 min) {load_before:.1f} at the start,"
+        f" {os.getloadavg()[0]:.1f} at the end (other work on the machine counts in it)."
+    )
     report.comparison(cells, rounds, bursts, [RUNCAP, LITELLM, TASKS])
 
 
