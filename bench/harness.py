@@ -24,6 +24,7 @@ from pathlib import Path
 
 import httpx
 
+from db.engine import create_tables, make_engine
 from worker.devserver import DevServer, stop_process
 
 ADMIN_KEY = "rc-admin-bench"
@@ -119,6 +120,10 @@ class Stack:
 async def stack(*, with_api: bool, data_dir: str) -> AsyncIterator[Stack]:
     """Dev server, fake provider, worker, and (optionally) the api, ready to serve."""
     logs = Path(data_dir)
+    database = f"sqlite:///{data_dir}/bench.db"
+    # The worker and the api each create missing tables at start: created here first, they
+    # cannot race each other to it ("table ledger already exists").
+    await asyncio.to_thread(create_tables, make_engine(database))
     async with AsyncExitStack() as exits:
         server = await exits.enter_async_context(DevServer(ui=False))
         assert server.pid is not None
@@ -128,7 +133,7 @@ async def stack(*, with_api: bool, data_dir: str) -> AsyncIterator[Stack]:
             **os.environ,
             "RUNCAP_TEMPORAL_ADDRESS": server.target,
             "RUNCAP_FAKE_PROVIDER_URL": fake_url,
-            "RUNCAP_DATABASE_URL": f"sqlite:///{data_dir}/bench.db",
+            "RUNCAP_DATABASE_URL": database,
             "RUNCAP_ADMIN_KEY": ADMIN_KEY,
         }
         fake_args = ("--port", str(fake_port), "--log-level", "warning")
