@@ -6,9 +6,9 @@ only a thread holding the GIL is sampled, so a sample is Python CPU, never a thr
 Each sample is given to one cost, the most specific that appears in its stack
 (``get_type_hints`` before the payload converter before the Temporal client...). A cost's
 CPU ms per call is its share of the samples times the process's ``/proc`` CPU per call: the
-sample count itself runs about 15% over ``/proc`` here (py-spy reads the GIL holder without
-pausing the process, so a thread that just released it still counts), while the shares
-agree from run to run. Work done without the GIL (the Temporal SDK's Rust core, sqlite) is
+sample count itself can run over ``/proc`` (16% over for the api once: py-spy reads the GIL
+holder without pausing the process, so a thread that just released it may still count),
+while the shares agree from run to run. Work done without the GIL (the Temporal SDK's Rust core, sqlite) is
 spread over the shares this way. The raw stacks are kept (``--out``) for flame graphs.
 """
 
