@@ -8,8 +8,9 @@ Each sample is given to one cost, the most specific that appears in its stack
 CPU ms per call is its share of the samples times the process's ``/proc`` CPU per call: the
 sample count itself can run over ``/proc`` (16% over for the api once: py-spy reads the GIL
 holder without pausing the process, so a thread that just released it may still count),
-while the shares agree from run to run. Work done without the GIL (the Temporal SDK's Rust core, sqlite) is
-spread over the shares this way. The raw stacks are kept (``--out``) for flame graphs.
+while the shares agree from run to run. Work done without the GIL (the Temporal SDK's Rust
+core, sqlite) is spread over the shares this way. The raw stacks are kept (``--out``) for
+flame graphs.
 """
 
 from __future__ import annotations
