@@ -23,7 +23,7 @@ import httpx
 from bench import report
 from bench.harness import Stack, create_key
 from bench.litellm_proxy import Proxy, litellm_proxy
-from bench.load import BODY_BYTES, Blocks, Target, json_headers, run_block
+from bench.load import BODY_BYTES, Blocks, Clients, Target, clients, json_headers, run_block
 
 LATENCIES_MS = (0, 200)
 CONCURRENCY = (1, 10, 50)
@@ -66,15 +66,14 @@ def targets(stack: Stack, proxy: Proxy, key: str) -> list[Target]:
 
 
 async def run(stack: Stack, *, rounds: int, scale: float) -> None:
-    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
     async with AsyncExitStack() as exits:
         proxy = await exits.enter_async_context(
             litellm_proxy(stack.fake_url, stack.data_dir / "litellm")
         )
-        http = await exits.enter_async_context(httpx.AsyncClient(limits=limits, timeout=120))
+        http = await exits.enter_async_context(clients())
         pids = {**stack.pids, "litellm": proxy.pid, "bench": os.getpid()}
         load_before = os.getloadavg()[0]
-        key = await create_key(http, stack)
+        key = await create_key(http.first, stack)
         all_targets = targets(stack, proxy, key)
         await _check_prices(http, all_targets)
         progress("warming up: the run, 64 task runs, pools")
@@ -82,7 +81,7 @@ async def run(stack: Stack, *, rounds: int, scale: float) -> None:
             await run_block(http, target, concurrency=10, total=200, pids=pids)
         cells: dict[tuple[int, int], dict[str, Blocks]] = {}
         for latency in LATENCIES_MS:
-            await script_latency(http, stack.fake_url, latency)
+            await script_latency(http.first, stack.fake_url, latency)
             for concurrency in CONCURRENCY:
                 calls = max(concurrency, round(CALLS[latency, concurrency] * scale))
                 cells[latency, concurrency] = await _cell(
@@ -97,7 +96,7 @@ async def run(stack: Stack, *, rounds: int, scale: float) -> None:
 
 
 async def _cell(
-    http: httpx.AsyncClient,
+    http: Clients,
     all_targets: Sequence[Target],
     pids: dict[str, int],
     concurrency: int,
@@ -120,11 +119,11 @@ async def _cell(
     return cell
 
 
-async def _check_prices(http: httpx.AsyncClient, all_targets: Sequence[Target]) -> None:
+async def _check_prices(http: Clients, all_targets: Sequence[Target]) -> None:
     """Both gateways must bill the same call the same amount, or the comparison is unfair."""
     bills = []
     for target in all_targets[1:3]:
-        response = await http.post(
+        response = await http.first.post(
             target.url, content=BODY_BYTES, headers=json_headers(target.headers())
         )
         response.raise_for_status()
@@ -135,18 +134,18 @@ async def _check_prices(http: httpx.AsyncClient, all_targets: Sequence[Target]) 
     progress("one call billed: " + ", ".join(bills))
 
 
-async def _bursts(http: httpx.AsyncClient, stack: Stack, proxy: Proxy) -> list[report.BurstRow]:
+async def _bursts(http: Clients, stack: Stack, proxy: Proxy) -> list[report.BurstRow]:
     """``BURST`` calls at once on one run: a fresh run (its start in the burst) and a warm one."""
     assert stack.api_url is not None
     url = "/v1/chat/completions"
     rows = []
     for latency in LATENCIES_MS:
-        await script_latency(http, stack.fake_url, latency)
+        await script_latency(http.first, stack.fake_url, latency)
         for label in ("runcap, new run", "runcap, warm run", "LiteLLM"):
             if label == "LiteLLM":
                 target = Target(label, f"{proxy.url}{url}", lambda: proxy.headers)
             else:
-                auth = {"Authorization": f"Bearer {await create_key(http, stack)}"}
+                auth = {"Authorization": f"Bearer {await create_key(http.first, stack)}"}
                 target = Target(label, f"{stack.api_url}{url}", fixed(auth))
             if label != "runcap, new run":
                 await run_block(http, target, concurrency=1, total=1, pids={})

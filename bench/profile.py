@@ -24,11 +24,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import httpx
-
 from bench.cpu import snapshot, spent
 from bench.harness import Stack, create_key
-from bench.load import Target, run_block
+from bench.load import Clients, Target, clients, run_block
 from bench.report import table
 
 RATE = 250
@@ -98,9 +96,8 @@ async def record(pid: int, out: Path) -> asyncio.subprocess.Process:
 
 async def run(stack: Stack, *, seconds: float, out: Path) -> None:
     assert stack.api_url is not None
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx.AsyncClient(limits=limits, timeout=120) as http:
-        auth = {"Authorization": f"Bearer {await create_key(http, stack)}"}
+    async with clients() as http:
+        auth = {"Authorization": f"Bearer {await create_key(http.first, stack)}"}
         target = Target("runcap", f"{stack.api_url}/v1/chat/completions", lambda: auth)
         pids = {**stack.pids, "bench": os.getpid()}
         await run_block(http, target, concurrency=10, total=300, pids={})  # warm-up
@@ -109,7 +106,7 @@ async def run(stack: Stack, *, seconds: float, out: Path) -> None:
 
 
 async def _profile(
-    http: httpx.AsyncClient,
+    http: Clients,
     target: Target,
     stack: Stack,
     pids: dict[str, int],
