@@ -42,7 +42,12 @@ async def main(args: argparse.Namespace, root: Path) -> None:
             elif part == "gateway":
                 await gateway.run(running)
             else:
-                await profile.run(running, seconds=args.profile_seconds, out=args.out)
+                await profile.run(
+                    running,
+                    seconds=args.profile_seconds,
+                    out=args.out,
+                    latency_ms=args.profile_latency,
+                )
 
 
 def cli() -> None:
@@ -54,6 +59,7 @@ def cli() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="compare: rounds per cell")
     parser.add_argument("--scale", type=float, default=1.0, help="compare: calls per block x")
     parser.add_argument("--profile-seconds", type=float, default=20.0, help="profile: per load")
+    parser.add_argument("--profile-latency", type=int, default=0, help="profile: provider ms")
     parser.add_argument(
         "--out", type=Path, default=Path(".runcap/bench-profiles"), help="profile: dir"
     )

@@ -1,8 +1,9 @@
 """Where runcap's CPU goes under load: py-spy on the api and the worker, per call.
 
-For each concurrency the api is loaded (one run, provider latency 0) while ``py-spy record``
-samples the api and the worker (``--nonblocking``: the processes are never paused; ``--gil``:
-only a thread holding the GIL is sampled, so a sample is Python CPU, never a thread waiting).
+For each concurrency the api is loaded (one run, provider latency 0 or as given) while
+``py-spy record`` samples the api and the worker (``--nonblocking``: the processes are never
+paused; ``--gil``: only a thread holding the GIL is sampled, so a sample is Python CPU, never a
+thread waiting).
 Each sample is given to one cost, the most specific that appears in its stack
 (``get_type_hints`` before the payload converter before the Temporal client...). A cost's
 CPU ms per call is its share of the samples times the process's ``/proc`` CPU per call: the
@@ -24,6 +25,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from bench.compare import script_latency
 from bench.cpu import snapshot, spent
 from bench.harness import Stack, create_key
 from bench.load import Clients, Target, clients, run_block
@@ -94,15 +96,16 @@ async def record(pid: int, out: Path) -> asyncio.subprocess.Process:
     )
 
 
-async def run(stack: Stack, *, seconds: float, out: Path) -> None:
+async def run(stack: Stack, *, seconds: float, out: Path, latency_ms: int = 0) -> None:
     assert stack.api_url is not None
     async with clients() as http:
         auth = {"Authorization": f"Bearer {await create_key(http.first, stack)}"}
+        await script_latency(http.first, stack.fake_url, latency_ms)
         target = Target("runcap", f"{stack.api_url}/v1/chat/completions", lambda: auth)
         pids = {**stack.pids, "bench": os.getpid()}
         await run_block(http, target, concurrency=10, total=300, pids={})  # warm-up
         for conc in CONCURRENCY:
-            await _profile(http, target, stack, pids, conc, seconds, out)
+            await _profile(http, target, stack, pids, conc, seconds, out, latency_ms)
 
 
 async def _profile(
@@ -113,8 +116,9 @@ async def _profile(
     conc: int,
     seconds: float,
     out: Path,
+    latency_ms: int,
 ) -> None:
-    files = {name: out / f"{name}-c{conc}.txt" for name in ("api", "worker")}
+    files = {name: out / f"{name}-c{conc}-{latency_ms}ms.txt" for name in ("api", "worker")}
     spies = [await record(stack.pids[name], path) for name, path in files.items()]
     await asyncio.sleep(1.0)  # py-spy attaches
     before, began, calls = snapshot(pids), time.monotonic(), 0
@@ -127,7 +131,7 @@ async def _profile(
         spy.send_signal(signal.SIGINT)
         await spy.wait()
     print(f"\n### Profile at concurrency {conc}: {calls} calls in {took:.1f} s")
-    print(f"({calls / took:.0f} calls/s; provider latency 0; one run)\n")
+    print(f"({calls / took:.0f} calls/s; provider latency {latency_ms} ms; one run)\n")
     cpu_rows = [[name, f"{s * 1000 / calls:.2f}"] for name, s in cpu.items()]
     print(table(["process", "CPU ms per call (/proc)"], cpu_rows))
     for name, path in files.items():
