@@ -17,6 +17,7 @@ import asyncio
 import logging
 import platform
 import signal
+import sys
 import tempfile
 from pathlib import Path
 
@@ -74,7 +75,11 @@ def cli() -> None:
         root = args.keep or Path(tmp)
         for part in args.parts:
             (root / part).mkdir(parents=True, exist_ok=True)
-        asyncio.run(main(args, root))
+        try:
+            asyncio.run(main(args, root))
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            print("bench: interrupted; every process it started is stopped", file=sys.stderr)
+            sys.exit(130)
 
 
 if __name__ == "__main__":
