@@ -44,6 +44,7 @@ from api.ui.guard import install_ui_errors, make_signer
 from api.ui.router import STATIC_PATH, static_files
 from api.ui.router import router as ui_router
 from db.engine import create_tables, make_engine
+from providers.registry import make_http_client
 from telemetry.setup import temporal_interceptors
 from workflows.converter import DATA_CONVERTER
 
@@ -178,9 +179,7 @@ def create_app(
         async with AsyncExitStack() as stack:
             if own_engine:
                 stack.callback(db.dispose)
-            http = await stack.enter_async_context(
-                httpx.AsyncClient(timeout=timeout, limits=limits)
-            )
+            http = await stack.enter_async_context(make_http_client(timeout=timeout, limits=limits))
             app.state.engine = db
             app.state.temporal = client
             app.state.http = http

@@ -14,6 +14,7 @@ from providers.anthropic import AnthropicProvider
 from providers.base import Provider, ProviderConfig
 from providers.openai_compat import OpenAICompatProvider
 from providers.openai_responses import OpenAIResponsesProvider
+from providers.sharded_transport import ShardedTransport
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=120.0, write=30.0, pool=10.0)
 DEFAULT_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50)
@@ -25,8 +26,14 @@ def make_http_client(
     limits: httpx.Limits = DEFAULT_LIMITS,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> httpx.AsyncClient:
-    """The shared client; the caller owns it and closes it (``async with`` or ``aclose``)."""
-    return httpx.AsyncClient(timeout=timeout, limits=limits, transport=transport)
+    """The shared client; the caller owns it and closes it (``async with`` or ``aclose``).
+
+    Its connections are spread over several small pools (``ShardedTransport``) unless a
+    transport is given (tests give a mock one).
+    """
+    return httpx.AsyncClient(
+        timeout=timeout, limits=limits, transport=transport or ShardedTransport(limits)
+    )
 
 
 def make_provider(config: ProviderConfig, http: httpx.AsyncClient) -> Provider:
