@@ -1,5 +1,8 @@
 """``python -m api``: serve the gateway with uvicorn, one process, on the configured address.
 
+It checks before it serves, and exits 2 with one line saying what to fix: a provider must be
+configured, and the database schema must be at this code's revision (the migrations run first).
+
 Why uvloop/httptools and no access log: the gateway's added latency is its product figure, and
 those are the cheap wins; they are used when installed and skipped otherwise.
 """
@@ -8,23 +11,48 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import sys
 
 import uvicorn
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from api.app import create_app
-from api.settings import get_settings
+from api.settings import Settings, get_settings
+from db.engine import engine_from
+from db.migrate import SchemaError, check_schema
+from settings import SettingsError
 
 
 def _available(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def main() -> None:
-    """Run the api until interrupted."""
+def preflight() -> Settings:
+    """The settings, once they name a provider and the database's schema is current."""
+    settings = get_settings()
+    settings.require_provider()
+    engine = engine_from(settings)
+    try:
+        check_schema(engine)
+    finally:
+        engine.dispose()
+    return settings
+
+
+def main() -> int:
+    """Run the api until interrupted; the exit status says whether it could start."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # One line per provider request is noise at agent call rates; failures are logged anyway.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    settings = get_settings()
+    try:
+        settings = preflight()
+    except (SettingsError, SchemaError, ValidationError) as error:
+        print(f"runcap api: {error}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as error:
+        print(f"runcap api: database error: {type(error).__name__}: {error}", file=sys.stderr)
+        return 2
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,
@@ -37,7 +65,8 @@ def main() -> None:
         # closed under it (uvicorn's default of 5 s races with reuse and drops requests).
         timeout_keep_alive=75,
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -31,7 +31,8 @@ from api.auth import KeyCache
 from api.errors import BodyTooLarge, GatewayError, error_response, install_error_handlers
 from api.ratelimit import RateLimiter
 from api.settings import Settings, get_settings
-from db.engine import create_tables, make_engine
+from db.engine import engine_from
+from db.migrate import check_schema
 
 log = logging.getLogger(__name__)
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -158,9 +159,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_engine = engine is None
-        db = engine or make_engine(settings.database_url)
-        await asyncio.to_thread(create_tables, db)
-        client = temporal_client or await connect_temporal(settings)
+        db = engine or engine_from(settings)
         timeout = httpx.Timeout(settings.http_timeout_seconds, connect=10.0)
         limits = httpx.Limits(
             max_connections=settings.http_max_connections,
@@ -169,6 +168,9 @@ def create_app(
         async with AsyncExitStack() as stack:
             if own_engine:
                 stack.callback(db.dispose)
+            # Migrations run before the api (``python -m db upgrade``); it only checks them.
+            await asyncio.to_thread(check_schema, db)
+            client = temporal_client or await connect_temporal(settings)
             http = await stack.enter_async_context(
                 httpx.AsyncClient(timeout=timeout, limits=limits)
             )

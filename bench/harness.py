@@ -87,6 +87,12 @@ async def stack(*, with_api: bool, data_dir: str) -> AsyncIterator[Stack]:
             "warning",
         ]
         await exits.enter_async_context(child(fake_argv, env, fake_port))
+        # The schema first, as in production: the worker and the api only check it.
+        migrate = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "db", "upgrade", env=env
+        )
+        if await migrate.wait() != 0:
+            raise RuntimeError("python -m db upgrade failed")
         await exits.enter_async_context(child(["-m", "worker"], env, None))
         api_url = None
         if with_api:

@@ -10,14 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from pydantic import SecretStr
+from sqlalchemy import URL, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlmodel import SQLModel
 
-import db.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from settings import DEFAULT_DATABASE_URL, RuncapSettings
 
-DEFAULT_URL = "sqlite:///.runcap/runcap.db"
+DEFAULT_URL = DEFAULT_DATABASE_URL
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+DATA_DIR_MODE = 0o700
 
 
 def normalise_url(url: str) -> str:
@@ -39,23 +40,42 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
-def make_engine(url: str = DEFAULT_URL) -> Engine:
+def database_url(url: str, password: SecretStr | None = None) -> URL:
+    """``url`` with its driver picked and ``password`` set as given: no escaping needed.
+
+    Why a separate password: a raw password in a URL breaks on ``@``, ``/``, ``#`` or ``%``.
+    """
+    parsed = make_url(normalise_url(url))
+    if password is not None:
+        parsed = parsed.set(password=password.get_secret_value())
+    return parsed
+
+
+def make_engine(
+    url: str | URL = DEFAULT_URL, *, pool_size: int = 10, max_overflow: int = 20
+) -> Engine:
     """An engine for ``url``: SQLite (file created with its directory) or PostgreSQL (psycopg)."""
-    url = normalise_url(url)
-    parsed = make_url(url)
+    parsed = url if isinstance(url, URL) else database_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            # Keys and the ledger live here: private to the owner, like the launcher's data dir.
+            Path(database).expanduser().parent.mkdir(
+                mode=DATA_DIR_MODE, parents=True, exist_ok=True
+            )
         engine = create_engine(
-            url,
+            parsed,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(parsed, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow)
 
 
-def create_tables(engine: Engine) -> None:
-    """Create every missing table (idempotent; no migrations yet)."""
-    SQLModel.metadata.create_all(engine)
+def engine_from(settings: RuncapSettings) -> Engine:
+    """The engine a process's settings describe: url, password and pool bounds."""
+    return make_engine(
+        database_url(settings.database_url, settings.database_password),
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+    )

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from db.engine import create_tables, make_engine
+from db.engine import make_engine
+from db.migrate import upgrade
 from examples.agent import AgentReport, AgentTask, ExampleAgent
 from examples.suite import run_tests
 from fake_provider import FakeProvider
@@ -35,7 +36,7 @@ async def main() -> AgentReport:
     ]
     with tempfile.TemporaryDirectory() as tmp:
         engine = make_engine(f"sqlite:///{Path(tmp) / 'demo.db'}")
-        create_tables(engine)
+        upgrade(engine)
         async with (
             DevServer(ui=False) as server,
             FakeProvider.running() as fake,

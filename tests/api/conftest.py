@@ -1,18 +1,8 @@
-"""Fixtures of the api tests: a database on SQLite and on a throwaway PostgreSQL, and the app.
-
-The PostgreSQL server is real (initdb + pg_ctl on 127.0.0.1, one per session); without its
-binaries the PostgreSQL variants skip locally and fail in CI, where they must run.
-"""
+"""Fixtures of the api tests: a database on SQLite and on a throwaway PostgreSQL, and the app."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
 from collections.abc import AsyncIterator, Iterator
-from glob import glob
 from pathlib import Path
 
 import httpx
@@ -24,68 +14,16 @@ from temporalio.client import Client
 
 from api.app import create_app
 from api.settings import Settings
-from db.engine import create_tables, make_engine
 from tests.api.helpers import ADMIN_KEY, stand_in_router
+from tests.databases import migrated, sqlite_at_head
 
-PG_USER = "runcap"
 OUR_TABLES = ("ledger_tags", "ledger", "virtual_keys")
-
-
-def _pg_bindir() -> Path | None:
-    found = shutil.which("initdb")
-    if found and (Path(found).resolve().parent / "createdb").exists():
-        return Path(found).resolve().parent
-    candidates = sorted(glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)
-    return Path(candidates[0]).parent if candidates else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL server and database for this session, stopped at the end."""
-    bindir = _pg_bindir()
-    if bindir is None:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL binaries (initdb, pg_ctl) are required in CI")
-        pytest.skip("no PostgreSQL binaries on PATH or under /usr/lib/postgresql/*/bin")
-    root = Path(tempfile.mkdtemp(prefix="runcap-pg-"))
-    as_root = os.geteuid() == 0
-    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
-    if as_root:
-        shutil.chown(root, "postgres", "postgres")
-    data, log = root / "data", root / "server.log"
-    port = _free_port()
-
-    def run(*args: str) -> None:
-        done = subprocess.run([*prefix, *args], capture_output=True, text=True, timeout=120)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(args)} failed: {done.stderr or done.stdout}")
-
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-    started = False
-    try:
-        run(str(bindir / "initdb"), "-D", str(data), "-U", PG_USER, "-A", "trust", "-E", "UTF8")
-        run(str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log), "-w", "start")
-        started = True
-        run(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", PG_USER, "runcap")
-        yield f"postgresql+psycopg://{PG_USER}@127.0.0.1:{port}/runcap"
-    finally:
-        if started:
-            run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def pg_engine(postgres_url: str) -> Iterator[Engine]:
-    """One engine on the session's PostgreSQL, tables created once."""
-    engine = make_engine(postgres_url)
-    create_tables(engine)
+    """One engine on the session's PostgreSQL, migrated to head once."""
+    engine = migrated(postgres_url)
     yield engine
     engine.dispose()
 
@@ -94,8 +32,7 @@ def pg_engine(postgres_url: str) -> Iterator[Engine]:
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """An empty runcap database, on SQLite (a new file) or PostgreSQL (tables emptied)."""
     if request.param == "sqlite":
-        sqlite_engine = make_engine(f"sqlite:///{tmp_path / 'runcap.db'}")
-        create_tables(sqlite_engine)
+        sqlite_engine = sqlite_at_head(tmp_path / "runcap.db")
         yield sqlite_engine
         sqlite_engine.dispose()
         return
@@ -108,8 +45,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
 @pytest.fixture
 def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
     """An empty SQLite database, for tests that need no second backend."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'runcap.db'}")
-    create_tables(engine)
+    engine = sqlite_at_head(tmp_path / "runcap.db")
     yield engine
     engine.dispose()
 

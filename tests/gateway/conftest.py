@@ -20,9 +20,9 @@ from temporalio.client import Client
 
 from api.app import create_app
 from api.settings import Settings
-from db.engine import create_tables, make_engine
 from fake_provider import FakeProvider
 from providers.registry import build_providers, make_http_client
+from tests.databases import sqlite_at_head
 from worker.app import build_worker
 
 ADMIN_KEY = "rc-admin-test"
@@ -77,8 +77,7 @@ async def gateway_fake() -> AsyncIterator[FakeProvider]:
 @pytest.fixture(scope="session")
 def gateway_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     path: Path = tmp_path_factory.mktemp("gateway") / "runcap.db"
-    engine = make_engine(f"sqlite:///{path}")
-    create_tables(engine)
+    engine = sqlite_at_head(path)
     yield engine
     engine.dispose()
 

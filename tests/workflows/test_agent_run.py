@@ -16,6 +16,7 @@ from caller.caller import Caller, CallFailed, CallReply, CallSpec, run_handle
 from db.models import LedgerEntry
 from fake_provider import FakeProvider
 from tests.conftest import TargetFactory
+from tests.waiting import eventually
 from workflows import errors
 from workflows.agent_run import AgentRun
 from workflows.budget import cost_micros, estimate_input_tokens, reservation_micros
@@ -55,16 +56,6 @@ def ledger_rows(engine: Engine, run: RunInput) -> list[LedgerEntry]:
     with engine.connect() as conn:
         rows = conn.execute(select(LedgerEntry).where(col(LedgerEntry.run_id) == run.run_id))
         return [LedgerEntry.model_validate(r._mapping) for r in rows]
-
-
-async def eventually(check: Any, within: float = 15.0) -> Any:
-    """Poll ``check`` until it returns something truthy (bookkeeping lands off the call path)."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        value = await check() if asyncio.iscoroutinefunction(check) else check()
-        if value or asyncio.get_running_loop().time() > deadline:
-            return value
-        await asyncio.sleep(0.2)
 
 
 @pytest.fixture(autouse=True)

@@ -20,7 +20,9 @@ from db.models import LedgerEntry
 from fake_provider import FakeProvider
 from providers.base import Provider
 from tests.conftest import TargetFactory
-from tests.workflows.test_agent_run import assert_replays, eventually, spec, spend_of
+from tests.databases import sqlite_at_head
+from tests.waiting import eventually
+from tests.workflows.test_agent_run import assert_replays, spec, spend_of
 from worker.devserver import DevServer
 from workflows import errors
 from workflows.contracts import MICROS_PER_USD, RunInput
@@ -52,6 +54,7 @@ async def test_sigkill_worker_mid_burst(
     await fake.reset()
     await fake.script("fake-small", latency_ms=1500)
     db = tmp_path / "ledger.db"
+    sqlite_at_head(db).dispose()  # what `python -m db upgrade` does before a worker starts
     worker = start_worker(dev_server, fake, task_queue, db)
     run = RunInput(run_id=uuid.uuid4().hex[:12], budget_micros=MICROS_PER_USD)
     try:
