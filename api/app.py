@@ -29,6 +29,7 @@ from temporalio.client import Client
 from api import keys, spend
 from api.auth import KeyCache
 from api.errors import BodyTooLarge, GatewayError, error_response, install_error_handlers
+from api.openapi import install_openapi
 from api.ratelimit import RateLimiter
 from api.settings import Settings, get_settings
 from db.engine import engine_from
@@ -191,6 +192,7 @@ def create_app(
     app.state.settings = settings
     app.state.extra_lifespans = []
     install_error_handlers(app)
+    install_openapi(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(CatchAllMiddleware)
     app.include_router(keys.router)

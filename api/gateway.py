@@ -8,7 +8,6 @@ answer (or the stream) comes straight back from the provider to the client.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from api import errors as http_errors
 from api.auth import KeyPolicy
+from api.body import loads
 from api.errors import BadRequest, ForbiddenModel, GatewayError
 from api.ratelimit import RateLimiter
 from api.routing import Router, load_routes
@@ -56,7 +56,7 @@ async def gateway_lifespan(app: FastAPI) -> AsyncIterator[None]:
 def parse_body(raw: bytes, model: type[BaseModel]) -> tuple[dict[str, Any], Any]:
     """The JSON body and its checked view; a clear 400 for anything malformed."""
     try:
-        body = json.loads(raw)
+        body = loads(raw)
     except (ValueError, UnicodeDecodeError) as err:
         raise BadRequest(f"request body is not valid JSON: {err}") from None
     if not isinstance(body, dict):

@@ -17,6 +17,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from api.auth import hash_secret, new_secret, require_admin
+from api.body import HardenedRoute
 from api.deps import KeyCacheDep, SessionDep, TemporalClientDep
 from api.errors import BadRequest, NotFound
 from api.tags import merge_tags
@@ -33,7 +34,12 @@ from workflows.contracts import Revoke
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/admin/keys", tags=["keys"], dependencies=[Depends(require_admin)])
+router = APIRouter(
+    prefix="/admin/keys",
+    tags=["keys"],
+    dependencies=[Depends(require_admin)],
+    route_class=HardenedRoute,
+)
 
 
 def key_public(key: VirtualKey) -> VirtualKeyPublic:
