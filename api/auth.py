@@ -146,7 +146,9 @@ def require_admin(request: Request) -> None:
     """Dependency of ``/admin`` routes: ``Authorization: Bearer $RUNCAP_ADMIN_KEY``."""
     settings: Settings = request.app.state.settings
     if settings.admin_key is None or not settings.admin_key.get_secret_value():
-        raise Unavailable("admin disabled: set RUNCAP_ADMIN_KEY to enable /admin")
+        raise Unavailable(
+            "admin disabled: set RUNCAP_ADMIN_KEY to enable /admin", retry_after_seconds=None
+        )
     token = bearer_token(request)
     if token is None:
         raise AuthError("missing admin key: send Authorization: Bearer <RUNCAP_ADMIN_KEY>")

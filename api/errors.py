@@ -13,7 +13,7 @@ and the envelope, so each error maps to exactly one status and one envelope per 
     ├── RateLimited         429  rate_limited      (Retry-After)
     ├── ProviderRejected    4xx  provider_error    (the provider's own status and message)
     ├── AllTargetsFailed    502  all_targets_failed (attempts)
-    └── Unavailable         503  unavailable
+    └── Unavailable         503  unavailable       (Retry-After)
 """
 
 from __future__ import annotations
@@ -154,8 +154,17 @@ class AllTargetsFailed(GatewayError):
 
 
 class Unavailable(GatewayError):
+    """Temporal or the run cannot answer now; the SDKs retry a 503, and Retry-After says when
+    (left out where waiting cannot help, such as admin disabled by configuration)."""
+
     status = 503
     code = "unavailable"
+
+    def __init__(self, message: str, retry_after_seconds: float | None = 1.0) -> None:
+        headers = {}
+        if retry_after_seconds is not None:
+            headers["Retry-After"] = str(max(1, math.ceil(retry_after_seconds)))
+        super().__init__(message, headers=headers)
 
 
 def envelope_for_path(path: str) -> Envelope:

@@ -140,7 +140,7 @@ def _errors(path: str) -> dict[str, Any]:
             "description": description,
             "content": {"application/json": {"schema": ref}},
         }
-        if status == "429":
+        if status in ("429", "503"):
             answers[status]["headers"] = _RETRY_AFTER
     return answers
 

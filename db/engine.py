@@ -46,7 +46,7 @@ def database_url(url: str, password: SecretStr | None = None) -> URL:
     Why a separate password: a raw password in a URL breaks on ``@``, ``/``, ``#`` or ``%``.
     """
     parsed = make_url(normalise_url(url))
-    if password is not None:
+    if password is not None and parsed.get_backend_name() != "sqlite":  # SQLite has none
         parsed = parsed.set(password=password.get_secret_value())
     return parsed
 

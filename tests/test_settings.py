@@ -83,3 +83,10 @@ def test_database_password_needs_no_escaping() -> None:
     assert url.password == raw
     assert raw not in str(url)
     assert make_url(url.render_as_string(hide_password=False)).password == raw
+
+
+def test_a_password_is_ignored_on_sqlite() -> None:
+    """A password secret left in place does not break an embedded SQLite database."""
+    url = database_url("sqlite:////tmp/runcap.db", SecretStr("a@b"))
+    assert url.password is None
+    assert url.database == "/tmp/runcap.db"

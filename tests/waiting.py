@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from typing import Any
 
 
@@ -10,7 +11,9 @@ async def eventually(check: Any, within: float = 15.0, every: float = 0.2) -> An
     """Poll ``check`` until it returns something truthy (or ``within`` seconds pass); return it."""
     deadline = asyncio.get_running_loop().time() + within
     while True:
-        value = await check() if asyncio.iscoroutinefunction(check) else check()
+        value = check()
+        if inspect.isawaitable(value):  # an async function, or a lambda calling one
+            value = await value
         if value or asyncio.get_running_loop().time() > deadline:
             return value
         await asyncio.sleep(every)
