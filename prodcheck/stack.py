@@ -15,6 +15,8 @@ import os
 import secrets
 import shutil
 import tempfile
+import time
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
@@ -58,6 +60,8 @@ class Stack:
         self.workers: list[Child] = []
         self.apis: list[Child] = []
         self.api_urls: list[str] = []
+        self.timings: dict[str, float] = {}
+        """Seconds each part took to start, for the log of make prod-check."""
         self._exits = AsyncExitStack()
 
     @classmethod
@@ -244,20 +248,27 @@ class Stack:
         lines += [f"  api        {url}" for url in self.api_urls]
         lines.append(f"  fake       {self.fake_url}")
         lines.append(f"  admin key  in {self.secret_files / 'runcap_admin_key'}")
+        lines += [f"  started {name} in {took:.1f}s" for name, took in self.timings.items()]
         return "\n".join(lines)
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
+        phases: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+            ("fake provider", self._start_fake),
+            ("temporal (schema, server, namespace)", self._start_temporal),
+            ("migrations", self.migrate),
+            ("worker", self.start_worker),
+            ("api", self.start_api),
+        ]
+        if self.kind == "production":
+            phases.insert(0, ("postgresql (initdb, roles)", self._start_postgres))
         try:
             self._make_secrets()
-            if self.kind == "production":
-                await self._start_postgres()
-            await self._start_fake()
-            await self._start_temporal()
-            await self.migrate()
-            await self.start_worker()
-            await self.start_api()
+            for name, phase in phases:
+                started = time.monotonic()
+                await phase()
+                self.timings[name] = time.monotonic() - started
         except BaseException:
             await self.__aexit__(None, None, None)
             raise

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 
 from api.settings import Settings
 from db.grants import PROCESSES
+from prodcheck import compose as prod_compose
 from prodcheck.tools import TEMPORAL_SERVER_VERSION
 from settings import RuncapSettings
 from worker.devserver import DYNAMIC_CONFIG, SEARCH_ATTRIBUTES
@@ -273,3 +274,23 @@ def test_deploy_scripts_parse(script: str) -> None:
     if shellcheck := shutil.which("shellcheck"):
         done = subprocess.run([shellcheck, "-s", "sh", str(path)], capture_output=True, text=True)
         assert done.returncode == 0, done.stdout
+
+
+def test_prod_check_reads_each_process_from_the_compose_file() -> None:
+    """make prod-check takes commands and environments from docker-compose.yml itself, with
+    service addresses pointed at 127.0.0.1, so the two cannot drift apart."""
+    hosts = {"temporal:7233": "127.0.0.1:1", "postgresql:5432": "127.0.0.1:2"}
+    env = prod_compose.environment("api", hosts)
+    assert env["RUNCAP_TEMPORAL_ADDRESS"] == "127.0.0.1:1"
+    assert make_url(env["RUNCAP_DATABASE_URL"]).port == 2
+    assert prod_compose.command("worker")[1:] == ["-m", "worker"]
+    targets = {s.target for s in prod_compose.secrets("api")}
+    assert targets == {
+        "runcap_database_password",
+        "runcap_admin_key",
+        "runcap_openai_api_key",
+        "runcap_anthropic_api_key",
+    }
+    assert prod_compose.interpolate("${X:-d}", {}) == "d"
+    assert prod_compose.interpolate("${X:-d}", {"X": "v"}) == "v"
+    assert prod_compose.image_tag("temporal") == TEMPORAL_SERVER_VERSION.lstrip("v")

@@ -29,17 +29,20 @@ log = logging.getLogger(__name__)
 
 
 async def heartbeat(path: Path, client: Client, worker: Worker) -> None:
-    """Touch ``path`` every few seconds while ``worker`` runs and Temporal answers."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Touch ``path`` every few seconds while ``worker`` runs and Temporal answers (the first
+    beat comes as soon as the worker runs, so a new worker is soon seen healthy)."""
+    await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+    beaten = False
     while True:
         if worker.is_running:
             try:
                 async with asyncio.timeout(HEARTBEAT_SECONDS):
                     await client.service_client.check_health()
                 await asyncio.to_thread(path.touch)
+                beaten = True
             except Exception as error:  # the beat is skipped; the file goes stale if it lasts
                 log.warning("health: Temporal did not answer: %s", error or type(error).__name__)
-        await asyncio.sleep(HEARTBEAT_SECONDS)
+        await asyncio.sleep(HEARTBEAT_SECONDS if beaten else 0.2)
 
 
 def clear(path: Path | None) -> None:

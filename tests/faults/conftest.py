@@ -27,6 +27,7 @@ KIND: Kind = "production" if os.environ.get("RUNCAP_STACK") == "production" else
 async def stack() -> AsyncIterator[Stack]:
     """The whole topology (one api and one worker to begin with)."""
     async with Stack(KIND) as running:
+        print(f"\n{running.describe()}")  # shown with -s, and in the log of a failure
         yield running
 
 
