@@ -19,6 +19,7 @@ from settings import DEFAULT_DATABASE_URL, RuncapSettings
 DEFAULT_URL = DEFAULT_DATABASE_URL
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 DATA_DIR_MODE = 0o700
+DATA_FILE_MODE = 0o600
 
 
 def normalise_url(url: str) -> str:
@@ -60,9 +61,10 @@ def make_engine(
         database = parsed.database or ""
         if database and database != ":memory:" and not database.startswith("file:"):
             # Keys and the ledger live here: private to the owner, like the launcher's data dir.
-            Path(database).expanduser().parent.mkdir(
-                mode=DATA_DIR_MODE, parents=True, exist_ok=True
-            )
+            # SQLite gives its -wal and -shm files the database file's mode.
+            path = Path(database).expanduser()
+            path.parent.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)
+            path.touch(mode=DATA_FILE_MODE, exist_ok=True)
         engine = create_engine(
             parsed,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from db.engine import make_engine
-from db.migrate import current, head
+from db.migrate import current, head, upgrade
 from worker.devserver import free_port
 from worker.launch import LaunchSettings, _banner, make_private
 
@@ -105,3 +105,21 @@ def test_an_existing_data_dir_is_tightened(tmp_path: Path) -> None:
         assert stat.S_IMODE((data_dir / "new").stat().st_mode) == 0o600
     finally:
         os.umask(before)
+
+
+def test_a_new_sqlite_database_is_private_without_the_launcher(tmp_path: Path) -> None:
+    """The api or the worker started on their own still create the database 0600 in a 0700
+    directory, and SQLite's WAL files follow the database file's mode."""
+    before = os.umask(0o022)
+    engine = make_engine(f"sqlite:///{tmp_path / 'data' / 'runcap.db'}")
+    try:
+        upgrade(engine)
+        with engine.connect():  # open: the -wal and -shm files exist now
+            files = list((tmp_path / "data").iterdir())
+            assert {p.name for p in files} >= {"runcap.db", "runcap.db-wal", "runcap.db-shm"}
+            for path in files:
+                assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    finally:
+        engine.dispose()
+        os.umask(before)
+    assert stat.S_IMODE((tmp_path / "data").stat().st_mode) == 0o700

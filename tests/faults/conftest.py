@@ -5,6 +5,14 @@ built from source; ``RUNCAP_STACK=dev`` (the default) on the dev server and SQLi
 ``make run`` does. Every case is marked ``prod``: ``make test`` leaves them out, ``-m prod``
 selects them. Each test starts with every part running and the fake provider reset; a failed
 test prints the last lines of each part's log.
+
+Adding a case: take the ``gateway`` fixture (``tests/faults/gateway.py``: keys, calls through
+any api instance, what the client saw), fault the topology through ``gateway.stack``
+(``workers``/``apis`` with ``kill()`` and ``stack.restart(child)``, ``start_api()``,
+``stop_temporal()``/``start_temporal()``) or the provider through ``fake.script`` (statuses such
+as 529, hangs, dropped streams), watch the cap with ``CapWatch`` and end with
+``assert_settled`` (``tests/faults/money.py``) and each answer's
+``assert_answered_or_retryable()``.
 """
 
 from __future__ import annotations
