@@ -21,6 +21,10 @@ RETRYABLE = {408, 409, 429, 500, 502, 503, 504}
 """What the OpenAI and Anthropic SDKs retry on their own."""
 DROPPED = 599
 """Our mark for a connection that broke before an answer (the SDKs retry those too)."""
+NO_ANSWER = 598
+"""Our mark for a call still unanswered after ``CALL_SECONDS``: a failure, never accepted."""
+CALL_SECONDS = 60.0
+"""How long a client waits for one call; the fake provider answers in well under a second."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,7 @@ class Gateway:
         engine = stack.ledger_engine()
         limits = httpx.Limits(max_connections=500)
         try:
-            async with httpx.AsyncClient(timeout=180, limits=limits) as http:
+            async with httpx.AsyncClient(timeout=CALL_SECONDS, limits=limits) as http:
                 yield cls(stack, temporal, http, engine)
         finally:
             engine.dispose()
@@ -119,6 +123,8 @@ class Gateway:
             response = await self.http.post(
                 f"{self.url(api)}/v1/chat/completions", json=body, headers=headers
             )
+        except httpx.TimeoutException:
+            answer = Answer(NO_ANSWER, {}, {"timeout": f"no answer in {CALL_SECONDS:.0f}s"}, api)
         except httpx.TransportError as error:  # a dropped connection is what a client sees
             answer = Answer(DROPPED, {}, {"transport_error": repr(error)}, api)
         else:
