@@ -4,8 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv temporal run test lint typecheck pytest faults prod-tools prod-check migration fmt demo bench \
-	clean clean-data
+.PHONY: venv temporal clis run test lint typecheck pytest faults prod-tools prod-check migration \
+	fmt demo bench clean clean-data
 
 venv: $(STAMP)
 
@@ -21,6 +21,11 @@ $(STAMP): pyproject.toml
 temporal: venv
 	$(PY) -m worker.devserver ensure
 
+# Claude Code and Codex, pinned, installed once from npm into ~/.cache/runcap/npm: the tests
+# drive the real CLIs through the gateway.
+clis: venv
+	$(PY) -m tests.agent_clis
+
 run: venv temporal
 	$(PY) -m worker.launch
 
@@ -33,7 +38,7 @@ lint: venv
 typecheck: venv
 	$(PY) -m mypy
 
-pytest: venv temporal
+pytest: venv temporal clis
 	$(PY) -m pytest -q -p no:cacheprovider
 
 # The fault suite (tests/faults, marker prod) on the dev server and SQLite: cheap, every run.

@@ -1,87 +1,18 @@
-"""The ledger activity: one row per settled call, written as an upsert on the call id.
+"""The ledger activities: the run's own ledger writes (calls its caller could not record), and
+its look-up of what a silent caller recorded before it went silent.
 
-Why an upsert: Temporal may run an activity more than once (a worker dies after the commit but
-before reporting), and a retried write must leave one row and one charge, never two.
+Temporal may run an activity more than once; the write is an upsert on the call id.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Any
 
-from sqlalchemy import Connection, Engine, delete
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine
 from temporalio import activity
 
-from db.models import LedgerEntry, LedgerTag
-from workflows.contracts import LedgerBatch, LedgerRow
-
-
-def parse_time(text: str) -> datetime:
-    """An ISO-8601 time as timezone-aware UTC; a naive time is taken to be UTC already."""
-    when = datetime.fromisoformat(text.replace("Z", "+00:00")) if text else datetime.now(UTC)
-    if when.tzinfo is None:
-        return when.replace(tzinfo=UTC)
-    return when.astimezone(UTC)
-
-
-def _tag_prefix(tag: str) -> str:
-    prefix, sep, _ = tag.partition(":")
-    return prefix if sep else ""
-
-
-def entry_values(row: LedgerRow) -> dict[str, Any]:
-    """The ``ledger`` column values of one contract row."""
-    return {
-        "call_id": row.call_id,
-        "run_id": row.run_id,
-        "key_id": row.key_id,
-        "tags": list(row.tags),
-        "requested_model": row.requested_model,
-        "provider": row.provider,
-        "model": row.model,
-        "status": row.status,
-        "attempts": [dataclasses.asdict(a) for a in row.attempts],
-        "input_tokens": row.usage.input_tokens,
-        "output_tokens": row.usage.output_tokens,
-        "cached_input_tokens": row.usage.cached_input_tokens,
-        "cache_write_tokens": row.usage.cache_write_tokens,
-        "cost_micros": row.cost_micros,
-        "reserved_micros": row.reserved_micros,
-        "started_at": parse_time(row.started_at),
-        "latency_ms": row.latency_ms,
-        "error": row.error,
-    }
-
-
-def _insert(conn: Connection) -> Any:
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert
-    if dialect == "sqlite":
-        return sqlite.insert
-    raise RuntimeError(f"the ledger supports sqlite and postgresql, not {dialect}")
-
-
-def upsert_rows(conn: Connection, rows: Sequence[LedgerRow]) -> None:
-    """Insert or replace each row and its tags, in the caller's transaction."""
-    insert = _insert(conn)
-    table = LedgerEntry.__table__  # type: ignore[attr-defined]
-    tag_table = LedgerTag.__table__  # type: ignore[attr-defined]
-    # One lock order for every writer: concurrent batches cannot deadlock on PostgreSQL.
-    for row in sorted(rows, key=lambda r: r.call_id):
-        values = entry_values(row)
-        stmt = insert(table).values(**values)
-        updates = {k: stmt.excluded[k] for k in values if k != "call_id"}
-        conn.execute(stmt.on_conflict_do_update(index_elements=["call_id"], set_=updates))
-        conn.execute(delete(tag_table).where(tag_table.c.call_id == row.call_id))
-        tags = list(dict.fromkeys(row.tags))
-        if tags:
-            tag_rows = [{"call_id": row.call_id, "tag": t, "prefix": _tag_prefix(t)} for t in tags]
-            conn.execute(insert(tag_table).values(tag_rows).on_conflict_do_nothing())
+from db.ledger import recorded_calls, write_rows
+from workflows.contracts import LedgerBatch, RecordedCall
 
 
 class LedgerActivities:
@@ -92,12 +23,14 @@ class LedgerActivities:
 
     def write_sync(self, batch: LedgerBatch) -> None:
         """Upsert a batch in one transaction (blocking; the activity runs it in a thread)."""
-        if not batch.rows:
-            return
-        with self.engine.begin() as conn:
-            upsert_rows(conn, batch.rows)
+        write_rows(self.engine, batch.rows)
 
     @activity.defn(name="write_ledger")
     async def write_ledger(self, batch: LedgerBatch) -> None:
         """Record settled calls; safe to retry (upsert on call id)."""
         await asyncio.to_thread(self.write_sync, batch)
+
+    @activity.defn
+    async def recorded_calls(self, call_ids: list[str]) -> list[RecordedCall]:
+        """How the callers of ``call_ids`` recorded their ending, for those that did."""
+        return await asyncio.to_thread(recorded_calls, self.engine, call_ids)

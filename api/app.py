@@ -1,52 +1,52 @@
-"""The api app factory: lifespan (database, Temporal client, HTTP client), routers, error handling.
+"""The api app factory: lifespan (database, Temporal client, HTTP client), routers (the model-call
+endpoints, the admin api, the dashboard at ``/ui``), error handling.
 
 Why a factory with a lifespan: nothing connects at import time, each process owns exactly one
 engine, one Temporal client and one ``httpx.AsyncClient``, and tests build apps around their own.
 
-Plug-in points for the model-call path (the lead's modules, used when present):
-- ``api.routes_openai`` / ``api.routes_anthropic`` expose ``router``; they are included here.
-- ``api.gateway`` may expose ``gateway_lifespan(app)``, an async context manager entered after
-  the shared clients exist (start the caller-side worker there); ``app.state.extra_lifespans``
-  holds any more such callables.
+The model-call routers (chat completions, Responses, Anthropic messages) are plain imports, so
+readers and tools can follow them. ``api.gateway.gateway_lifespan(app)`` is entered after the
+shared clients exist (it starts the caller-side worker); ``app.state.extra_lifespans`` holds any
+more such callables.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from types import ModuleType
-from typing import Any
 
 import httpx
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
-from api import keys, spend
+from api import (
+    alerts,
+    calls,
+    keys,
+    routes_anthropic,
+    routes_openai,
+    routes_responses,
+    runs,
+    spend,
+)
 from api.auth import KeyCache
 from api.errors import BodyTooLarge, GatewayError, error_response, install_error_handlers
+from api.gateway import gateway_lifespan
 from api.openapi import install_openapi
 from api.ratelimit import RateLimiter
 from api.settings import Settings, get_settings
+from api.ui.guard import install_ui_errors, make_signer
+from api.ui.router import STATIC_PATH, static_files
+from api.ui.router import router as ui_router
 from db.engine import engine_from
 from db.migrate import check_schema
 
 log = logging.getLogger(__name__)
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
-GATEWAY_ROUTERS = ("api.routes_openai", "api.routes_anthropic")
-
-
-def _optional(name: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as err:
-        if err.name == name:
-            return None
-        raise
 
 
 async def _send_error(scope: Scope, receive: Receive, send: Send, error: GatewayError) -> None:
@@ -161,7 +161,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_engine = engine is None
         db = engine or engine_from(settings)
-        timeout = httpx.Timeout(settings.http_timeout_seconds, connect=10.0)
+        timeout = httpx.Timeout(settings.http_timeout_seconds, connect=5.0)
         limits = httpx.Limits(
             max_connections=settings.http_max_connections,
             max_keepalive_connections=settings.http_max_connections,
@@ -180,10 +180,7 @@ def create_app(
             app.state.http = http
             app.state.key_cache = KeyCache(db, ttl=settings.key_cache_ttl_seconds)
             app.state.rate_limiter = RateLimiter()
-            hooks: list[Lifespan] = list(app.state.extra_lifespans)
-            gateway = _optional("api.gateway")
-            if gateway is not None and hasattr(gateway, "gateway_lifespan"):
-                hooks.insert(0, gateway.gateway_lifespan)
+            hooks: list[Lifespan] = [gateway_lifespan, *app.state.extra_lifespans]
             for hook in hooks:
                 await stack.enter_async_context(hook(app))
             yield
@@ -191,18 +188,22 @@ def create_app(
     app = FastAPI(title="runcap", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.extra_lifespans = []
+    app.state.ui_signer = make_signer(settings)
     install_error_handlers(app)
     install_openapi(app)
+    install_ui_errors(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(CatchAllMiddleware)
     app.include_router(keys.router)
     app.include_router(spend.router)
-    # The /v1 model-call routers, when their modules exist.
-    for name in GATEWAY_ROUTERS:
-        module = _optional(name)
-        router: Any = getattr(module, "router", None)
-        if isinstance(router, APIRouter):
-            app.include_router(router)
+    app.include_router(routes_openai.router)
+    app.include_router(routes_responses.router)
+    app.include_router(routes_anthropic.router)
+    app.include_router(runs.router)
+    app.include_router(calls.router)
+    app.include_router(alerts.router)
+    app.include_router(ui_router)
+    app.mount(STATIC_PATH, static_files(), name="ui-static")
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -19,7 +19,7 @@ from fastapi import Request
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from api.errors import AuthError, Unavailable
+from api.errors import AuthError, GatewayError
 from api.settings import Settings
 from db.models import VirtualKey
 
@@ -44,7 +44,10 @@ class KeyPolicy:
 
     id: str
     name: str
-    budget_micros: int
+    budget_per_run_micros: int | None
+    budget_per_day_micros: int | None
+    budget_per_month_micros: int | None
+    timezone: str
     max_parallel: int
     rpm: int
     tpm: int
@@ -55,12 +58,28 @@ class KeyPolicy:
         """An empty model list allows every model."""
         return not self.models or model in self.models
 
+    @property
+    def budget_micros(self) -> int:
+        """The cap of one run: the per-run budget, else the smallest period budget.
+
+        A run can never be allowed more than the key's day or month allows, so a key with only
+        period budgets caps each run at the smaller of them until period budgets are enforced
+        across runs (issue 8).
+        """
+        if self.budget_per_run_micros is not None:
+            return self.budget_per_run_micros
+        periods = [b for b in (self.budget_per_day_micros, self.budget_per_month_micros) if b]
+        return min(periods, default=0)
+
     @classmethod
     def of(cls, key: VirtualKey) -> KeyPolicy:
         return cls(
             id=key.id,
             name=key.name,
-            budget_micros=key.budget_micros,
+            budget_per_run_micros=key.budget_per_run_micros,
+            budget_per_day_micros=key.budget_per_day_micros,
+            budget_per_month_micros=key.budget_per_month_micros,
+            timezone=key.timezone,
             max_parallel=key.max_parallel,
             rpm=key.rpm,
             tpm=key.tpm,
@@ -146,8 +165,10 @@ def require_admin(request: Request) -> None:
     """Dependency of ``/admin`` routes: ``Authorization: Bearer $RUNCAP_ADMIN_KEY``."""
     settings: Settings = request.app.state.settings
     if settings.admin_key is None or not settings.admin_key.get_secret_value():
-        raise Unavailable(
-            "admin disabled: set RUNCAP_ADMIN_KEY to enable /admin", retry_after_seconds=None
+        raise GatewayError(
+            "admin disabled: set RUNCAP_ADMIN_KEY to enable /admin",
+            status=503,
+            code="admin_disabled",
         )
     token = bearer_token(request)
     if token is None:

@@ -9,10 +9,12 @@ and the envelope, so each error maps to exactly one status and one envelope per 
     ├── ForbiddenModel      403  model_not_allowed
     ├── NotFound            404  not_found
     ├── BodyTooLarge        413  request_too_large
-    ├── BudgetExceeded      429  budget_exceeded   (budget_usd, spent_usd, remaining_usd)
+    ├── IdempotencyConflict 409  idempotency_key_reused
+    ├── BudgetExceeded      429  budget_exceeded   (the figures; x-should-retry: false)
     ├── RateLimited         429  rate_limited      (Retry-After)
     ├── ProviderRejected    4xx  provider_error    (the provider's own status and message)
     ├── AllTargetsFailed    502  all_targets_failed (attempts)
+    ├── CallInterrupted     502  call_interrupted  (cut off after the provider may have worked)
     └── Unavailable         503  unavailable       (Retry-After)
 """
 
@@ -101,27 +103,30 @@ class BodyTooLarge(GatewayError):
     code = "request_too_large"
 
 
+NO_RETRY = {"x-should-retry": "false"}
+"""Both SDKs honour it: a refusal that cannot change by waiting returns at once, not after
+minutes of retries."""
+
+
+class IdempotencyConflict(GatewayError):
+    status = 409
+    code = "idempotency_key_reused"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers=NO_RETRY)
+
+
 class BudgetExceeded(GatewayError):
-    """The run cannot afford the call; the SDKs surface it as a ``RateLimitError``."""
+    """The run cannot afford the call; the SDKs surface it as a ``RateLimitError``.
+
+    No ``Retry-After``: waiting does not make money. ``details`` carry the figures.
+    """
 
     status = 429
     code = "budget_exceeded"
 
-    def __init__(
-        self, budget_usd: str, spent_usd: str, remaining_usd: str, message: str | None = None
-    ) -> None:
-        text = message or (
-            f"budget exhausted: this run has spent ${spent_usd} of its ${budget_usd} budget "
-            f"(${remaining_usd} remaining)"
-        )
-        super().__init__(
-            text,
-            details={
-                "budget_usd": budget_usd,
-                "spent_usd": spent_usd,
-                "remaining_usd": remaining_usd,
-            },
-        )
+    def __init__(self, message: str, details: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message, headers=NO_RETRY, details=details)
 
 
 class RateLimited(GatewayError):
@@ -153,18 +158,26 @@ class AllTargetsFailed(GatewayError):
         super().__init__(text, details={"attempts": [dict(a) for a in attempts]})
 
 
+class CallInterrupted(GatewayError):
+    """The call was cut off after the provider may have done the work (its caller stopped, or
+    its client left); it was billed, so repeating the same idempotent request cannot help."""
+
+    status = 502
+    code = "call_interrupted"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers=NO_RETRY)
+
+
 class Unavailable(GatewayError):
-    """Temporal or the run cannot answer now; the SDKs retry a 503, and Retry-After says when
-    (left out where waiting cannot help, such as admin disabled by configuration)."""
+    """Temporal or the run cannot answer now; the SDKs retry a 503, and Retry-After says when."""
 
     status = 503
     code = "unavailable"
 
-    def __init__(self, message: str, retry_after_seconds: float | None = 1.0) -> None:
-        headers = {}
-        if retry_after_seconds is not None:
-            headers["Retry-After"] = str(max(1, math.ceil(retry_after_seconds)))
-        super().__init__(message, headers=headers)
+    def __init__(self, message: str, retry_after_seconds: int = 1, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.headers.setdefault("Retry-After", str(retry_after_seconds))
 
 
 def envelope_for_path(path: str) -> Envelope:

@@ -1,53 +1,68 @@
-"""The model-call path shared by both wire formats: key → policy → tags → route → run → answer.
+"""The model-call path shared by every wire format: key → policy → tags → route → run → answer.
 
-Every call goes through its run's ``AgentRun`` workflow by way of this process's ``Caller``,
-whose task queue hosts the attempt activity: the body stays in this process's memory and the
-answer (or the stream) comes straight back from the provider to the client.
+A call costs its run one Temporal update (the reservation). The chain is walked here, in this
+process, with this process's ``Caller``; the answer goes back to the client as soon as the
+provider answers, after its ledger row is stored; the settlement reaches the run in a batch.
 """
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
-from api import errors as http_errors
 from api.auth import KeyPolicy
 from api.body import loads
 from api.errors import BadRequest, ForbiddenModel, GatewayError
+from api.failures import failure_to_http, interrupted
+from api.idempotency import (
+    MAX_KEY_LENGTH,
+    Claim,
+    IdempotencyStore,
+    StoredAnswer,
+    request_hash,
+    wait_for_outcome,
+)
 from api.ratelimit import RateLimiter
 from api.routing import Router, load_routes
 from api.settings import Settings
 from api.tags import agent_of, call_tags, task_of
-from caller.caller import Caller, CallFailed, CallSpec, CallStream
+from caller import Caller, CallFailed, CallSpec, CallStream, WalkPolicy
 from providers.pricing import PriceBook, micros_to_usd
 from providers.registry import build_providers
-from workflows import errors
 from workflows.contracts import CallResult, RunInput, WireFormat
 
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
-MAX_IDEMPOTENCY_KEY = 200
+StreamError = Callable[[GatewayError], bytes]
 
 
 @asynccontextmanager
 async def gateway_lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Start this process's caller-side worker and routing, with the app's shared clients."""
+    """Start this process's caller (settle loop) and routing, with the app's shared clients."""
     settings: Settings = app.state.settings
     configs = settings.provider_configs()
     prices = PriceBook(settings.price_overrides_file, floor=settings.floor_price())
     app.state.router = Router(configs, prices, load_routes(settings.routes_file))
+    stale = timedelta(seconds=settings.run_caller_timeout_seconds + 10)
+    app.state.idempotency = IdempotencyStore(app.state.engine, stale_after=stale)
     providers = build_providers(configs, app.state.http)
+    policy = WalkPolicy(first_byte_timeout=settings.first_byte_timeout_seconds)
     async with Caller(
         app.state.temporal,
         providers,
+        engine=app.state.engine,
         workflow_task_queue=settings.workflow_task_queue,
-        max_concurrent_calls=settings.max_concurrent_calls,
+        policy=policy,
+        settle_interval=settings.settle_interval_seconds,
+        heartbeat=settings.settle_heartbeat_seconds,
     ) as caller:
         app.state.caller = caller
         yield
@@ -69,15 +84,12 @@ def parse_body(raw: bytes, model: type[BaseModel]) -> tuple[dict[str, Any], Any]
         raise BadRequest(f"{where}: {first['msg']}", param=where) from None
 
 
-def call_id_of(request: Request, key: KeyPolicy) -> str:
-    """The update id of an ``Idempotency-Key`` (scoped to the key); empty lets the caller pick
-    a fresh one, and keeps no copy of the answer for a retry that cannot come."""
+def idempotency_key(request: Request) -> str | None:
+    """The request's ``Idempotency-Key``, checked; ``None`` when it has none."""
     idem = request.headers.get("idempotency-key")
-    if idem is None:
-        return ""
-    if not 0 < len(idem) <= MAX_IDEMPOTENCY_KEY:
-        raise BadRequest(f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY} characters")
-    return "idem-" + hashlib.sha256(f"{key.id}\x00{idem}".encode()).hexdigest()[:40]
+    if idem is not None and not 0 < len(idem) <= MAX_KEY_LENGTH:
+        raise BadRequest(f"Idempotency-Key must be 1..{MAX_KEY_LENGTH} characters")
+    return idem
 
 
 def run_for(key: KeyPolicy, tags: list[str], settings: Settings) -> RunInput:
@@ -91,34 +103,12 @@ def run_for(key: KeyPolicy, tags: list[str], settings: Settings) -> RunInput:
         task_id=task,
         tags=tags,
         idle_timeout_seconds=settings.run_idle_timeout_seconds,
+        caller_timeout_seconds=settings.run_caller_timeout_seconds,
+        call_timeout_seconds=settings.run_call_timeout_seconds,
     )
 
 
-def failure_to_http(failure: CallFailed) -> GatewayError:
-    """Each way a call can fail, as the one HTTP error that says so."""
-    detail = failure.details[0] if failure.details else None
-    if failure.kind == errors.BUDGET_EXCEEDED and isinstance(detail, dict):
-        return http_errors.BudgetExceeded(
-            micros_to_usd(int(detail.get("budget_micros", 0))),
-            micros_to_usd(int(detail.get("spent_micros", 0))),
-            micros_to_usd(int(detail.get("remaining_micros", 0))),
-        )
-    if failure.kind in (errors.TOO_MANY_CALLS, errors.BUDGET_EXCEEDED):
-        return http_errors.RateLimited(failure.message, 1.0)
-    if failure.kind == errors.PROVIDER_REJECTED:
-        status = int(detail) if isinstance(detail, int) else 400
-        return http_errors.ProviderRejected(status, failure.message)
-    if failure.kind == errors.ALL_TARGETS_FAILED:
-        attempts = detail if isinstance(detail, list) else []
-        return http_errors.AllTargetsFailed(attempts)
-    if failure.kind == errors.BAD_CALL:
-        return BadRequest(failure.message)
-    if failure.kind == errors.RUN_NOT_OPEN:
-        return GatewayError(failure.message, status=409, code="run_closed")
-    return http_errors.Unavailable(failure.message)
-
-
-def _cost_headers(result: CallResult) -> dict[str, str]:
+def cost_headers(result: CallResult) -> dict[str, str]:
     headers = {
         "x-runcap-cost-usd": micros_to_usd(result.cost_micros),
         "x-runcap-budget-remaining-usd": micros_to_usd(result.remaining_micros),
@@ -137,11 +127,14 @@ class CallContext:
     caller: Caller
     router: Router
     limiter: RateLimiter
+    idempotency: IdempotencyStore
 
     @classmethod
     def of(cls, request: Request) -> CallContext:
         state = request.app.state
-        return cls(state.settings, state.caller, state.router, state.rate_limiter)
+        return cls(
+            state.settings, state.caller, state.router, state.rate_limiter, state.idempotency
+        )
 
 
 async def handle_call(
@@ -149,7 +142,7 @@ async def handle_call(
     key: KeyPolicy,
     inbound: WireFormat,
     wire_model: type[BaseModel],
-    stream_error: Callable[[GatewayError], bytes],
+    stream_error: StreamError,
 ) -> Response:
     """One model call in ``inbound`` format, non-streaming or streaming."""
     ctx = CallContext.of(request)
@@ -159,63 +152,178 @@ async def handle_call(
     if not key.allows(model):
         raise ForbiddenModel(f"this key may not use model {model!r}")
     tags = call_tags(body, request.headers.get("x-runcap-tags"), key.tags)
-    chain = ctx.router.chain_for(model, tags, inbound)
+    route = ctx.router.route_for(model, tags, inbound)
+    idem = idempotency_key(request)
+    claim: Claim | None = None
+    if idem is not None:
+        claim = await _claim(ctx, key, idem, request_hash(request.url.path, raw))
+        if claim.kind != "ours":
+            return _replay(claim)
     max_tokens: int = wire.output_cap()
-    ctx.limiter.admit(key.id, rpm=key.rpm, tpm=key.tpm, tokens=len(raw) + max_tokens)
     run = run_for(key, tags, ctx.settings)
     spec = CallSpec(
         body=body,
         inbound=inbound,
-        chain=chain,
+        chain=route.chain,
         max_tokens=max_tokens,
         tags=tags,
-        call_id=call_id_of(request, key),
+        call_id=claim.call_id if claim else "",
         headers={h: v for h in FORWARDED_HEADERS if (v := request.headers.get(h))},
         requested_model=model,
         input_tokens=len(raw),
+        first_byte_timeout=route.first_byte_timeout,
     )
-    ctx.limiter.acquire(run.run_id, key.max_parallel)
+    saver = _Saver(ctx.idempotency, key.id, idem) if idem is not None else None
+    try:
+        ctx.limiter.admit(key.id, rpm=key.rpm, tpm=key.tpm, tokens=len(raw) + max_tokens)
+        ctx.limiter.acquire(run.run_id, key.max_parallel)
+    except GatewayError:
+        if saver:
+            await saver.forget()
+        raise
+    release = _once(lambda: ctx.limiter.release(run.run_id))
     try:
         if wire.stream:
             call_stream = await ctx.caller.stream(run, spec)
-            # The slot is the call's, not the response's: it frees when the call settles, even
-            # if the client leaves before the body is ever read.
-            call_stream.task.add_done_callback(lambda _: ctx.limiter.release(run.run_id))
+            # The slot is the call's, not the response's: it frees when the call ends, even if
+            # the client leaves before the body is ever read.
+            assert call_stream.task is not None
+            call_stream.task.add_done_callback(lambda _: release())
             return StreamingResponse(
-                _relay(call_stream, stream_error),
+                _relay(call_stream, stream_error, saver),
                 media_type="text/event-stream",
                 headers={"cache-control": "no-cache", "x-runcap-call-id": call_stream.call_id},
             )
-        reply = await ctx.caller.call(run, spec)
+        reply = await _until_disconnect(request, ctx.caller.call(run, spec))
     except CallFailed as failure:
-        ctx.limiter.release(run.run_id)
-        raise failure_to_http(failure) from None
-    except BaseException:
-        ctx.limiter.release(run.run_id)
-        raise
-    ctx.limiter.release(run.run_id)
-    if reply.body is None:
-        raise http_errors.Unavailable("the call settled but its answer was lost; retry it")
-    return JSONResponse(reply.body, headers=_cost_headers(reply.result))
+        error = failure_to_http(failure.failure, route.chain)
+        if saver:
+            await saver.forget()
+        raise error from None
+    finally:
+        if not wire.stream:
+            release()
+    if reply.body is None:  # the run says this call id already settled: a replay
+        raise interrupted(reply.result)
+    headers = cost_headers(reply.result)
+    if saver:
+        await saver.save(
+            StoredAnswer(200, "application/json", json.dumps(reply.body).encode(), headers)
+        )
+    return JSONResponse(reply.body, headers=headers)
+
+
+async def _claim(ctx: CallContext, key: KeyPolicy, idem: str, req_hash: str) -> Claim:
+    store = ctx.idempotency
+    owner = ctx.caller.caller_id
+    claim = await asyncio.to_thread(store.claim, key.id, idem, req_hash, owner)
+    if claim.kind == "pending":
+        claim = await wait_for_outcome(
+            store, key.id, idem, req_hash, owner, within=ctx.settings.run_call_timeout_seconds
+        )
+    return claim
+
+
+def _replay(claim: Claim) -> Response:
+    """The answer of a key's first request, or why there is none."""
+    if claim.kind == "mismatch":
+        raise GatewayError(
+            "this Idempotency-Key was already used for a different request; use a new key",
+            status=409,
+            code="idempotency_key_reused",
+            headers={"x-should-retry": "false"},
+        )
+    if claim.kind == "stored" and claim.answer is not None:
+        answer = claim.answer
+        return Response(
+            answer.body,
+            status_code=answer.status_code,
+            media_type=answer.content_type,
+            headers={**answer.headers, "x-runcap-replayed": "true"},
+        )
+    if claim.ledger_status in ("unknown", "cancelled"):
+        raise interrupted(None)
+    raise GatewayError(
+        "the first request with this Idempotency-Key is still running; retry shortly",
+        status=409,
+        code="idempotency_in_progress",
+        headers={"Retry-After": "1"},
+    )
+
+
+class _Saver:
+    """Stores a claimed request's answer, or forgets the claim when it spent nothing."""
+
+    def __init__(self, store: IdempotencyStore, key_id: str, idem: str) -> None:
+        self.store, self.key_id, self.idem = store, key_id, idem
+
+    async def save(self, answer: StoredAnswer) -> None:
+        await asyncio.to_thread(self.store.complete, self.key_id, self.idem, answer)
+
+    async def forget(self) -> None:
+        await asyncio.to_thread(self.store.forget, self.key_id, self.idem)
+
+
+def _once(action: Callable[[], None]) -> Callable[[], None]:
+    done = False
+
+    def run() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            action()
+
+    return run
+
+
+async def _until_disconnect(request: Request, work: Any) -> Any:
+    """Run ``work``; if the client disconnects first, cancel it (the provider request with it)."""
+    task = asyncio.ensure_future(work)
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        task.cancel()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        return await task
+    finally:
+        watcher.cancel()
 
 
 async def _relay(
-    call_stream: CallStream, stream_error: Callable[[GatewayError], bytes]
+    call_stream: CallStream, stream_error: StreamError, saver: _Saver | None
 ) -> AsyncIterator[bytes]:
-    """The provider's chunks as they come, then the settled cost as an SSE comment.
+    """The provider's chunks as they come, its closing chunks once the ledger has the call, then
+    the settled cost as an SSE comment.
 
-    Headers leave before the answer, so a stream reports its cost at its end; a client that
-    goes away mid-stream leaves the call to settle on the provider's own usage report.
+    A client that goes away mid-stream cancels the upstream request; the call is billed what
+    was received. A provider stream that breaks ends with an error event, not silently.
     """
-    async for chunk in call_stream.chunks():
-        yield chunk
+    kept: list[bytes] = []
     try:
-        result = await call_stream.result()
-    except CallFailed as failure:
-        yield stream_error(failure_to_http(failure))
-        return
-    cost = _cost_headers(result)
-    yield (
-        f": x-runcap-cost-usd={cost['x-runcap-cost-usd']} "
-        f"x-runcap-budget-remaining-usd={cost['x-runcap-budget-remaining-usd']}\n\n"
-    ).encode()
+        async for chunk in call_stream.chunks():
+            if saver:
+                kept.append(chunk)
+            yield chunk
+        try:
+            end = await call_stream.end()
+        except CallFailed as failure:
+            yield stream_error(failure_to_http(failure.failure, []))
+            return
+        closing = list(end.tail)  # for a broken stream, its error event in the caller's format
+        cost = cost_headers(end.result)
+        closing.append(
+            (
+                f": x-runcap-cost-usd={cost['x-runcap-cost-usd']} "
+                f"x-runcap-budget-remaining-usd={cost['x-runcap-budget-remaining-usd']}\n\n"
+            ).encode()
+        )
+        if saver:
+            body = b"".join([*kept, *closing])
+            await saver.save(StoredAnswer(200, "text/event-stream", body, cost))
+        for chunk in closing:
+            yield chunk
+    finally:
+        call_stream.abort()

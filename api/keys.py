@@ -1,7 +1,7 @@
-"""Admin endpoints of virtual keys: create (secret shown once), list, read, revoke.
+"""Admin endpoints of virtual keys: create (secret shown once), list, read, edit, revoke.
 
-Why only a hash is stored: a leaked database must not leak usable keys. A revoke drops the key
-from this process's auth cache so it fails on the very next call.
+Why only a hash is stored: a leaked database must not leak usable keys. A revoke or an edit
+drops the key from this process's auth cache so it takes effect on the very next call.
 """
 
 from __future__ import annotations
@@ -10,13 +10,15 @@ import contextlib
 import logging
 import secrets
 from datetime import UTC
+from decimal import Decimal
+from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from api.auth import hash_secret, new_secret, require_admin
+from api.auth import KeyCache, hash_secret, new_secret, require_admin
 from api.body import HardenedRoute
 from api.deps import KeyCacheDep, SessionDep, TemporalClientDep
 from api.errors import BadRequest, NotFound
@@ -26,6 +28,7 @@ from db.models import (
     VirtualKeyCreate,
     VirtualKeyCreated,
     VirtualKeyPublic,
+    VirtualKeyUpdate,
     utcnow,
 )
 from providers.pricing import micros_to_usd, usd_to_micros
@@ -42,6 +45,14 @@ router = APIRouter(
 )
 
 
+def _usd(micros: int | None) -> str | None:
+    return None if micros is None else micros_to_usd(micros)
+
+
+def _micros(usd: Decimal | None) -> int | None:
+    return None if usd is None else usd_to_micros(usd)
+
+
 def key_public(key: VirtualKey) -> VirtualKeyPublic:
     """A key as shown by the admin api: no secret, no hash, money in USD."""
     created = key.created_at
@@ -50,7 +61,11 @@ def key_public(key: VirtualKey) -> VirtualKeyPublic:
         id=key.id,
         name=key.name,
         key_prefix=key.key_prefix,
-        budget_usd=micros_to_usd(key.budget_micros),
+        budget_usd_per_run=_usd(key.budget_per_run_micros),
+        budget_usd_per_day=_usd(key.budget_per_day_micros),
+        budget_usd_per_month=_usd(key.budget_per_month_micros),
+        budget_usd=_usd(key.budget_per_run_micros),
+        timezone=key.timezone,
         max_parallel=key.max_parallel,
         rpm=key.rpm,
         tpm=key.tpm,
@@ -63,20 +78,19 @@ def key_public(key: VirtualKey) -> VirtualKeyPublic:
     )
 
 
-@router.post("", status_code=201)
-def create_key(body: VirtualKeyCreate, session: SessionDep) -> VirtualKeyCreated:
-    """Create a key; the answer holds the secret, which is never shown again."""
+def create(session: Session, body: VirtualKeyCreate) -> VirtualKeyCreated:
+    """Store a new key; the answer holds the secret, the only time it is shown."""
     tags = merge_tags(body.tags)
-    budget = usd_to_micros(body.budget_usd)
-    if budget <= 0:
-        raise BadRequest("budget_usd must be positive", param="budget_usd")
     secret = new_secret()
     key = VirtualKey(
         id="key_" + secrets.token_hex(8),
         name=body.name,
         key_hash=hash_secret(secret),
         key_prefix=secret[:8],
-        budget_micros=budget,
+        budget_per_run_micros=_micros(body.budget_usd_per_run),
+        budget_per_day_micros=_micros(body.budget_usd_per_day),
+        budget_per_month_micros=_micros(body.budget_usd_per_month),
+        timezone=body.timezone,
         max_parallel=body.max_parallel,
         rpm=body.rpm,
         tpm=body.tpm,
@@ -90,24 +104,99 @@ def create_key(body: VirtualKeyCreate, session: SessionDep) -> VirtualKeyCreated
     return VirtualKeyCreated(**key_public(key).model_dump(), key=secret)
 
 
-@router.get("")
-def list_keys(session: SessionDep) -> dict[str, list[VirtualKeyPublic]]:
-    """Every key, oldest first, without secrets."""
-    keys = session.exec(select(VirtualKey).order_by(col(VirtualKey.created_at))).all()
-    return {"keys": [key_public(k) for k in keys]}
-
-
-def _get(session: SessionDep, key_id: str) -> VirtualKey:
+def get(session: Session, key_id: str) -> VirtualKey:
+    """The key with this id, else ``NotFound``."""
     key = session.get(VirtualKey, key_id)
     if key is None:
         raise NotFound(f"no key {key_id!r}")
     return key
 
 
+def all_keys(session: Session) -> list[VirtualKeyPublic]:
+    """Every key, oldest first, without secrets."""
+    keys = session.exec(select(VirtualKey).order_by(col(VirtualKey.created_at))).all()
+    return [key_public(k) for k in keys]
+
+
+BUDGET_COLUMNS = {
+    "budget_usd_per_run": "budget_per_run_micros",
+    "budget_usd_per_day": "budget_per_day_micros",
+    "budget_usd_per_month": "budget_per_month_micros",
+}
+PLAIN_FIELDS = ("name", "max_parallel", "rpm", "tpm", "models", "timezone")
+
+
+def changes_of(key: VirtualKey, body: VirtualKeyUpdate) -> dict[str, Any]:
+    """The column values ``body`` sets, checked: no null where a value is needed, and the key
+    keeps at least one budget."""
+    sent = body.model_dump(exclude_unset=True)
+    changes: dict[str, Any] = {}
+    for field in PLAIN_FIELDS:
+        if field in sent:
+            if sent[field] is None:
+                raise BadRequest(f"{field} cannot be null", param=field)
+            changes[field] = sent[field]
+    if "tags" in sent:
+        changes["tags"] = merge_tags(sent["tags"] or [])
+    for field, column in BUDGET_COLUMNS.items():
+        if field in sent:
+            changes[column] = _micros(getattr(body, field))
+    if all(changes.get(c, getattr(key, c)) is None for c in BUDGET_COLUMNS.values()):
+        raise BadRequest(
+            "a key needs a budget: keep one of budget_usd_per_run, _per_day or _per_month",
+            param="budget_usd_per_run",
+        )
+    return changes
+
+
+def update(session: Session, cache: KeyCache, key_id: str, body: VirtualKeyUpdate) -> VirtualKey:
+    """Apply an edit and drop the key from the auth cache, so the next call sees it."""
+    key = get(session, key_id)
+    for column, value in changes_of(key, body).items():
+        setattr(key, column, value)
+    session.add(key)
+    session.commit()
+    session.refresh(key)
+    cache.invalidate(key.id)
+    return key
+
+
+def revoke(session: Session, cache: KeyCache, key_id: str) -> VirtualKey:
+    """Mark the key revoked (idempotent) and drop it from the auth cache."""
+    key = get(session, key_id)
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        session.add(key)
+        session.commit()
+        session.refresh(key)
+    cache.invalidate(key.id)
+    return key
+
+
+@router.post("", status_code=201)
+def create_key(body: VirtualKeyCreate, session: SessionDep) -> VirtualKeyCreated:
+    """Create a key; the answer holds the secret, which is never shown again."""
+    return create(session, body)
+
+
+@router.get("")
+def list_keys(session: SessionDep) -> dict[str, list[VirtualKeyPublic]]:
+    """Every key, oldest first, without secrets."""
+    return {"keys": all_keys(session)}
+
+
 @router.get("/{key_id}")
 def get_key(key_id: str, session: SessionDep) -> VirtualKeyPublic:
     """One key, without its secret."""
-    return key_public(_get(session, key_id))
+    return key_public(get(session, key_id))
+
+
+@router.patch("/{key_id}")
+def update_key(
+    key_id: str, body: VirtualKeyUpdate, session: SessionDep, cache: KeyCacheDep
+) -> VirtualKeyPublic:
+    """Edit a key's name, budgets, limits, models or tags; the next call sees the change."""
+    return key_public(update(session, cache, key_id, body))
 
 
 @router.post("/{key_id}/revoke")
@@ -123,13 +212,7 @@ def revoke_key(
     Its open runs are revoked too, after the answer, so they show as revoked in the Temporal UI
     and hand nothing more out; the refusal itself does not wait on them.
     """
-    key = _get(session, key_id)
-    if key.revoked_at is None:
-        key.revoked_at = utcnow()
-        session.add(key)
-        session.commit()
-        session.refresh(key)
-    cache.invalidate(key.id)
+    key = revoke(session, cache, key_id)
     background.add_task(revoke_runs, temporal, key.id)
     return key_public(key)
 

@@ -11,7 +11,6 @@ from api.deps import VirtualKeyDep
 from api.errors import GatewayError, openai_body
 from api.gateway import handle_call
 from api.openapi import json_body
-from api.routing import Router
 from api.wire import ChatCompletionRequest
 
 router = APIRouter(tags=["openai"])
@@ -30,10 +29,18 @@ async def chat_completions(request: Request, key: VirtualKeyDep) -> Response:
 
 @router.get("/v1/models")
 async def list_models(request: Request, key: VirtualKeyDep) -> dict[str, Any]:
-    """The models this key may call: every priced model, or the key's own list."""
-    route_table: Router = request.app.state.router
-    names = list(key.models) or route_table.prices.models()
-    return {
-        "object": "list",
-        "data": [{"id": n, "object": "model", "created": 0, "owned_by": "runcap"} for n in names],
-    }
+    """The models this key may call: every priced model, or the key's own list; each says
+    where its price comes from, and the list says which price table is in use."""
+    prices = request.app.state.router.prices
+    names = list(key.models) or prices.models()
+    data = [
+        {
+            "id": n,
+            "object": "model",
+            "created": 0,
+            "owned_by": "runcap",
+            "runcap_price_source": prices.source_of(n),
+        }
+        for n in names
+    ]
+    return {"object": "list", "data": data, "runcap_price_source": prices.source}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -32,6 +33,16 @@ class Route(BaseModel):
     tags: list[str] = Field(default_factory=list)
     chain: list[str] = Field(min_length=1)
     """``provider/model`` entries, tried in order."""
+    first_byte_timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
+    """How long a target may stay silent before the chain moves on (default: the api's)."""
+
+
+@dataclass(frozen=True)
+class Routed:
+    """A call's chain and the bounds its route sets."""
+
+    chain: list[Target]
+    first_byte_timeout: float | None = None
 
 
 class RouteTable(BaseModel):
@@ -69,22 +80,35 @@ class Router:
         self.prices = prices
         self.routes = routes.routes
 
-    def chain_for(self, model: str, tags: Sequence[str], inbound: WireFormat) -> list[Target]:
+    def route_for(self, model: str, tags: Sequence[str], inbound: WireFormat) -> Routed:
         """The targets to try; ``BadRequest`` for a model nobody can serve or price."""
         for route in self.routes:
             if route.model in ("*", model) and all(t in tags for t in route.tags):
-                return [self._target(entry) for entry in route.chain]
-        return [self._target(f"{self._provider_for(model, inbound)}/{model}")]
+                chain = [self._target(entry) for entry in route.chain]
+                return Routed(chain, route.first_byte_timeout_seconds)
+        return Routed([self._target(f"{self._provider_for(model, inbound)}/{model}")])
+
+    def chain_for(self, model: str, tags: Sequence[str], inbound: WireFormat) -> list[Target]:
+        """The targets to try (``route_for`` without the route's bounds)."""
+        return self.route_for(model, tags, inbound).chain
 
     def _provider_for(self, model: str, inbound: WireFormat) -> str:
-        home = _home_provider(model)
-        if home in self.apis:
-            return home
-        # Offline: the fake provider serves every priced model, in the caller's own format.
-        fake = "fake-anthropic" if inbound == "anthropic" else "fake"
-        if fake in self.apis:
-            return fake
-        raise BadRequest(f"no provider is configured for model {model!r}", code="model_not_found")
+        """The model's own provider, or offline the fake one, which serves every priced model."""
+        found = self._member(_home_provider(model), inbound) or self._member("fake", inbound)
+        if found is None:
+            raise BadRequest(
+                f"no provider is configured for model {model!r}", code="model_not_found"
+            )
+        return found
+
+    def _member(self, family: str, inbound: WireFormat) -> str | None:
+        """A family's provider that speaks the caller's format (``openai-responses`` for a
+        Responses call), so nothing needs translating; else the family's own."""
+        members = [n for n in self.apis if n == family or n.startswith(family + "-")]
+        for name in members:
+            if self.apis[name] == inbound:
+                return name
+        return family if family in self.apis else None
 
     def _target(self, entry: str) -> Target:
         provider, sep, model = entry.partition("/")

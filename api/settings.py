@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from api.wire import DEFAULT_MAX_OUTPUT_TOKENS
 from providers.pricing import usd_to_micros
 from settings import RuncapSettings
 from workflows.contracts import TASK_QUEUE, Price
@@ -27,7 +28,11 @@ class Settings(RuncapSettings):
     admin_key: SecretStr | None = None
     """Bearer token of ``/admin/*``; unset disables the admin endpoints (503)."""
     temporal_connect_timeout_seconds: float = 5.0
+    temporal_ui_url: str | None = None
+    """The Temporal UI's address (``make run`` sets it): the dashboard links each run there."""
     max_body_bytes: int = 8 * MIB
+    responses_default_max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS
+    """The output bound of a Responses call that sets none (see ``api.wire``)."""
     alert_webhook_url: str | None = None
     price_overrides_file: Path | None = None
     floor_price_input_per_mtok_usd: str | None = None
@@ -37,9 +42,18 @@ class Settings(RuncapSettings):
     """JSON routes: which chain serves which model and tags (see ``api.routing``)."""
     workflow_task_queue: str = TASK_QUEUE
     run_idle_timeout_seconds: int = 3600
+    run_caller_timeout_seconds: int = 30
+    """An api instance silent this long has its open calls settled at their reservations."""
+    run_call_timeout_seconds: int = 900
+    """No call holds money longer than this (the grant's deadline)."""
+    first_byte_timeout_seconds: float = 120.0
+    """How long a provider may stay silent before the chain moves on; routes may override."""
+    settle_interval_seconds: float = 0.2
+    settle_heartbeat_seconds: float = 5.0
     max_concurrent_calls: int = 1000
     key_cache_ttl_seconds: float = 1.0
-    http_timeout_seconds: float = 600.0
+    http_timeout_seconds: float = 300.0
+    """Longest silence between two chunks of an answer being read."""
     http_max_connections: int = 512
 
     def floor_price(self) -> Price | None:

@@ -3,7 +3,8 @@
 Tags are the attribution of every cent (spend per task, per step), so they are validated at the
 door: a bad one is a clear 400 rather than a ledger full of unqueryable strings.
 Sources, in precedence order: the body's ``metadata.tags`` (the OpenAI SDK's
-``extra_body={"metadata": {"tags": [...]}}``; Anthropic bodies may carry it too), the
+``extra_body={"metadata": {"tags": [...]}}``, or a comma-separated string where metadata values
+must be strings, as on the Responses API; Anthropic bodies may carry it too), the
 ``x-runcap-tags`` header (comma-separated), then the key's default tags. For the understood
 prefixes (``agent:``, ``task:``, ``step:``) a call has at most one value: the request's wins over
 the key's default, and two different values in one request are refused.
@@ -61,8 +62,15 @@ def body_tags(body: Any) -> list[str]:
     tags = metadata.get("tags")
     if tags is None:
         return []
+    if isinstance(tags, str):
+        # Responses (and chat) ``metadata`` values must be strings on the real API, so a
+        # comma-separated string is accepted too: ``{"tags": "agent:coder,task:1"}``.
+        return header_tags(tags)
     if not isinstance(tags, list):
-        raise BadRequest("metadata.tags must be a list of strings", param="metadata.tags")
+        raise BadRequest(
+            "metadata.tags must be a list of strings or a comma-separated string",
+            param="metadata.tags",
+        )
     return [validate_tag(tag) for tag in tags]
 
 

@@ -1,72 +1,49 @@
-"""The caller-side helper: send model calls through an ``AgentRun`` while the body stays here.
+"""``Caller``: make model calls through an ``AgentRun`` from any process outside a workflow.
 
-One ``Caller`` owns a task queue of its own and hosts the ``attempt_call`` activity on it. A call
-parks its body in memory, asks the run's workflow (an update, with start when needed) to reserve
-and pick targets, and the workflow sends each attempt back to this queue. The api uses it for
-every request; a Python program uses it to drive a run from the Temporal client.
+One Temporal round trip per call: ``reserve`` (an update) returns a grant, the caller walks the
+chain itself and answers at once, and settlements reach the run in batches. The body and the
+answer never leave this process. The api serves every request with one ``Caller``; a Python
+program uses one to drive a run from the Temporal client.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from temporalio.client import (
-    Client,
-    WithStartWorkflowOperation,
-    WorkflowFailureError,
-    WorkflowHandle,
-    WorkflowUpdateFailedError,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
-)
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
-from temporalio.worker import Worker
+from sqlalchemy import Engine
+from temporalio.client import Client
 
-from caller.attempt import AttemptActivities, PendingCall
-from providers.base import Provider
+from caller.call import CallReply, CallStream, GrantedCall, StreamEnd
+from caller.errors import CallFailed
+from caller.ledger import LedgerWriter
+from caller.runs import Runs, run_id_of
+from caller.settler import Settler
+from caller.walk import Walk, WalkPolicy
+from providers.base import Provider, ProviderCall, StreamProgress
 from workflows import errors
-from workflows.agent_run import AgentRun
 from workflows.budget import estimate_input_tokens
 from workflows.contracts import (
     TASK_QUEUE,
-    CallRequest,
-    CallResult,
+    Grant,
+    LedgerRow,
+    ReserveRequest,
     RunInput,
-    RunSpend,
+    Settlement,
     Target,
+    Usage,
     WireFormat,
-    workflow_id,
 )
-from workflows.visibility import initial_search_attributes
 
-DRAIN_BACKOFF = (0.05, 0.1, 0.2, 0.4, 0.8, 1.0)
-"""Waits between tries while a run continues as new; each try costs the draining run a
-workflow task, so callers back off instead of hammering it."""
-DRAIN_RETRIES = 40
-KEPT_REPLIES = 1024
-KEPT_OPEN_RUNS = 10_000
-V = TypeVar("V")
-
-
-def run_handle(client: Client, run_id: str) -> WorkflowHandle[Any, RunSpend]:
-    """The latest ``AgentRun`` of ``run_id``: query its spend, close it, top it up."""
-    return client.get_workflow_handle(workflow_id(run_id), result_type=RunSpend)
-
-
-class CallFailed(Exception):
-    """A call that did not succeed; ``kind`` is one of ``workflows.errors``."""
-
-    def __init__(self, kind: str, message: str, details: list[Any] | None = None) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-        self.details = details or []
+T = TypeVar("T")
+DEADLINE_MARGIN_SECONDS = 5.0
+"""The walk stops this long before the grant's deadline, so the caller, not the run's expiry,
+records how the call ended."""
 
 
 @dataclass
@@ -84,253 +61,150 @@ class CallSpec:
     requested_model: str = ""
     input_tokens: int | None = None
     """An upper bound of the prompt's tokens; measured from the body when not given."""
-
-
-@dataclass
-class CallReply:
-    result: CallResult
-    body: dict[str, Any] | None
-    """The provider's answer in the caller's wire format (None for a stream)."""
-
-
-def _failure(err: WorkflowUpdateFailedError) -> CallFailed:
-    cause: BaseException | None = err.cause
-    while cause is not None and not isinstance(cause, ApplicationError):
-        cause = cause.__cause__
-    if isinstance(cause, ApplicationError):
-        return CallFailed(
-            cause.type or errors.ALL_TARGETS_FAILED, cause.message, list(cause.details)
-        )
-    return CallFailed(errors.ALL_TARGETS_FAILED, str(err.cause or err))
+    first_byte_timeout: float | None = None
+    """Overrides the policy's first-byte timeout (routes may set their own)."""
 
 
 class Caller:
-    """Hosts this process's attempt activity and sends calls to runs."""
+    """Reserves in runs, walks chains, records calls and settles them in batches."""
 
     def __init__(
         self,
         client: Client,
         providers: Mapping[str, Provider],
         *,
-        task_queue: str | None = None,
+        engine: Engine | None = None,
         workflow_task_queue: str = TASK_QUEUE,
-        max_concurrent_calls: int = 1000,
+        policy: WalkPolicy | None = None,
+        settle_interval: float = 0.2,
+        heartbeat: float = 5.0,
+        caller_id: str | None = None,
     ) -> None:
-        self.client = client
-        self.task_queue = task_queue or f"caller-{uuid.uuid4().hex}"
-        self.workflow_task_queue = workflow_task_queue
-        self.pending: dict[str, PendingCall] = {}
-        self.replies: OrderedDict[str, CallReply] = OrderedDict()
-        self._running_calls: dict[str, asyncio.Future[CallReply]] = {}
-        self._open_runs: OrderedDict[str, None] = OrderedDict()
-        """Runs this caller has seen running, so their next calls need no start attempt."""
-        self.worker = Worker(
-            client,
-            task_queue=self.task_queue,
-            activities=[AttemptActivities(providers, self.pending).attempt_call],
-            max_concurrent_activities=max_concurrent_calls,
+        self.providers = providers
+        self.policy = policy or WalkPolicy()
+        self.caller_id = caller_id or f"caller-{uuid.uuid4().hex[:12]}"
+        self.runs = Runs(client, workflow_task_queue)
+        self.settler = Settler(
+            self.runs, self.caller_id, interval=settle_interval, heartbeat=heartbeat
         )
-        self._running: asyncio.Task[None] | None = None
+        self.ledger = LedgerWriter(engine) if engine is not None else None
+        """Without a database the run writes the ledger rows itself, a moment later."""
 
     async def __aenter__(self) -> Caller:
-        self._running = asyncio.create_task(self.worker.run())
+        await self.settler.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.worker.shutdown()
-        if self._running:
-            await self._running
-
-    def request(self, spec: CallSpec, *, stream: bool) -> CallRequest:
-        input_tokens = spec.input_tokens
-        if input_tokens is None:
-            input_tokens = estimate_input_tokens(spec.body)
-        return CallRequest(
-            call_id=spec.call_id or uuid.uuid4().hex,
-            chain=spec.chain,
-            input_tokens=input_tokens,
-            max_tokens=spec.max_tokens,
-            task_queue=self.task_queue,
-            requested_model=spec.requested_model,
-            tags=spec.tags,
-            stream=stream,
-        )
+        await self.settler.stop()
 
     async def call(self, run: RunInput | str, spec: CallSpec) -> CallReply:
         """A non-streaming call. ``run`` is a run id, or a ``RunInput`` to start it if needed."""
-        req = self.request(spec, stream=False)
-        kept = self.replies.get(req.call_id)
-        if kept is not None:
-            return kept
-        # The same call id twice at once (a client retrying too early) shares the first call:
-        # one body in ``pending``, one update, one answer for both.
-        running = self._running_calls.get(req.call_id)
-        if running is None:
-            running = asyncio.ensure_future(self._call(run, req, spec))
-            self._running_calls[req.call_id] = running
-            running.add_done_callback(lambda _: self._running_calls.pop(req.call_id, None))
-        return await asyncio.shield(running)
-
-    async def _call(self, run: RunInput | str, req: CallRequest, spec: CallSpec) -> CallReply:
-        pending = PendingCall(spec.body, spec.inbound, stream=False, headers=spec.headers)
-        self.pending[req.call_id] = pending
-        try:
-            result = await self._update(run, req)
-        finally:
-            self.pending.pop(req.call_id, None)
-        reply = CallReply(result, pending.reply.body if pending.reply else None)
-        if spec.call_id:  # only a caller-chosen id can be sent again
-            _remember(self.replies, req.call_id, reply, KEPT_REPLIES)
-        return reply
+        granted = await self._grant(run, spec, stream=False)
+        if isinstance(granted, CallReply):
+            return granted
+        return await self._bounded(granted, granted.complete())
 
     async def stream(self, run: RunInput | str, spec: CallSpec) -> CallStream:
         """A streaming call; returns once the first chunk arrived or the call ended.
 
-        Waiting for the first chunk means a refusal (budget, bad call) still surfaces as an
-        exception before any byte is sent, so the api can answer with a proper status.
+        Waiting for the first chunk means a refusal or a chain that failed before any byte
+        still surfaces as ``CallFailed``, so the api can answer with a proper status.
         """
-        req = self.request(spec, stream=True)
-        pending = PendingCall(spec.body, spec.inbound, stream=True, headers=spec.headers)
-        self.pending[req.call_id] = pending
-        task = asyncio.create_task(self._update(run, req))
-        task.add_done_callback(lambda _: self.pending.pop(req.call_id, None))
-        call_stream = CallStream(req.call_id, pending, task)
+        queue: asyncio.Queue[bytes] = asyncio.Queue()
+
+        async def sink(chunk: bytes) -> None:
+            queue.put_nowait(chunk)
+
+        granted = await self._grant(run, spec, stream=True, sink=sink)
+        if isinstance(granted, CallReply):
+            raise CallFailed.of(errors.BAD_CALL, f"call {granted.result.call_id} already settled")
+        call_stream = CallStream(granted.grant.call_id, queue)
+
+        async def run_stream() -> StreamEnd:
+            return StreamEnd(*await self._bounded(granted, granted.stream()))
+
+        call_stream.task = asyncio.create_task(run_stream())
         await call_stream.first()
         return call_stream
 
-    async def _update(self, run: RunInput | str, req: CallRequest) -> CallResult:
-        if isinstance(run, RunInput) and run.budget_micros <= 0:
-            raise CallFailed(errors.BAD_CALL, f"budget must be positive, got {run.budget_micros}")
-        for attempt in range(DRAIN_RETRIES):
-            try:
-                return await self._send(run, req)
-            except WorkflowAlreadyStartedError:
-                if isinstance(run, str):
-                    raise
-                run = await self._reopen(run)
-                continue
-            except RPCError as err:
-                if err.status == RPCStatusCode.NOT_FOUND:
-                    raise CallFailed(
-                        errors.RUN_NOT_OPEN, f"run {_run_id(run)} is not open"
-                    ) from None
-                raise CallFailed(errors.TEMPORAL_UNAVAILABLE, f"Temporal: {err.message}") from None
-            except WorkflowUpdateRPCTimeoutOrCancelledError:
-                raise CallFailed(
-                    errors.TEMPORAL_UNAVAILABLE, "Temporal did not answer in time; retry"
-                ) from None
-            except WorkflowUpdateFailedError as err:
-                failure = _failure(err)
-                if failure.kind != errors.RUN_DRAINING:
-                    raise failure from None
-            await asyncio.sleep(DRAIN_BACKOFF[min(attempt, len(DRAIN_BACKOFF) - 1)])
-        raise CallFailed(errors.RUN_DRAINING, "the run kept continuing as new; try again")
+    async def _grant(
+        self, run: RunInput | str, spec: CallSpec, *, stream: bool, sink: Any = None
+    ) -> GrantedCall | CallReply:
+        input_tokens = spec.input_tokens
+        if input_tokens is None:
+            input_tokens = estimate_input_tokens(spec.body)
+        req = ReserveRequest(
+            call_id=spec.call_id or uuid.uuid4().hex,
+            caller_id=self.caller_id,
+            chain=spec.chain,
+            input_tokens=input_tokens,
+            max_tokens=spec.max_tokens,
+            requested_model=spec.requested_model,
+            tags=spec.tags,
+            stream=stream,
+        )
+        run_id = run_id_of(run)
+        grant = await self._reserve(run, req)
+        if grant.settled is not None:
+            return CallReply(grant.settled, None)
+        self.settler.opened(run_id, req.call_id)
+        progress = StreamProgress()
+        timeout = self.policy.first_byte_timeout
+        if spec.first_byte_timeout is not None:
+            timeout = spec.first_byte_timeout
 
-    async def _reopen(self, run: RunInput) -> RunInput:
-        """A run that expired when idle reopens with its spend; a closed one stays closed."""
-        handle = run_handle(self.client, run.run_id)
+        def make_call(target: Target) -> ProviderCall:
+            progress.usage, progress.output_bytes = Usage(), 0
+            return ProviderCall(
+                body=spec.body,
+                inbound=spec.inbound,
+                model=target.model,
+                max_tokens=grant.max_tokens,
+                headers=spec.headers,
+                first_byte_timeout=timeout,
+                progress=progress,
+            )
+
+        key_id = run.key_id if isinstance(run, RunInput) else ""
+        walk = Walk(grant.chain, self.providers, make_call, self.policy, sink=sink)
+        return GrantedCall(
+            run_id=run_id,
+            key_id=key_id,
+            tags=list(spec.tags),
+            requested_model=spec.requested_model,
+            input_tokens=input_tokens,
+            grant=grant,
+            walk=walk,
+            progress=progress,
+            record=self._record,
+        )
+
+    async def _reserve(self, run: RunInput | str, req: ReserveRequest) -> Grant:
         try:
-            last = await handle.result()
-        except WorkflowFailureError as err:
-            raise CallFailed(errors.RUN_NOT_OPEN, f"run {run.run_id} ended: {err.cause}") from None
-        if last.status != "expired":
-            raise CallFailed(errors.RUN_NOT_OPEN, f"run {run.run_id} is {last.status}")
-        return replace(
-            run,
-            budget_micros=last.budget_micros,
-            spent_before_micros=last.spent_micros,
-            reopen=True,
-        )
+            return await self.runs.reserve(run, req)
+        except CallFailed as refused:
+            run_id = run_id_of(run)
+            if refused.kind != errors.BUDGET_EXCEEDED or not self.settler.pending(run_id):
+                raise
+        # Calls of ours that finished still hold their reservations until their batch lands:
+        # deliver it now, so no call is refused while money remains.
+        await self.settler.flush(run_id)
+        return await self.runs.reserve(run, replace(req))
 
-    async def _send(self, run: RunInput | str, req: CallRequest) -> CallResult:
-        if isinstance(run, str):
-            return await self._send_to_open(run, req)
-        if run.run_id in self._open_runs and not run.reopen:
-            # A plain update costs the server less than update-with-start (measured ~15% more
-            # calls/s); a run that has since ended falls back to the start path below.
-            try:
-                return await self._send_to_open(run.run_id, req)
-            except RPCError as err:
-                if err.status != RPCStatusCode.NOT_FOUND:
-                    raise
-                self._open_runs.pop(run.run_id, None)
-        start = WithStartWorkflowOperation(
-            AgentRun.run,
-            run,
-            id=workflow_id(run.run_id),
-            task_queue=self.workflow_task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            search_attributes=initial_search_attributes(run),
-            # A closed run is not silently restarted with a fresh budget: see ``_reopen``.
-            id_reuse_policy=(
-                WorkflowIDReusePolicy.ALLOW_DUPLICATE
-                if run.reopen
-                else WorkflowIDReusePolicy.REJECT_DUPLICATE
-            ),
-        )
-        result = await self.client.execute_update_with_start_workflow(
-            AgentRun.call_model, req, start_workflow_operation=start, id=req.call_id
-        )
-        _remember(self._open_runs, run.run_id, None, KEPT_OPEN_RUNS)
-        return result
-
-    async def _send_to_open(self, run_id: str, req: CallRequest) -> CallResult:
-        handle = run_handle(self.client, run_id)
-        return await handle.execute_update(AgentRun.call_model, req, id=req.call_id)
-
-
-def _remember(kept: OrderedDict[str, V], key: str, value: V, limit: int) -> None:
-    """Keep ``key`` as the newest entry, forgetting the oldest beyond ``limit``."""
-    kept[key] = value
-    kept.move_to_end(key)
-    while len(kept) > limit:
-        kept.popitem(last=False)
-
-
-def _run_id(run: RunInput | str) -> str:
-    return run if isinstance(run, str) else run.run_id
-
-
-class CallStream:
-    """The chunks of a streaming call as they arrive, then its settled ``result``."""
-
-    def __init__(self, call_id: str, pending: PendingCall, task: asyncio.Task[CallResult]) -> None:
-        self.call_id = call_id
-        self.pending = pending
-        self.task = task
-        self._first: bytes | None = None
-
-    async def first(self) -> None:
-        """Wait for the first chunk; raise ``CallFailed`` if the call ends without one."""
-        chunk = await self._next()
-        if chunk is None:
-            self.task.result()  # raises the failure, if any
-        self._first = chunk
-
-    async def _next(self) -> bytes | None:
-        queue = self.pending.chunks
-        if not queue.empty():
-            return queue.get_nowait()
-        if self.task.done():
-            return None
-        getter = asyncio.ensure_future(queue.get())
+    async def _bounded(self, granted: GrantedCall, work: Awaitable[T]) -> T:
+        """``work`` within the grant's deadline (minus a margin): no call holds money forever."""
+        deadline = datetime.fromisoformat(granted.grant.deadline)
+        left = (deadline - datetime.now(UTC)).total_seconds() - DEADLINE_MARGIN_SECONDS
         try:
-            await asyncio.wait({getter, self.task}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            # Also when the client leaves and this wait is cancelled: no getter outlives it.
-            if not getter.done():
-                getter.cancel()
-        if getter.done() and not getter.cancelled():
-            return getter.result()
-        return queue.get_nowait() if not queue.empty() else None
+            async with asyncio.timeout(max(left, 1.0)):
+                return await work
+        except TimeoutError:
+            raise CallFailed.of(
+                errors.PROVIDER_UNAVAILABLE, "the call ran past its deadline and was stopped"
+            ) from None
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        if self._first is not None:
-            first, self._first = self._first, None
-            yield first
-        while (chunk := await self._next()) is not None:
-            yield chunk
-
-    async def result(self) -> CallResult:
-        """The settled call; raises ``CallFailed`` when it failed."""
-        return await self.task
+    async def _record(self, run_id: str, row: LedgerRow, settlement: Settlement) -> None:
+        if self.ledger is not None:
+            with contextlib.suppress(Exception):
+                settlement.ledger_written = await self.ledger.write(row)
+        self.settler.add(run_id, settlement)

@@ -28,13 +28,19 @@ TABLE_PRIVILEGES: Final[Mapping[str, Privileges]] = MappingProxyType(
     {
         # Both check the schema revision at start.
         "alembic_version": {"api": READ, "worker": READ},
-        # Created and revoked through the admin api; read to authenticate every call.
+        # Created, changed and revoked through the admin api; read to authenticate every call.
         "virtual_keys": {"api": UPSERT, "worker": ()},
-        # Written as an upsert per settled call: by the worker's ledger activity, and by the
-        # api, which settles gateway calls itself (issue 6); the api reads it for spend.
+        # An upsert per settled call: by the api (it walks the chain and records each gateway
+        # call) and by the worker (calls of agents written as workflows; silent callers'
+        # calls); both read it (spend, runs; the calls a caller recorded).
         "ledger": {"api": UPSERT, "worker": UPSERT},
         # A call's tags are replaced as a set when its row is written again.
         "ledger_tags": {"api": REPLACE, "worker": REPLACE},
+        # Recorded by the worker's alert activity (a merge: read, then insert or update);
+        # listed by the admin api.
+        "alerts": {"api": READ, "worker": UPSERT},
+        # The api's own: answers kept for Idempotency-Key retries, claimed, finished, expired.
+        "idempotent_requests": {"api": (*UPSERT, "DELETE"), "worker": ()},
     }
 )
 PROCESSES: Final = ("api", "worker")

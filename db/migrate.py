@@ -24,7 +24,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, MetaData, text
+from sqlalchemy import Connection, Engine, MetaData, inspect, text
 from sqlmodel import SQLModel
 
 import db.models  # noqa: F401  (every module that declares tables is imported here)
@@ -81,9 +81,24 @@ def upgrade(engine: Engine, roles: Mapping[str, str] | None = None) -> None:
     with engine.begin() as conn:
         if postgres:
             conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": ADVISORY_LOCK_ID})
+        _refuse_unversioned_tables(conn)
         command.upgrade(alembic_config(conn), "head")
         if roles:
             apply_grants(conn, roles)
+
+
+def _refuse_unversioned_tables(conn: Connection) -> None:
+    """Tables made before migrations (``create_all`` at start) have no revision to upgrade
+    from: say so, rather than fail half-way on "table already exists"."""
+    if MigrationContext.configure(conn).get_current_revision() is not None:
+        return
+    found = sorted(set(inspect(conn).get_table_names()) & set(metadata().tables))
+    if found:
+        raise SchemaError(
+            f"the database has runcap tables ({', '.join(found)}) but no migration revision: "
+            "it was made before migrations. Keep a copy, then start from an empty database "
+            "(`make clean-data` for make run's), or move the data over by hand."
+        )
 
 
 def check_schema(engine: Engine) -> None:

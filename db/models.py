@@ -1,4 +1,5 @@
-"""Database tables: virtual keys and the ledger, as SQLModel families (Base -> table/Create/Public).
+"""Database tables: virtual keys, the ledger and alerts, as SQLModel families
+(Base -> table/Create/Update/Public).
 
 Why a ``ledger_tags`` child table: spend queries group and filter by tag (``group_by=tag:step``,
 ``tag=task:123``), and a normalised (prefix, tag) row lets the database do that in SQL on both
@@ -10,14 +11,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import field_validator
-from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, String
+from pydantic import field_validator, model_validator
+from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, LargeBinary, String
 from sqlmodel import Field, SQLModel
 
 MAX_BUDGET_USD = 1_000_000
 MAX_MODELS = 256
+BUDGET_PERIODS = ("run", "day", "month")
+"""A key's budgets: per run (each run's cap), per calendar day and per calendar month."""
+Budget = Decimal | None
 
 
 def utcnow() -> datetime:
@@ -37,6 +42,35 @@ class VirtualKeyBase(SQLModel):
     """Models the key may request; empty allows all."""
     tags: list[str] = Field(default_factory=list, sa_type=JSON)
     """Default tags added to every call made with the key."""
+    timezone: str = Field(default="UTC", max_length=64)
+    """IANA zone whose midnight starts the key's day and month budgets."""
+
+
+def valid_models(models: list[str] | None) -> list[str] | None:
+    """Model names, each 1 to 200 characters, duplicates dropped (``None``: not sent)."""
+    if models is None:
+        return None
+    if len(models) > MAX_MODELS or any(not 1 <= len(m) <= 200 for m in models):
+        raise ValueError(f"at most {MAX_MODELS} model names of 1 to 200 characters")
+    return list(dict.fromkeys(models))
+
+
+def valid_timezone(name: str | None) -> str | None:
+    """An IANA zone name ``zoneinfo`` knows (``UTC``, ``Europe/Paris``...); ``None``: not sent."""
+    if name is None:
+        return None
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown timezone {name!r}: use an IANA name such as Europe/Paris"
+        ) from None
+    return name
+
+
+def budget_field() -> Any:
+    """An optional budget in USD, exact to the micro-dollar."""
+    return Field(default=None, gt=0, le=MAX_BUDGET_USD, decimal_places=6)
 
 
 class VirtualKey(VirtualKeyBase, table=True):
@@ -47,23 +81,59 @@ class VirtualKey(VirtualKeyBase, table=True):
     id: str = Field(primary_key=True, max_length=40)
     key_hash: str = Field(unique=True, index=True, max_length=64)
     key_prefix: str = Field(max_length=16)
-    budget_micros: int = Field(sa_type=BigInteger)
+    budget_per_run_micros: int | None = Field(default=None, sa_type=BigInteger)
     """The cap of each run made with this key."""
+    budget_per_day_micros: int | None = Field(default=None, sa_type=BigInteger)
+    budget_per_month_micros: int | None = Field(default=None, sa_type=BigInteger)
     revoked_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
 
 
 class VirtualKeyCreate(VirtualKeyBase):
-    """``POST /admin/keys``: the per-run budget arrives in USD, exact to the micro-dollar."""
+    """``POST /admin/keys``: budgets arrive in USD, exact to the micro-dollar; at least one.
 
-    budget_usd: Decimal = Field(gt=0, le=MAX_BUDGET_USD, decimal_places=6)
+    ``budget_usd`` is the older name of ``budget_usd_per_run``, still accepted.
+    """
 
-    @field_validator("models")
-    @classmethod
-    def _models_are_names(cls, models: list[str]) -> list[str]:
-        if len(models) > MAX_MODELS or any(not 1 <= len(m) <= 200 for m in models):
-            raise ValueError(f"at most {MAX_MODELS} model names of 1 to 200 characters")
-        return list(dict.fromkeys(models))
+    budget_usd_per_run: Budget = budget_field()
+    budget_usd_per_day: Budget = budget_field()
+    budget_usd_per_month: Budget = budget_field()
+    budget_usd: Budget = budget_field()
+
+    _models = field_validator("models")(valid_models)
+    _timezone = field_validator("timezone")(valid_timezone)
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> Self:
+        if self.budget_usd is not None:
+            if self.budget_usd_per_run not in (None, self.budget_usd):
+                raise ValueError("budget_usd and budget_usd_per_run disagree: send one")
+            self.budget_usd_per_run = self.budget_usd
+        if (self.budget_usd_per_run, self.budget_usd_per_day, self.budget_usd_per_month) == (
+            None,
+            None,
+            None,
+        ):
+            raise ValueError("a key needs a budget: budget_usd_per_run, _per_day or _per_month")
+        return self
+
+
+class VirtualKeyUpdate(SQLModel):
+    """``PATCH /admin/keys/{id}``: only the fields sent change; ``null`` drops a budget."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    budget_usd_per_run: Budget = budget_field()
+    budget_usd_per_day: Budget = budget_field()
+    budget_usd_per_month: Budget = budget_field()
+    max_parallel: int | None = Field(default=None, ge=0, le=10_000)
+    rpm: int | None = Field(default=None, ge=0, le=10_000_000)
+    tpm: int | None = Field(default=None, ge=0, le=10_000_000_000)
+    models: list[str] | None = None
+    tags: list[str] | None = None
+    timezone: str | None = Field(default=None, max_length=64)
+
+    _models = field_validator("models")(valid_models)
+    _timezone = field_validator("timezone")(valid_timezone)
 
 
 class VirtualKeyPublic(VirtualKeyBase):
@@ -71,7 +141,11 @@ class VirtualKeyPublic(VirtualKeyBase):
 
     id: str
     key_prefix: str
-    budget_usd: str
+    budget_usd_per_run: str | None
+    budget_usd_per_day: str | None
+    budget_usd_per_month: str | None
+    budget_usd: str | None
+    """The per-run budget under its older name."""
     revoked: bool
     revoked_at: datetime | None
     created_at: datetime
@@ -111,6 +185,10 @@ class LedgerEntry(LedgerEntryBase, table=True):
     cost_micros: int = Field(default=0, sa_type=BigInteger)
     reserved_micros: int = Field(default=0, sa_type=BigInteger)
     started_at: datetime = Field(sa_type=DateTime(timezone=True), index=True)
+    settled_at: datetime = Field(
+        default_factory=utcnow, sa_type=DateTime(timezone=True), index=True
+    )
+    """When the row was first written: the order ``runcap tail`` follows (an upsert keeps it)."""
 
 
 class LedgerEntryPublic(LedgerEntryBase):
@@ -120,6 +198,7 @@ class LedgerEntryPublic(LedgerEntryBase):
     cost_usd: str
     reserved_usd: str
     started_at: datetime
+    settled_at: datetime
 
 
 class LedgerTag(SQLModel, table=True):
@@ -134,3 +213,59 @@ class LedgerTag(SQLModel, table=True):
     )
     tag: str = Field(primary_key=True, max_length=128, index=True)
     prefix: str = Field(max_length=128, index=True)
+
+
+class IdempotentRequest(SQLModel, table=True):
+    """A request sent with an ``Idempotency-Key``: its answer, kept 24 h, scoped to the key.
+
+    ``state`` is ``pending`` while the first request runs (``owner`` is the caller instance
+    running it) and ``done`` once its answer is stored. ``request_hash`` tells a true retry
+    from a different request reusing the key.
+    """
+
+    __tablename__ = "idempotent_requests"
+
+    key_id: str = Field(primary_key=True, max_length=40)
+    idem_hash: str = Field(primary_key=True, max_length=64)
+    request_hash: str = Field(max_length=64)
+    call_id: str = Field(max_length=200)
+    owner: str = Field(max_length=100)
+    state: str = Field(default="pending", max_length=16)
+    status_code: int = 0
+    content_type: str = Field(default="", max_length=100)
+    body: bytes = Field(default=b"", sa_type=LargeBinary)
+    headers: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_type=DateTime(timezone=True), index=True
+    )
+
+
+class AlertRecordBase(SQLModel):
+    """What an alert was about: which run and key, which threshold, the figures then."""
+
+    run_id: str = Field(index=True, max_length=200)
+    key_id: str = Field(default="", max_length=40)
+    kind: str = Field(max_length=16)
+    """``threshold`` (a share of the budget was crossed) or ``refused`` (a call was refused)."""
+    threshold_percent: int = 0
+
+
+class AlertRecord(AlertRecordBase, table=True):
+    """One alert, recorded before its webhook delivery; the id makes a retried record one row."""
+
+    __tablename__ = "alerts"
+
+    id: str = Field(primary_key=True, max_length=64)
+    budget_micros: int = Field(default=0, sa_type=BigInteger)
+    spent_micros: int = Field(default=0, sa_type=BigInteger)
+    at: datetime = Field(sa_type=DateTime(timezone=True), index=True)
+
+
+class AlertRecordPublic(AlertRecordBase):
+    """An alert as the admin api shows it, with a sentence saying what happened."""
+
+    id: str
+    budget_usd: str
+    spent_usd: str
+    at: datetime
+    message: str

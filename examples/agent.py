@@ -1,8 +1,8 @@
 """An example coding agent written as a workflow: plan, edit, test, read the failure, edit again.
 
-It shows the Temporal-native path: the agent keeps its conversation in its own state and makes
-every model call through the same budget core as ``AgentRun`` (``workflows.chain``), so its
-cap, fallback and per-step costs behave exactly like a gateway run's.
+It shows the Temporal-native path: the agent keeps its conversation and its ``AgentBudget`` in
+its own state and makes every model call with ``call_model``, so its cap, fallback, ledger and
+per-step costs behave exactly like a gateway run's.
 """
 
 from __future__ import annotations
@@ -15,19 +15,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.direct import DirectAttempt, DirectOutcome
-    from workflows.budget import Budget, estimate_input_tokens
-    from workflows.chain import ATTEMPT_RETRY, call_with_budget
-    from workflows.contracts import (
-        AttemptInput,
-        AttemptOutcome,
-        CallRequest,
-        LedgerRow,
-        RunSpend,
-        RunState,
-        StepSpend,
-        Target,
-    )
+    from workflows.agent_budget import AgentBudget, call_model
+    from workflows.contracts import RunSpend, StepSpend, Target
 
 
 @dataclass
@@ -46,8 +35,8 @@ class AgentReport:
     passed: bool
     iterations: int
     spent_micros: int
+    calls: int
     by_step: dict[str, StepSpend] = field(default_factory=dict)
-    ledger: list[LedgerRow] = field(default_factory=list)
 
 
 @dataclass
@@ -69,12 +58,15 @@ class ExampleAgent:
     @workflow.init
     def __init__(self, task: AgentTask) -> None:
         self.task = task
-        self.budget = Budget(RunState(budget_micros=task.budget_micros))
+        self.budget = AgentBudget(
+            task.task_id,
+            task.budget_micros,
+            task.chain,
+            tags=["agent:example", f"task:{task.task_id}"],
+        )
         self.messages: list[dict[str, Any]] = [
             {"role": "system", "content": "You are a careful coding agent."}
         ]
-        self.ledger: list[LedgerRow] = []
-        self.calls = 0
 
     @workflow.run
     async def run(self, task: AgentTask) -> AgentReport:
@@ -93,54 +85,19 @@ class ExampleAgent:
             passed = report.passed
             if not passed:
                 await self.ask("read-failure", f"The tests failed:\n{report.output}\nWhy?")
+        spend = self.budget.spend()
         return AgentReport(
-            task.task_id,
-            passed,
-            iterations,
-            self.budget.state.spent_micros,
-            self.budget.state.by_step,
-            self.ledger,
+            task.task_id, passed, iterations, spend.spent_micros, spend.calls, spend.by_step
         )
 
     async def ask(self, step: str, prompt: str) -> str:
-        """One model call through the budget core; the conversation stays in this workflow."""
+        """One model call through the agent's budget; the conversation stays in this workflow."""
         self.messages.append({"role": "user", "content": prompt})
-        self.calls += 1
         body = {"messages": list(self.messages)}
-        answer: dict[str, Any] = {}
-
-        async def attempt(inp: AttemptInput) -> AttemptOutcome:
-            out = await workflow.execute_activity(
-                "complete_call",
-                DirectAttempt(body, "openai", inp.target, inp.max_tokens),
-                start_to_close_timeout=timedelta(minutes=5),
-                retry_policy=ATTEMPT_RETRY,
-                result_type=DirectOutcome,
-            )
-            answer.update(out.body)
-            return AttemptOutcome(out.usage)
-
-        request = CallRequest(
-            call_id=f"{self.task.task_id}-{self.calls}",
-            chain=self.task.chain,
-            input_tokens=estimate_input_tokens(body),
-            max_tokens=self.task.max_tokens,
-            task_queue="",
-            tags=["agent:example", f"task:{self.task.task_id}", f"step:{step}"],
-        )
-        await call_with_budget(
-            self.budget,
-            request,
-            attempt,
-            run_id=self.task.task_id,
-            key_id="",
-            min_output_tokens=16,
-            record=self.ledger.append,
-        )
-        text = str(answer.get("choices", [{}])[0].get("message", {}).get("content") or "")
-        self.messages.append({"role": "assistant", "content": text})
-        return text
+        reply = await call_model(self.budget, body, step=step, max_tokens=self.task.max_tokens)
+        self.messages.append({"role": "assistant", "content": reply.text})
+        return reply.text
 
     @workflow.query
     def spend(self) -> RunSpend:
-        return self.budget.report(self.task.task_id)
+        return self.budget.spend()

@@ -11,6 +11,7 @@ import re
 import time
 from typing import Any
 
+from fake_provider.render_responses import render_responses_body
 from fake_provider.script import Answer, FakeFormat, compact
 from providers.sse import DONE, encode_data, encode_event
 
@@ -41,7 +42,11 @@ def _openai_usage(a: Answer) -> JSON:
         "prompt_tokens": a.prompt_tokens,
         "completion_tokens": a.completion_tokens,
         "total_tokens": a.prompt_tokens + a.completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": a.cached_tokens},
+        "prompt_tokens_details": {
+            "cached_tokens": a.cached_tokens,
+            "cache_write_tokens": a.cache_write_tokens,
+        },
+        "completion_tokens_details": {"reasoning_tokens": a.reasoning_tokens},
     }
 
 
@@ -60,6 +65,8 @@ def _tool_json(a: Answer) -> str:
 
 def render_body(api: FakeFormat, model: str, a: Answer) -> JSON:
     """A whole non-streaming answer."""
+    if api == "responses":
+        return render_responses_body(model, a)
     n = next(_ids)
     if api == "anthropic":
         content: list[JSON] = [{"type": "text", "text": a.text}] if a.text else []

@@ -109,7 +109,7 @@ class FakeControl:
         await self._post("/_control/reset", {})
 
     async def calls(self) -> dict[str, dict[str, int]]:
-        """Per-model ``{"calls": n, "failures": m}``."""
+        """Per-model ``{"calls": n, "failures": m, "cancelled": c}``."""
         response = await self._control.get("/_control/calls")
         response.raise_for_status()
         result: dict[str, dict[str, int]] = response.json()

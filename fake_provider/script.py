@@ -16,13 +16,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 JSON = dict[str, Any]
-FakeFormat = Literal["openai", "anthropic"]
+FakeFormat = Literal["openai", "anthropic", "responses"]
 DEFAULT_MAX_TOKENS = 4096
 REQUEST_LOG = 200
 
 
 class ToolCall(BaseModel):
-    """A tool call to answer with, when the request offers tools."""
+    """A tool call to answer with, when the request offers tools and does not end with a
+    tool's result (so a tool round trip ends with a text answer)."""
 
     model_config = ConfigDict(extra="forbid")
     name: str
@@ -56,6 +57,8 @@ class Script(BaseModel):
     prompt_tokens: int | None = None
     cached_tokens: int = 0
     cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    """Of the completion tokens, how many the model spent reasoning (reported, not shown)."""
     retry_after: float | None = None
     timeout: bool = False
     drop_stream_after: int | None = None
@@ -66,6 +69,8 @@ class Script(BaseModel):
 class Counter:
     calls: int = 0
     failures: int = 0
+    cancelled: int = 0
+    """Requests whose client went away before the answer ended (the caller cancelled them)."""
 
 
 class FakeState:
@@ -112,23 +117,62 @@ def tokens_of(size: int) -> int:
     return max(1, math.ceil(size / 4))
 
 
-def count_prompt(body: JSON) -> int:
-    """Deterministic prompt tokens; never above the byte length of the messages JSON."""
-    messages = len(compact(body.get("messages")))
-    extra = sum(len(compact(body[k])) for k in ("system", "tools") if body.get(k))
-    return min(tokens_of(messages + extra), messages)
+_PROMPT_FIELDS = ("system", "instructions", "tools")
 
 
-def last_user_text(body: JSON) -> str:
-    for message in reversed(body.get("messages") or []):
-        if not isinstance(message, dict) or message.get("role") not in ("user", "tool"):
-            continue
-        content = message.get("content")
-        if isinstance(content, str):
-            return content
-        texts = [p.get("text", "") for p in content or [] if isinstance(p, dict)]
-        return " ".join(t for t in texts if t) or "tool results received"
-    return ""
+def count_prompt(api: FakeFormat, body: JSON) -> int:
+    """Deterministic prompt tokens; never above the byte length of the messages (or input)."""
+    main = len(compact(body.get("input" if api == "responses" else "messages")))
+    extra = sum(len(compact(body[k])) for k in _PROMPT_FIELDS if body.get(k))
+    return min(tokens_of(main + extra), main)
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    texts: list[str] = []
+    for part in content if isinstance(content, list) else []:
+        if isinstance(part, dict):
+            inner = part.get("text", part.get("content", part.get("output")))
+            texts.append(inner if isinstance(inner, str) else _text(inner))
+    return " ".join(t for t in texts if t)
+
+
+def _last_turn(api: FakeFormat, body: JSON) -> JSON:
+    """The last user-side message (or Responses input item) the model is answering; system
+    turns after it (Claude Code sends some) do not count."""
+    if api == "responses":
+        given = body.get("input")
+        if isinstance(given, str):
+            return {"role": "user", "content": given}
+        turns = [i for i in given or [] if isinstance(i, dict)]
+        turns = [i for i in turns if i.get("type") == "function_call_output" or _from_user(i)]
+    else:
+        turns = [m for m in body.get("messages") or [] if isinstance(m, dict) and _from_user(m)]
+    return turns[-1] if turns else {}
+
+
+def _from_user(message: JSON) -> bool:
+    return message.get("type", "message") == "message" and message.get("role") in ("user", "tool")
+
+
+def ends_with_tool_result(api: FakeFormat, body: JSON) -> bool:
+    """Whether the model is being handed a tool's result (then it answers in text)."""
+    last = _last_turn(api, body)
+    if api == "openai":
+        return last.get("role") == "tool"
+    if api == "responses":
+        return last.get("type") == "function_call_output"
+    content = last.get("content")
+    blocks = content if isinstance(content, list) else []
+    return any(isinstance(b, dict) and b.get("type") == "tool_result" for b in blocks)
+
+
+def last_user_text(api: FakeFormat, body: JSON) -> str:
+    last = _last_turn(api, body)
+    if last.get("type") == "function_call_output":
+        return _text(last.get("output"))
+    return _text(last.get("content")) or ("tool results received" if last else "")
 
 
 @dataclass
@@ -141,30 +185,33 @@ class Answer:
     cached_tokens: int
     cache_write_tokens: int
     completion_tokens: int
+    reasoning_tokens: int
     finish: Literal["stop", "length", "tool_calls"]
 
 
-def plan_answer(body: JSON, script: Script, max_tokens: int) -> Answer:
+def plan_answer(api: FakeFormat, body: JSON, script: Script, max_tokens: int) -> Answer:
     """The answer: scripted or an echo, cut at ``max_tokens`` as a real model would be."""
-    tool = script.tool_call if body.get("tools") else None
+    offered = bool(body.get("tools")) and not ends_with_tool_result(api, body)
+    tool = script.tool_call if offered else None
     if script.reply is not None:
         text = script.reply
     elif tool is not None:
         text = ""
     else:
-        text = "echo: " + last_user_text(body)[:200]
+        text = "echo: " + last_user_text(api, body)[:200]
     natural = len(text.encode()) + (len(compact(tool.arguments)) if tool else 0)
     finish: Literal["stop", "length", "tool_calls"] = "tool_calls" if tool else "stop"
     if script.completion_tokens == "max":
         completion, finish = max_tokens, "length"
     elif script.completion_tokens is not None:
         completion = script.completion_tokens
-    elif tokens_of(natural) > max_tokens:
+    elif tokens_of(natural) + script.reasoning_tokens > max_tokens:
         text = text.encode()[: max_tokens * 4].decode(errors="ignore")
         completion, finish, tool = max_tokens, "length", None
     else:
-        completion = tokens_of(natural)
-    prompt = script.prompt_tokens if script.prompt_tokens is not None else count_prompt(body)
+        completion = tokens_of(natural) + script.reasoning_tokens
+    prompt = script.prompt_tokens if script.prompt_tokens is not None else count_prompt(api, body)
     cached = min(script.cached_tokens, prompt)
     written = min(script.cache_write_tokens, prompt - cached)
-    return Answer(text, tool, prompt, cached, written, completion, finish)
+    reasoning = min(script.reasoning_tokens, completion)
+    return Answer(text, tool, prompt, cached, written, completion, reasoning, finish)

@@ -1,8 +1,10 @@
-"""The fake provider: a real HTTP server speaking OpenAI and Anthropic, driven by scripts.
+"""The fake provider: a real HTTP server speaking OpenAI chat completions, the Responses API
+and Anthropic messages, driven by scripts.
 
-It validates like a real provider, prices like the model it is asked for (any model in the price
-table, or any ``fake-*``), and fails on demand: status codes with ``Retry-After``, hangs longer
-than a client's timeout, and streams dropped after N events.
+It validates like a real provider, serves any model it is asked for (so a model priced only
+through runcap's overrides works offline too), and fails on demand: status codes with
+``Retry-After`` (a scripted 404 stands for a model the provider lacks), hangs longer than a
+client's timeout, and streams dropped after N events.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from fake_provider.render import (
     render_body,
     render_openai_stream,
 )
+from fake_provider.render_responses import render_responses_stream
 from fake_provider.script import (
     DEFAULT_MAX_TOKENS,
+    Counter,
     FakeFormat,
     FakeState,
     Fault,
@@ -46,41 +50,60 @@ def _error(
     return JSONResponse(error_body(api, status, message), status_code=status, headers=headers)
 
 
-def _validate(api: FakeFormat, body: Any, prices: PriceBook) -> tuple[int, str] | None:
+def _validate(api: FakeFormat, body: Any) -> tuple[int, str] | None:
     if not isinstance(body, dict):
         return 400, "the request body must be a JSON object"
     model = body.get("model")
     if not isinstance(model, str) or not model:
         return 400, "model: field required"
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        return 400, "messages: field required and must be a non-empty list"
-    cap = body.get("max_completion_tokens", body.get("max_tokens"))
+    if api == "responses":
+        given = body.get("input")
+        if not (isinstance(given, str) and given) and not (isinstance(given, list) and given):
+            return 400, "input: field required and must be a string or a non-empty list"
+        if body.get("previous_response_id"):
+            return 400, "previous_response_id: this provider stores no responses"
+    else:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return 400, "messages: field required and must be a non-empty list"
+    cap = _cap(body)
     if api == "anthropic" and cap is None:
         return 400, "max_tokens: Field required"
     if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap <= 0):
         return 400, f"max_tokens: must be a positive integer, got {cap!r}"
-    if not (model.startswith("fake-") or prices.knows(model)):
-        return 404, f"model: {model} does not exist or you do not have access to it"
     return None
 
 
-async def _hang(request: Request, millis: int) -> None:
+def _cap(body: JSON) -> Any:
+    return body.get("max_output_tokens", body.get("max_completion_tokens", body.get("max_tokens")))
+
+
+async def _hang(request: Request, millis: int, counter: Counter) -> None:
     """Stay silent until the client gives up or ``millis`` pass."""
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(millis / 1000):
             while (await request.receive())["type"] != "http.disconnect":
                 pass
+            counter.cancelled += 1
 
 
-def _stream(events: list[bytes], drop_after: int | None, delay_ms: int) -> StreamingResponse:
+def _stream(
+    events: list[bytes], drop_after: int | None, delay_ms: int, counter: Counter
+) -> StreamingResponse:
     async def body() -> AsyncIterator[bytes]:
-        for sent, chunk in enumerate(events):
-            if drop_after is not None and sent >= drop_after:
-                raise DroppedStream(f"dropped after {sent} events")
-            if delay_ms and sent:
-                await asyncio.sleep(delay_ms / 1000)
-            yield chunk
+        ended = False
+        try:
+            for sent, chunk in enumerate(events):
+                if drop_after is not None and sent >= drop_after:
+                    ended = True  # dropped on purpose, not by the client
+                    raise DroppedStream(f"dropped after {sent} events")
+                if delay_ms and sent:
+                    await asyncio.sleep(delay_ms / 1000)
+                yield chunk
+            ended = True
+        finally:
+            if not ended:
+                counter.cancelled += 1
 
     return StreamingResponse(body(), media_type="text/event-stream")
 
@@ -113,7 +136,7 @@ def create_app(prices: PriceBook | None = None) -> FastAPI:
                     },
                 }
             )
-        problem = _validate(api, body, book)
+        problem = _validate(api, body)
         if problem is not None:
             if counter:
                 counter.failures += 1
@@ -125,24 +148,26 @@ def create_app(prices: PriceBook | None = None) -> FastAPI:
             counter.failures += 1
         if script.latency_ms:
             # Like a slow model: a caller that gives up stops the wait, so shutdown stays quick.
-            await _hang(request, script.latency_ms)
+            await _hang(request, script.latency_ms, counter)
         if fault.status:
             message = fault.message or f"injected failure {fault.status}"
             retry_after = fault.retry_after if fault.retry_after is not None else script.retry_after
             return _error(api, fault.status, message, retry_after)
         if fault.timeout:
-            await _hang(request, fault.hang_ms)
-        cap = int(body.get("max_completion_tokens", body.get("max_tokens")) or DEFAULT_MAX_TOKENS)
-        result = plan_answer(body, script, cap)
+            await _hang(request, fault.hang_ms, counter)
+        cap = int(_cap(body) or DEFAULT_MAX_TOKENS)
+        result = plan_answer(api, body, script, cap)
         if body.get("stream") is True:
             if api == "anthropic":
                 events = render_anthropic_stream(str(model), result)
+            elif api == "responses":
+                events = render_responses_stream(str(model), result)
             else:
                 options = body.get("stream_options") or {}
                 events = render_openai_stream(
                     str(model), result, bool(options.get("include_usage"))
                 )
-            return _stream(events, fault.drop_stream_after, script.chunk_delay_ms)
+            return _stream(events, fault.drop_stream_after, script.chunk_delay_ms, counter)
         if fault.drop_stream_after is not None:
             raise DroppedStream("dropped before the answer")
         return JSONResponse(render_body(api, str(model), result))
@@ -154,6 +179,10 @@ def create_app(prices: PriceBook | None = None) -> FastAPI:
     @app.post("/v1/messages")
     async def messages(request: Request) -> Response:
         return await answer(request, "anthropic")
+
+    @app.post("/v1/responses")
+    async def responses(request: Request) -> Response:
+        return await answer(request, "responses")
 
     @app.get("/v1/models")
     async def models() -> JSON:
@@ -176,7 +205,10 @@ def create_app(prices: PriceBook | None = None) -> FastAPI:
 
     @app.get("/_control/calls")
     async def calls() -> JSON:
-        return {m: {"calls": c.calls, "failures": c.failures} for m, c in state.counters.items()}
+        return {
+            m: {"calls": c.calls, "failures": c.failures, "cancelled": c.cancelled}
+            for m, c in state.counters.items()
+        }
 
     @app.get("/_control/requests")
     async def requests(model: str | None = None) -> list[JSON]:

@@ -9,9 +9,7 @@ from typing import Any
 
 from providers.base import ProviderCall
 from providers.http_adapter import HttpAdapter
-from providers.replies import anthropic_to_openai_response, usage_from_anthropic
-from providers.translate import openai_to_anthropic_request, strip_runcap_metadata
-from workflows.contracts import Usage, WireFormat
+from workflows.contracts import WireFormat
 
 JSON = dict[str, Any]
 
@@ -37,19 +35,7 @@ class AnthropicProvider(HttpAdapter):
             headers["x-api-key"] = key
         return headers
 
-    def body(self, call: ProviderCall, *, stream: bool) -> JSON:
-        if call.inbound == "anthropic":
-            body = dict(call.body)
-        else:
-            body = openai_to_anthropic_request(call.body)
-        body["model"] = call.model
+    def shape(self, body: JSON, call: ProviderCall, *, stream: bool) -> JSON:
         body["max_tokens"] = call.max_tokens
         body["stream"] = stream
-        strip_runcap_metadata(body)
         return body
-
-    def usage(self, reply: JSON) -> Usage:
-        return usage_from_anthropic(reply.get("usage"))
-
-    def reply_for(self, reply: JSON, inbound: WireFormat) -> JSON:
-        return reply if inbound == "anthropic" else anthropic_to_openai_response(reply)

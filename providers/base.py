@@ -39,6 +39,20 @@ class ProviderCall:
     max_tokens: int
     headers: dict[str, str] = field(default_factory=dict)
     """Caller headers worth forwarding (``anthropic-version``, ``anthropic-beta``)."""
+    first_byte_timeout: float | None = None
+    """Seconds until the answer (non-stream) or the first event (stream); ``None``: the client's
+    read timeout. A hanging provider then costs one timeout, and the chain moves on."""
+    progress: StreamProgress | None = None
+    """Updated as a stream arrives, so a caller that cancels it still knows what it received."""
+
+
+@dataclass
+class StreamProgress:
+    """What a stream has delivered so far: usage reported and a bound of the output tokens."""
+
+    usage: Usage = field(default_factory=Usage)
+    output_bytes: int = 0
+    chunks_sent: int = 0
 
 
 @dataclass
@@ -51,11 +65,20 @@ class ProviderReply:
 
 @dataclass
 class StreamResult:
-    """How a stream ended. ``usage_known`` is false when the provider never reported usage."""
+    """How a stream ended. ``usage_known`` is false when the provider never reported usage.
+
+    ``tail`` holds the stream's closing events, not yet sent: the caller writes the ledger row
+    first, so a client that has seen the end of its answer can already read the call's cost.
+    ``broken`` is set when the provider's stream failed after chunks were sent (no retry is
+    possible then); ``output_bytes`` bounds the output tokens received, for billing a cut stream.
+    """
 
     usage: Usage
     usage_known: bool
     chunks_sent: int
+    tail: list[bytes] = field(default_factory=list)
+    broken: str = ""
+    output_bytes: int = 0
 
 
 class ProviderError(Exception):
@@ -69,6 +92,7 @@ class ProviderError(Exception):
         retryable: bool,
         retry_after: float | None = None,
         usage: Usage | None = None,
+        timed_out: bool = False,
     ) -> None:
         super().__init__(f"{status}: {message}")
         self.status = status
@@ -76,6 +100,8 @@ class ProviderError(Exception):
         self.retryable = retryable
         self.retry_after = retry_after
         self.usage = usage
+        self.timed_out = timed_out
+        """No answer in time: retrying the same target would only wait again."""
 
 
 def is_retryable_status(status: int) -> bool:

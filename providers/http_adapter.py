@@ -1,14 +1,19 @@
-"""What both adapters share: one HTTP exchange, error classification and the stream loop.
+"""What every adapter shares: one HTTP exchange, translation, error classification and the
+stream loop.
 
 Adapters never retry (Temporal owns retries); every failure becomes a ``ProviderError`` that says
-whether another try could help. The API key never appears in an error message.
+whether another try could help. The API key never appears in an error message. A body in the
+caller's own format passes through; any other is translated (``providers.translate``), and a
+body the target's format cannot express is refused with a 400 that says what and why.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -22,11 +27,23 @@ from providers.base import (
     StreamResult,
     is_retryable_status,
 )
-from providers.sse import iter_events
-from providers.streams import UpstreamStreamError, make_translator
+from providers.sse import SSEEvent, iter_events
+from providers.streams import StreamTranslator, UpstreamStreamError, make_translator
+from providers.translate import (
+    Untranslatable,
+    strip_runcap_metadata,
+    translate_reply,
+    translate_request,
+    usage_of,
+)
 from workflows.contracts import Usage, WireFormat
 
 JSON = dict[str, Any]
+FORMAT_NAMES: dict[WireFormat, str] = {
+    "openai": "chat completions",
+    "anthropic": "Anthropic messages",
+    "responses": "the Responses API",
+}
 
 
 def parse_retry_after(headers: httpx.Headers) -> float | None:
@@ -69,7 +86,7 @@ def error_message(body: bytes) -> str:
 
 
 class HttpAdapter:
-    """Base of the adapters; subclasses say how to build the body, read usage and reply."""
+    """Base of the adapters; subclasses give the URL, the headers and the last touches."""
 
     api: WireFormat = "openai"
 
@@ -84,14 +101,30 @@ class HttpAdapter:
     def headers(self, call: ProviderCall) -> dict[str, str]:
         raise NotImplementedError
 
-    def body(self, call: ProviderCall, *, stream: bool) -> JSON:
+    def shape(self, body: JSON, call: ProviderCall, *, stream: bool) -> JSON:
+        """Set the output bound and streaming fields of a body already in ``self.api``."""
         raise NotImplementedError
+
+    # ---- translation ----
+    def body(self, call: ProviderCall, *, stream: bool) -> JSON:
+        if call.inbound == self.api:
+            body = dict(call.body)
+        else:
+            try:
+                body = translate_request(call.body, call.inbound, self.api)
+            except Untranslatable as exc:
+                speaks = FORMAT_NAMES[self.api]
+                message = f"{self.config.name} speaks {speaks} and cannot serve this call: {exc}"
+                raise ProviderError(400, message, retryable=False) from None
+        body["model"] = call.model
+        strip_runcap_metadata(body)
+        return self.shape(body, call, stream=stream)
 
     def usage(self, reply: JSON) -> Usage:
-        raise NotImplementedError
+        return usage_of(reply, self.api)
 
     def reply_for(self, reply: JSON, inbound: WireFormat) -> JSON:
-        raise NotImplementedError
+        return reply if inbound == self.api else translate_reply(reply, self.api, inbound)
 
     # ---- shared machinery ----
     def _scrub(self, text: str) -> str:
@@ -108,15 +141,26 @@ class HttpAdapter:
         )
 
     def _transport_error(self, exc: httpx.HTTPError) -> ProviderError:
-        status = 504 if isinstance(exc, httpx.TimeoutException) else 502
+        timed_out = isinstance(exc, httpx.TimeoutException)
         detail = f"{self.config.name}: {type(exc).__name__}: {exc}"
-        return ProviderError(status, self._scrub(detail), retryable=True)
+        return ProviderError(
+            504 if timed_out else 502, self._scrub(detail), retryable=True, timed_out=timed_out
+        )
+
+    def _timeout_error(self, call: ProviderCall) -> ProviderError:
+        detail = f"{self.config.name}: no answer within {call.first_byte_timeout:g} s"
+        return ProviderError(504, detail, retryable=True, timed_out=True)
 
     async def complete(self, call: ProviderCall) -> ProviderReply:
         """One non-streaming exchange, answered in the caller's format."""
         payload = self.body(call, stream=False)
         try:
-            response = await self.http.post(self.url(), json=payload, headers=self.headers(call))
+            async with asyncio.timeout(call.first_byte_timeout):
+                response = await self.http.post(
+                    self.url(), json=payload, headers=self.headers(call)
+                )
+        except TimeoutError:
+            raise self._timeout_error(call) from None
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
         if response.status_code >= 400:
@@ -130,36 +174,88 @@ class HttpAdapter:
         return ProviderReply(self.reply_for(data, call.inbound), self.usage(data))
 
     async def stream(self, call: ProviderCall, sink: ChunkSink) -> StreamResult:
-        """Stream to ``sink`` as events arrive; a break after the first chunk is not retried."""
-        translator = make_translator(self.api, call.inbound)
+        """Stream to ``sink`` as events arrive, holding back the closing events (``tail``).
+
+        A failure before the first chunk raises ``ProviderError`` (another target may serve);
+        after it, the result says ``broken`` and what was received, since no retry can undo
+        bytes the client has seen.
+        """
         payload = self.body(call, stream=True)
+        translator = make_translator(self.api, call.inbound)
         sent = 0
+        tail: list[bytes] = []
+        response: httpx.Response | None = None
         try:
             request = self.http.build_request(
                 "POST", self.url(), json=payload, headers=self.headers(call)
             )
-            response = await self.http.send(request, stream=True)
-            try:
+            async with asyncio.timeout(call.first_byte_timeout):
+                response = await self.http.send(request, stream=True)
                 if response.status_code >= 400:
                     await response.aread()
                     raise self._status_error(response)
-                async for event in iter_events(response.aiter_lines()):
-                    for chunk in translator.feed(event):
-                        await sink(chunk)
-                        sent += 1
-                for chunk in translator.finish():
+                events = iter_events(response.aiter_lines())
+                first = await anext(events, None)
+            async for event in _chain_first(first, events):
+                chunks = translator.feed(event)
+                if translator.complete:
+                    tail += chunks  # the closing events wait for the ledger row
+                    continue
+                for chunk in chunks:
                     await sink(chunk)
                     sent += 1
-            finally:
-                await response.aclose()
+                if call.progress is not None:
+                    call.progress.usage = translator.usage
+                    call.progress.output_bytes = translator.output_bytes
+                    call.progress.chunks_sent = sent
+            tail += translator.finish()
+        except TimeoutError:
+            if sent:
+                return self._broken(translator, sent, TimeoutError("the provider stopped sending"))
+            raise self._timeout_error(call) from None
         except (httpx.HTTPError, UpstreamStreamError, ValueError) as exc:
             if sent:
-                return StreamResult(translator.usage, False, sent)
+                return self._broken(translator, sent, exc)
             if isinstance(exc, httpx.HTTPError):
                 raise self._transport_error(exc) from None
             status = exc.status if isinstance(exc, UpstreamStreamError) else 502
             message = self._scrub(f"{self.config.name}: {exc}")
             raise ProviderError(status, message, retryable=is_retryable_status(status)) from None
-        if not translator.complete and not sent:
-            raise ProviderError(502, f"{self.config.name}: empty stream", retryable=True)
-        return StreamResult(translator.usage, translator.usage_known and translator.complete, sent)
+        finally:
+            if response is not None:
+                await response.aclose()
+        if not translator.complete:
+            if not sent:
+                raise ProviderError(502, f"{self.config.name}: empty stream", retryable=True)
+            cut = ValueError("the stream ended without its closing event")
+            return self._broken(translator, sent, cut)
+        return StreamResult(
+            translator.usage,
+            translator.usage_known,
+            sent,
+            tail=tail,
+            output_bytes=translator.output_bytes,
+        )
+
+    def _broken(self, translator: StreamTranslator, sent: int, error: Exception) -> StreamResult:
+        """A stream that broke after chunks went out: too late for another target, so it ends
+        with an error event in the caller's format (sent after the ledger row, as the tail)."""
+        why = self._scrub(f"{self.config.name}: {getattr(error, 'message', None) or error}")
+        return StreamResult(
+            translator.usage,
+            False,
+            sent,
+            tail=translator.fail(error),
+            broken=why,
+            output_bytes=translator.output_bytes,
+        )
+
+
+async def _chain_first(
+    first: SSEEvent | None, rest: AsyncIterator[SSEEvent]
+) -> AsyncIterator[SSEEvent]:
+    if first is None:
+        return
+    yield first
+    async for event in rest:
+        yield event

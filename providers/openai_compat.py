@@ -11,14 +11,12 @@ from typing import Any
 
 from providers.base import ProviderCall
 from providers.http_adapter import HttpAdapter
-from providers.replies import openai_to_anthropic_response, usage_from_openai
-from providers.translate import anthropic_to_openai_request, strip_runcap_metadata
-from workflows.contracts import Usage, WireFormat
+from workflows.contracts import WireFormat
 
 JSON = dict[str, Any]
 
 # Reasoning models refuse ``max_tokens``; a translated body must use the newer name for them.
-_NEEDS_COMPLETION_TOKENS = re.compile(r"^(?:[\w.-]+/)?(?:o\d|gpt-5)")
+_NEEDS_COMPLETION_TOKENS = re.compile(r"^(?:[\w.-]+/)?(?:o\d|gpt-[5-9])")
 
 
 class OpenAICompatProvider(HttpAdapter):
@@ -36,15 +34,11 @@ class OpenAICompatProvider(HttpAdapter):
             headers["authorization"] = f"Bearer {key}"
         return headers
 
-    def body(self, call: ProviderCall, *, stream: bool) -> JSON:
-        if call.inbound == "openai":
-            body = dict(call.body)
-        else:
-            body = anthropic_to_openai_request(call.body)
-            if _NEEDS_COMPLETION_TOKENS.match(call.model):
-                body["max_completion_tokens"] = body.pop("max_tokens", call.max_tokens)
-        body["model"] = call.model
-        if "max_completion_tokens" in body:
+    def shape(self, body: JSON, call: ProviderCall, *, stream: bool) -> JSON:
+        translated = call.inbound != self.api
+        if "max_completion_tokens" in body or (
+            translated and _NEEDS_COMPLETION_TOKENS.match(call.model)
+        ):
             body["max_completion_tokens"] = call.max_tokens
             body.pop("max_tokens", None)
         else:
@@ -57,11 +51,4 @@ class OpenAICompatProvider(HttpAdapter):
             body["stream_options"]["include_usage"] = True
         else:
             body.pop("stream_options", None)
-        strip_runcap_metadata(body)
         return body
-
-    def usage(self, reply: JSON) -> Usage:
-        return usage_from_openai(reply.get("usage"))
-
-    def reply_for(self, reply: JSON, inbound: WireFormat) -> JSON:
-        return reply if inbound == "openai" else openai_to_anthropic_response(reply)

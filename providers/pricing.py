@@ -1,7 +1,10 @@
-"""Model prices: the shipped table, deployment overrides, and exact USD <-> micro-dollar math.
+"""Model prices: genai-prices, runcap's own models, deployment overrides, and exact USD <->
+micro-dollar math.
 
 Prices are written as USD decimal strings per million tokens (as providers publish them) and held
-as integer micro-dollars per million tokens, so every later sum is exact. "No free calls": a model
+as integer micro-dollars per million tokens, so every later sum is exact. A model's price is, in
+order: the deployment's overrides (``RUNCAP_PRICE_OVERRIDES_FILE``), runcap's own models (the
+fake provider's), then genai-prices (``providers.price_catalogue``). "No free calls": a model
 without a price, or priced at zero, is refused unless a floor price is configured.
 """
 
@@ -14,11 +17,26 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from providers import price_catalogue
 from workflows.contracts import MICROS_PER_USD, Price
 
-SHIPPED_PRICES = Path(__file__).with_name("prices.json")
 _DATED = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
 _FIELDS = ("input", "output", "cached_input", "cache_write")
+RUNCAP_MODELS: dict[str, dict[str, str]] = {
+    "fake-small": {
+        "input": "0.50",
+        "output": "1.50",
+        "cached_input": "0.50",
+        "cache_write": "0.50",
+    },
+    "fake-large": {
+        "input": "5.00",
+        "output": "15.00",
+        "cached_input": "0.50",
+        "cache_write": "6.25",
+    },
+}
+"""The fake provider's models, priced so that tests and the demo bill real amounts."""
 
 PriceOverrides = Mapping[str, Mapping[str, Any]] | str | Path
 
@@ -78,14 +96,12 @@ def parse_price(entry: Mapping[str, Any]) -> Price:
     return Price(**values)
 
 
-def _read_table(source: PriceOverrides) -> tuple[str, dict[str, Price]]:
+def _read_table(source: PriceOverrides) -> dict[str, Price]:
     if isinstance(source, str | Path):
         raw: Any = json.loads(Path(source).read_text())
     else:
         raw = source
-    as_of = ""
     if isinstance(raw, Mapping) and isinstance(raw.get("models"), Mapping):
-        as_of = str(raw.get("as_of", ""))
         raw = raw["models"]
     if not isinstance(raw, Mapping):
         raise ValueError("a price table maps model names to prices")
@@ -95,41 +111,57 @@ def _read_table(source: PriceOverrides) -> tuple[str, dict[str, Price]]:
             prices[str(model)] = parse_price(entry)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"bad price for {model!r}: {exc}") from None
-    return as_of, prices
+    return prices
 
 
 class PriceBook:
-    """Prices by model name: the shipped table, then ``overrides`` (a mapping or a JSON file)."""
+    """Prices by model name: ``overrides`` (a mapping or a JSON file), runcap's own models,
+    then genai-prices."""
 
     def __init__(
-        self,
-        overrides: PriceOverrides | None = None,
-        *,
-        floor: Price | None = None,
-        table: PriceOverrides = SHIPPED_PRICES,
+        self, overrides: PriceOverrides | None = None, *, floor: Price | None = None
     ) -> None:
-        self.as_of, self.prices = _read_table(table)
-        if overrides is not None:
-            self.prices.update(_read_table(overrides)[1])
+        self.own = _read_table(RUNCAP_MODELS)
+        self.overridden = _read_table(overrides) if overrides is not None else {}
+        self.own.update(self.overridden)
         self.floor = floor
+        self.source = price_catalogue.SOURCE
+        """Which price table is in use, as ``GET /v1/models`` and the README say."""
 
     def models(self) -> list[str]:
-        """Every model with its own price."""
-        return sorted(self.prices)
+        """Every model with its own price (genai-prices' for OpenAI and Anthropic only)."""
+        return sorted({*price_catalogue.listed_models(), *self.own})
 
-    def lookup(self, model: str) -> Price | None:
-        """The model's own price: exact name, then without ``provider/``, then undated."""
+    def _own(self, model: str) -> tuple[str, Price] | None:
+        """An overridden or runcap model: exact name, then without ``provider/``, then undated."""
         candidates = [model]
         if "/" in model:
             candidates.append(model.rsplit("/", 1)[1])
         candidates += [_DATED.sub("", name) for name in candidates]
         for name in candidates:
-            if name in self.prices:
-                return self.prices[name]
+            if name in self.own:
+                return name, self.own[name]
         return None
 
+    def lookup(self, model: str) -> Price | None:
+        """The model's own price, or None."""
+        own = self._own(model)
+        if own is not None:
+            return own[1]
+        price = price_catalogue.lookup(model)
+        if price is None and "/" in model:
+            price = price_catalogue.lookup(model.rsplit("/", 1)[1])
+        return price
+
+    def source_of(self, model: str) -> str:
+        """Where ``model``'s price comes from: ``overrides``, ``runcap`` or genai-prices."""
+        own = self._own(model)
+        if own is None:
+            return self.source
+        return "overrides" if own[0] in self.overridden else "runcap"
+
     def knows(self, model: str) -> bool:
-        """Whether the table prices ``model`` itself (the floor does not count)."""
+        """Whether ``model`` has a price of its own (the floor does not count)."""
         return self.lookup(model) is not None
 
     def price_of(self, model: str) -> Price:

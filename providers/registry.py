@@ -13,6 +13,7 @@ import httpx
 from providers.anthropic import AnthropicProvider
 from providers.base import Provider, ProviderConfig
 from providers.openai_compat import OpenAICompatProvider
+from providers.openai_responses import OpenAIResponsesProvider
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=120.0, write=30.0, pool=10.0)
 DEFAULT_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50)
@@ -32,6 +33,8 @@ def make_provider(config: ProviderConfig, http: httpx.AsyncClient) -> Provider:
     """The adapter for ``config.api``."""
     if config.api == "anthropic":
         return AnthropicProvider(config, http)
+    if config.api == "responses":
+        return OpenAIResponsesProvider(config, http)
     return OpenAICompatProvider(config, http)
 
 

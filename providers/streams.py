@@ -1,280 +1,118 @@
 """Stream translation: provider SSE events in, caller-format SSE bytes out, usage on the side.
 
-Each translator is fed one upstream event at a time and returns the bytes to pass on at once, so a
-stream is never buffered. It also keeps the usage the provider reported and whether the stream
-reached its proper end, which decides ``usage_known``.
+A translator is fed one upstream event at a time and returns the bytes to pass on at once, so a
+stream is never buffered. The upstream's reader always runs, because it keeps the usage and
+whether the stream reached its proper end (which decides ``usage_known``). When caller and
+provider speak the same format the events pass through byte for byte; otherwise they go through
+the internal form to the caller's writer.
 """
 
 from __future__ import annotations
 
-import time
-from typing import Any
+import json
 
-from providers.replies import (
-    FINISH_TO_STOP,
-    STOP_TO_FINISH,
-    usage_from_anthropic,
-    usage_from_openai,
-    usage_to_anthropic,
-    usage_to_openai,
+from providers.formats.hub import TextDelta, ToolDelta
+from providers.formats.readers import (
+    ChatReader,
+    MessagesReader,
+    Reader,
+    ResponsesReader,
+    UpstreamStreamError,
 )
+from providers.formats.writers import ChatWriter, MessagesWriter, ResponsesWriter, Writer
 from providers.sse import DONE, DONE_DATA, SSEEvent, encode_data, encode_event
 from workflows.contracts import Usage, WireFormat
 
-JSON = dict[str, Any]
+__all__ = ["StreamTranslator", "UpstreamStreamError", "make_translator"]
 
-ERROR_STATUS = {
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "rate_limit_error": 429,
-    "api_error": 500,
-    "timeout_error": 504,
-    "overloaded_error": 529,
+READERS: dict[WireFormat, type[Reader]] = {
+    "openai": ChatReader,
+    "anthropic": MessagesReader,
+    "responses": ResponsesReader,
+}
+WRITERS: dict[WireFormat, type[Writer]] = {
+    "openai": ChatWriter,
+    "anthropic": MessagesWriter,
+    "responses": ResponsesWriter,
 }
 
 
-class UpstreamStreamError(Exception):
-    """The provider reported an error inside an already-open stream."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def _raise_if_error(obj: JSON, kind: str | None) -> None:
-    err = obj.get("error")
-    if kind != "error" and not err:
-        return
-    err = err if isinstance(err, dict) else {"message": str(err or "stream error")}
-    status = ERROR_STATUS.get(str(err.get("type")), 500)
-    code = err.get("code")
-    if isinstance(code, int):
-        status = code
-    raise UpstreamStreamError(status, str(err.get("message") or "stream error"))
-
-
 class StreamTranslator:
-    """Same-format base: tracks usage and completion, forwards nothing by itself."""
+    """Reads ``upstream`` events; writes them for a ``caller`` speaking its own format."""
 
-    upstream: WireFormat = "openai"
+    def __init__(self, upstream: WireFormat, caller: WireFormat) -> None:
+        self.upstream = upstream
+        self.caller = caller
+        self.reader = READERS[upstream]()
+        self.writer = None if upstream == caller else WRITERS[caller]()
+        self.output_bytes = 0
+        """UTF-8 bytes of generated text and tool arguments: a bound of the output tokens
+        received, for billing a stream cut short."""
 
-    def __init__(self) -> None:
-        self.usage = Usage()
-        self.usage_known = False
-        self.complete = False
-        self.finished = False
+    @property
+    def usage(self) -> Usage:
+        return self.reader.meter.usage
 
-    def _track(self, event: SSEEvent) -> tuple[str | None, JSON]:
-        """Parse one event, note usage and the end, raise on an in-stream error."""
-        if self.upstream == "openai":
-            if event.data == DONE_DATA:
-                self.complete = True
-                return DONE_DATA, {}
-            obj = event.json()
-            _raise_if_error(obj, None)
-            if obj.get("usage"):
-                self.usage = usage_from_openai(obj["usage"])
-                self.usage_known = True
-            if any(c.get("finish_reason") for c in obj.get("choices") or []):
-                self.finished = True
-            return None, obj
-        obj = event.json()
-        kind = str(obj.get("type") or event.event)
-        _raise_if_error(obj, kind)
-        if kind == "message_start":
-            self.usage = usage_from_anthropic((obj.get("message") or {}).get("usage"))
-        elif kind == "message_delta":
-            self.usage = usage_from_anthropic(obj.get("usage"), self.usage)
-            self.usage_known = True
-        elif kind == "message_stop":
-            self.complete = True
-        return kind, obj
+    @property
+    def usage_known(self) -> bool:
+        return self.reader.usage_known
+
+    @property
+    def complete(self) -> bool:
+        return self.reader.complete
 
     def feed(self, event: SSEEvent) -> list[bytes]:
-        """Forward the event unchanged (same format on both sides)."""
-        kind, _ = self._track(event)
+        """The bytes for one upstream event; raises ``UpstreamStreamError`` on an error event."""
+        events = self.reader.read(event)
+        for e in events:
+            if isinstance(e, TextDelta):
+                self.output_bytes += len(e.text.encode())
+            elif isinstance(e, ToolDelta):
+                self.output_bytes += len(e.arguments.encode())
+        if self.writer is None:
+            return [self._forward(event)]
+        return [chunk for e in events for chunk in self.writer.write(e)]
+
+    def _forward(self, event: SSEEvent) -> bytes:
         if self.upstream == "openai":
-            return [DONE] if kind == DONE_DATA else [encode_data(event.data)]
-        return [encode_event(event.event or str(kind), event.data)]
+            return DONE if event.data == DONE_DATA else encode_data(event.data)
+        name = event.event or str(event.json().get("type", "message"))
+        return encode_event(name, event.data)
 
     def finish(self) -> list[bytes]:
         """Called at a clean end of the upstream body; closes a stream that lacked its marker."""
-        if self.upstream == "openai" and self.finished and not self.complete:
-            self.complete = True
-            return [DONE]
-        return []
+        events = self.reader.close()
+        if self.writer is None:
+            return [DONE] if events and self.upstream == "openai" else []
+        return [chunk for e in events for chunk in self.writer.write(e)]
+
+    def fail(self, error: Exception) -> list[bytes]:
+        """The end of a stream that broke after it began, as the caller's SDK reports errors."""
+        message = getattr(error, "message", None) or f"{type(error).__name__}: {error}"
+        if self.writer is not None:
+            return self.writer.fail(str(message))
+        raw = error.event if isinstance(error, UpstreamStreamError) else None
+        if raw is not None:
+            return [self._forward(raw)]
+        return [stream_error(self.caller, str(message), self.reader.sequence + 1)]
 
 
-class AnthropicToOpenAI(StreamTranslator):
-    """Anthropic events to OpenAI ``chat.completion.chunk`` objects."""
+def stream_error(caller: WireFormat, message: str, sequence: int = 0) -> bytes:
+    """A terminal error event in ``caller``'s format, for a stream whose state is unknown.
 
-    upstream: WireFormat = "anthropic"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.id = ""
-        self.model = ""
-        self.created = int(time.time())
-        self.tools: dict[int, int] = {}
-
-    def _chunk(self, delta: JSON, finish: str | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "finish_reason": finish}
-        return encode_data(self._envelope([choice]))
-
-    def _envelope(self, choices: list[JSON]) -> JSON:
-        return {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": choices,
-        }
-
-    def feed(self, event: SSEEvent) -> list[bytes]:
-        kind, obj = self._track(event)
-        if kind == "message_start":
-            msg = obj.get("message") or {}
-            self.id, self.model = str(msg.get("id", "")), str(msg.get("model", ""))
-            return [self._chunk({"role": "assistant", "content": ""})]
-        if kind == "content_block_start":
-            block = obj.get("content_block") or {}
-            if block.get("type") == "tool_use":
-                index = self.tools.setdefault(int(obj.get("index", 0)), len(self.tools))
-                call = {
-                    "index": index,
-                    "id": block.get("id", ""),
-                    "type": "function",
-                    "function": {"name": block.get("name", ""), "arguments": ""},
-                }
-                return [self._chunk({"tool_calls": [call]})]
-            if block.get("type") == "text" and block.get("text"):
-                return [self._chunk({"content": block["text"]})]
-        elif kind == "content_block_delta":
-            delta = obj.get("delta") or {}
-            if delta.get("type") == "text_delta":
-                return [self._chunk({"content": delta.get("text", "")})]
-            if delta.get("type") == "input_json_delta":
-                index = self.tools.get(int(obj.get("index", 0)), 0)
-                args = {"index": index, "function": {"arguments": delta.get("partial_json", "")}}
-                return [self._chunk({"tool_calls": [args]})]
-        elif kind == "message_delta":
-            reason = (obj.get("delta") or {}).get("stop_reason")
-            if reason:
-                self.finished = True
-                return [self._chunk({}, STOP_TO_FINISH.get(str(reason), "stop"))]
-        elif kind == "message_stop":
-            usage = {**self._envelope([]), "usage": usage_to_openai(self.usage)}
-            return [encode_data(usage), DONE]
-        return []
-
-    def finish(self) -> list[bytes]:
-        return []
-
-
-class OpenAIToAnthropic(StreamTranslator):
-    """OpenAI chunks to Anthropic message events; the closing events wait for usage."""
-
-    upstream: WireFormat = "openai"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.started = False
-        self.open: int | None = None
-        self.open_kind = ""
-        self.next_index = 0
-        self.tools: dict[int, int] = {}
-        self.stop_reason = "end_turn"
-        self.ended = False
-
-    def _start(self, obj: JSON) -> list[bytes]:
-        self.started = True
-        message = {
-            "id": obj.get("id", ""),
-            "type": "message",
-            "role": "assistant",
-            "content": [],
-            "model": obj.get("model", ""),
-            "stop_reason": None,
-            "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0},
-        }
-        return [encode_event("message_start", {"type": "message_start", "message": message})]
-
-    def _close(self) -> list[bytes]:
-        if self.open is None:
-            return []
-        stop = {"type": "content_block_stop", "index": self.open}
-        self.open, self.open_kind = None, ""
-        return [encode_event("content_block_stop", stop)]
-
-    def _open(self, block: JSON) -> list[bytes]:
-        out = self._close()
-        self.open, self.open_kind = self.next_index, str(block["type"])
-        self.next_index += 1
-        start = {"type": "content_block_start", "index": self.open, "content_block": block}
-        return [*out, encode_event("content_block_start", start)]
-
-    def _delta(self, index: int, delta: JSON) -> bytes:
-        return encode_event(
-            "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
-        )
-
-    def feed(self, event: SSEEvent) -> list[bytes]:
-        kind, obj = self._track(event)
-        if kind == DONE_DATA:
-            return self._end({})
-        out = [] if self.started else self._start(obj)
-        for choice in obj.get("choices") or []:
-            delta = choice.get("delta") or {}
-            if delta.get("content"):
-                if self.open_kind != "text":
-                    out += self._open({"type": "text", "text": ""})
-                text = {"type": "text_delta", "text": delta["content"]}
-                out.append(self._delta(self.next_index - 1, text))
-            for call in delta.get("tool_calls") or []:
-                fn = call.get("function") or {}
-                slot = int(call.get("index", 0))
-                if slot not in self.tools:
-                    block = {
-                        "type": "tool_use",
-                        "id": call.get("id", ""),
-                        "name": fn.get("name", ""),
-                    }
-                    out += self._open({**block, "input": {}})
-                    self.tools[slot] = self.next_index - 1
-                if fn.get("arguments"):
-                    partial = {"type": "input_json_delta", "partial_json": fn["arguments"]}
-                    out.append(self._delta(self.tools[slot], partial))
-            if choice.get("finish_reason"):
-                self.stop_reason = FINISH_TO_STOP.get(str(choice["finish_reason"]), "end_turn")
-        return out
-
-    def _end(self, obj: JSON) -> list[bytes]:
-        if self.ended:
-            return []
-        self.ended = self.complete = True
-        out = [] if self.started else self._start(obj)
-        out += self._close()
-        delta = {
-            "type": "message_delta",
-            "delta": {"stop_reason": self.stop_reason, "stop_sequence": None},
-            "usage": usage_to_anthropic(self.usage),
-        }
-        out.append(encode_event("message_delta", delta))
-        out.append(encode_event("message_stop", {"type": "message_stop"}))
-        return out
-
-    def finish(self) -> list[bytes]:
-        return self._end({}) if self.finished else []
+    The Responses form is an ``error`` event that also carries an ``error`` object, which is
+    what makes the OpenAI SDK raise rather than wait for a ``response.completed``.
+    """
+    if caller == "anthropic":
+        body = {"type": "error", "error": {"type": "api_error", "message": message}}
+        return encode_event("error", body)
+    error = {"message": message, "type": "api_error", "code": "server_error", "param": None}
+    if caller == "responses":
+        data = {"type": "error", "sequence_number": sequence, **error, "error": error}
+        return f"event: error\ndata: {json.dumps(data)}\n\n".encode()
+    return encode_data({"error": error})
 
 
 def make_translator(upstream: WireFormat, caller: WireFormat) -> StreamTranslator:
     """The translator for a provider speaking ``upstream`` and a caller speaking ``caller``."""
-    if upstream == caller:
-        same = StreamTranslator()
-        same.upstream = upstream
-        return same
-    return AnthropicToOpenAI() if upstream == "anthropic" else OpenAIToAnthropic()
+    return StreamTranslator(upstream, caller)

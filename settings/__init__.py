@@ -77,11 +77,14 @@ class RuncapSettings(BaseSettings):
         return cls(_secrets_dir=secrets_dir())
 
     def provider_configs(self) -> list[ProviderConfig]:
-        """``openai``/``anthropic`` when keyed, ``fake``/``fake-anthropic`` when a fake runs."""
+        """``openai`` (chat), ``openai-responses`` and ``anthropic`` when keyed; ``fake``,
+        ``fake-anthropic`` and ``fake-responses`` when a fake runs."""
         configs: list[ProviderConfig] = []
         if self.openai_api_key is not None:
+            key = self.openai_api_key
+            configs.append(ProviderConfig("openai", "openai", self.openai_base_url, key))
             configs.append(
-                ProviderConfig("openai", "openai", self.openai_base_url, self.openai_api_key)
+                ProviderConfig("openai-responses", "responses", self.openai_base_url, key)
             )
         if self.anthropic_api_key is not None:
             configs.append(
@@ -93,6 +96,7 @@ class RuncapSettings(BaseSettings):
             base = self.fake_provider_url.rstrip("/")
             configs.append(ProviderConfig("fake", "openai", f"{base}/v1"))
             configs.append(ProviderConfig("fake-anthropic", "anthropic", base))
+            configs.append(ProviderConfig("fake-responses", "responses", f"{base}/v1"))
         return configs
 
     def require_provider(self) -> None:

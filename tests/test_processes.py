@@ -13,7 +13,7 @@ import pytest
 
 from fake_provider import FakeProvider
 from tests.databases import sqlite_at_head
-from tests.waiting import eventually
+from tests.polling import eventually
 from worker.devserver import DevServer
 from worker.health import main as health_main
 

@@ -14,8 +14,8 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.alerts import AlertActivities
-from activities.direct import DirectCallActivities
 from activities.ledger import LedgerActivities
+from activities.model_call import ModelCallActivities
 from providers.base import Provider
 from workflows.agent_run import AgentRun
 from workflows.contracts import TASK_QUEUE
@@ -35,21 +35,23 @@ def build_worker(
     extra_workflows: Sequence[type] = (),
     extra_activities: Sequence[Callable[..., Any]] = (),
 ) -> Worker:
-    """The worker of runcap's own task queue: every workflow and the bookkeeping activities.
+    """The worker of runcap's own task queue: ``AgentRun``, its bookkeeping activities, and the
+    model-call activity of agents written as workflows.
 
     ``extra_*`` add an application's own workflows (the example agent in the demo and tests).
     """
     ledger = LedgerActivities(engine)
-    alerts = AlertActivities(http, alert_webhook_url)
-    direct = DirectCallActivities(providers)
+    alerts = AlertActivities(http, alert_webhook_url, engine)
+    model_calls = ModelCallActivities(providers)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[*WORKFLOWS, *extra_workflows],
         activities=[
             ledger.write_ledger,
+            ledger.recorded_calls,
             alerts.send_alert,
-            direct.complete_call,
+            model_calls.call_target,
             *extra_activities,
         ],
         max_concurrent_activities=max_concurrent_activities,

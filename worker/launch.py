@@ -88,7 +88,9 @@ def make_private(data_dir: Path) -> None:
     data_dir.chmod(PRIVATE_DIR)
 
 
-def child_env(settings: LaunchSettings, temporal_address: str, key: str) -> dict[str, str]:
+def child_env(
+    settings: LaunchSettings, temporal_address: str, key: str, temporal_ui: str | None = None
+) -> dict[str, str]:
     """The environment every child gets: ours plus the addresses and secrets of this launch."""
     env = {
         **os.environ,
@@ -99,6 +101,8 @@ def child_env(settings: LaunchSettings, temporal_address: str, key: str) -> dict
         "RUNCAP_API_HOST": settings.api_host,
         "RUNCAP_API_PORT": str(settings.api_port),
     }
+    if temporal_ui:
+        env["RUNCAP_TEMPORAL_UI_URL"] = temporal_ui  # the dashboard links each run there
     if uses_fake_provider(settings):
         env["RUNCAP_FAKE_PROVIDER_URL"] = f"http://127.0.0.1:{settings.fake_provider_port}"
     return env
@@ -183,6 +187,7 @@ def _banner(settings: LaunchSettings, server: DevServer, key_file: Path | None) 
     )
     return f"""
 runcap is running. Ctrl-C stops everything.
+  Dashboard    {api}/ui  (sign in with the admin key)
   Temporal UI  {server.ui_url}
   Temporal     {server.target}
   API          {api}
@@ -216,7 +221,7 @@ async def launch(settings: LaunchSettings) -> int:
     relays: list[asyncio.Task[None]] = []
     failure: str | None = None
     try:
-        env = child_env(settings, server.target, key)
+        env = child_env(settings, server.target, key, server.ui_url)
         print("migrating the database: python -m db upgrade", flush=True)
         await migrate(env)
         print(f"starting the Temporal dev server on {server.target}...", flush=True)

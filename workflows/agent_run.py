@@ -1,46 +1,51 @@
 """``AgentRun``: one agent task, one workflow, one budget.
 
-Calls arrive as ``call_model`` updates. Handlers interleave only at awaits, so the reservation
-taken synchronously at the top of a handler is atomic: a burst of 200 cannot slip past the cap.
-The main loop does the slow, batchable work off the call path: ledger rows, alerts, search
-attributes. It closes the run when idle and continues as new when Temporal suggests it.
+A call costs the run one update (``reserve``). The handler has no await, so the reservation is
+atomic among interleaved handlers: a burst of 200 cannot slip past the cap. The caller walks the
+chain in its own process and reports how its calls ended in batches (``settle``), which double as
+its heartbeat. A caller silent too long has its open calls settled at their reservations, as
+``unknown``: the provider may have done the work, so the cap must cover it.
+The main loop does the slow, batchable work off the call path: ledger rows the caller could not
+write, alerts, search attributes. It closes the run when idle and continues as new when told.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.alerts import AlertActivities
+    from activities.ledger import LedgerActivities
     from workflows import errors
-    from workflows.budget import Budget, BudgetExceeded
-    from workflows.chain import ATTEMPT_RETRY, budget_error, call_with_budget, check_call
+    from workflows.budget import Budget, BudgetExceeded, settled_cost
+    from workflows.calls import budget_error, check_call, ledger_row
     from workflows.contracts import (
         Alert,
-        AttemptInput,
-        AttemptOutcome,
-        CallRequest,
         CallResult,
+        Grant,
         LedgerBatch,
-        LedgerRow,
+        OpenCall,
+        RecordedCall,
+        ReserveRequest,
         Revoke,
         RunInput,
         RunSpend,
         RunState,
         RunStatus,
+        SettleAck,
+        SettleBatch,
+        Settlement,
         TopUp,
+        Usage,
     )
     from workflows.visibility import memo, search_attribute_updates
 
-ATTEMPT_START_TIMEOUT = timedelta(seconds=10)
-"""No caller picked the attempt up in this time: the caller is gone."""
-ATTEMPT_TIMEOUT = timedelta(minutes=10)
-ATTEMPT_HEARTBEAT = timedelta(seconds=30)
 FLUSH_PAUSE = timedelta(seconds=1)
 """Coalesces search-attribute upserts and ledger writes: at most one flush per pause."""
 KEPT_RESULTS = 256
@@ -49,6 +54,8 @@ BOOKKEEPING_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=10,
 )
+UNKNOWN_OUTCOME = "the caller stopped reporting; billed at its reservation"
+LOOKUP_RETRY = RetryPolicy(maximum_attempts=3, maximum_interval=timedelta(seconds=2))
 
 
 @workflow.defn(sandboxed=False)
@@ -62,54 +69,58 @@ class AgentRun:
         self.budget = Budget(self.state)
         self.draining = False
         self.dirty = True
-        self.in_flight = 0
         self.last_call_at = workflow.now()
         self.flush_lock = asyncio.Lock()
 
     # ---- calls -------------------------------------------------------------------------
 
     @workflow.update
-    async def call_model(self, req: CallRequest) -> CallResult:
-        """Reserve, attempt the chain, settle. A repeated call id answers with its first result."""
-        done = self.state.results.get(req.call_id)
-        if done is not None:
-            return done
-        self._admit(req)
-        self.in_flight += 1
-        self.last_call_at = workflow.now()
-        try:
-            result = await call_with_budget(
-                self.budget,
-                req,
-                lambda attempt: self._attempt(req, attempt),
-                run_id=self.run_input.run_id,
-                key_id=self.run_input.key_id,
-                min_output_tokens=self.run_input.min_output_tokens,
-                record=self._record,
-            )
-        except ApplicationError as err:
-            if err.type == errors.BUDGET_EXCEEDED:
-                self._refused()
-            elif err.type != errors.BAD_CALL:
-                self.state.failed_calls += 1
-            raise
-        finally:
-            self.in_flight -= 1
-            self.last_call_at = workflow.now()
-        self._remember(result)
-        self._check_thresholds()
-        return result
+    def reserve(self, req: ReserveRequest) -> Grant:
+        """Hold the call's worst case and say which targets it may try; no await, so atomic.
 
-    @call_model.validator
-    def _validate_call(self, req: CallRequest) -> None:
+        A repeated call id gets its open grant again, or its settled result.
+        """
+        done = self.state.results.get(req.call_id)
+        if done is not None and done.status != "failed":
+            return self._grant(req.call_id, self.state.open_calls.get(req.call_id), done)
+        held = self.state.open_calls.get(req.call_id)
+        if held is not None:
+            return self._grant(req.call_id, held)
+        self._admit(req)
+        now = workflow.now()
+        try:
+            plan = self.budget.plan(
+                req.chain, req.input_tokens, req.max_tokens, self.run_input.min_output_tokens
+            )
+            about = OpenCall(
+                caller_id=req.caller_id,
+                reserved_micros=plan.reserved_micros,
+                max_tokens=plan.max_tokens,
+                chain=req.chain,
+                tags=req.tags,
+                requested_model=req.requested_model,
+                started_at=now.isoformat(),
+                deadline=(now + timedelta(seconds=self.run_input.call_timeout_seconds)).isoformat(),
+            )
+            held = self.budget.reserve(req.call_id, plan, about)
+        except BudgetExceeded as exc:
+            self._refused()
+            raise budget_error(exc) from None
+        self.state.results.pop(req.call_id, None)  # a failed call id tried again
+        self.state.callers[req.caller_id] = now.isoformat()
+        self.last_call_at = now
+        return self._grant(req.call_id, held)
+
+    @reserve.validator
+    def _validate_reserve(self, req: ReserveRequest) -> None:
         """Reject early, outside history: closed run, bad call, or a run that cannot pay."""
-        if req.call_id in self.state.results:
+        if req.call_id in self.state.open_calls or req.call_id in self.state.results:
             return
         if self.state.budget_micros <= 0:
             raise ApplicationError("the run's budget must be positive", type=errors.BAD_CALL)
         self._admit(req, validating=True)
 
-    def _admit(self, req: CallRequest, *, validating: bool = False) -> None:
+    def _admit(self, req: ReserveRequest, *, validating: bool = False) -> None:
         if self.state.status != "open":
             raise ApplicationError(
                 f"run {self.run_input.run_id} is {self.state.status}",
@@ -118,9 +129,9 @@ class AgentRun:
             )
         if self.draining:
             raise ApplicationError("run is continuing as new; retry", type=errors.RUN_DRAINING)
-        check_call(req)
+        check_call(req.call_id, req.chain, req.input_tokens, req.max_tokens)
         limit = self.run_input.max_parallel_calls
-        if limit and self.in_flight >= limit:
+        if limit and len(self.state.open_calls) >= limit:
             raise ApplicationError(
                 f"run already has {limit} calls in flight", type=errors.TOO_MANY_CALLS
             )
@@ -131,24 +142,131 @@ class AgentRun:
                     req.chain, req.input_tokens, req.max_tokens, self.run_input.min_output_tokens
                 )
             except BudgetExceeded as exc:
-                raise budget_error(self.budget, exc) from None
+                raise budget_error(exc) from None
 
-    async def _attempt(self, req: CallRequest, attempt: AttemptInput) -> AttemptOutcome:
-        outcome: AttemptOutcome = await workflow.execute_activity(
-            "attempt_call",
-            attempt,
-            task_queue=req.task_queue,
-            schedule_to_start_timeout=ATTEMPT_START_TIMEOUT,
-            start_to_close_timeout=ATTEMPT_TIMEOUT,
-            heartbeat_timeout=ATTEMPT_HEARTBEAT,
-            retry_policy=ATTEMPT_RETRY,
-            result_type=AttemptOutcome,
+    def _grant(self, call_id: str, held: OpenCall | None, done: CallResult | None = None) -> Grant:
+        return Grant(
+            call_id=call_id,
+            chain=held.chain if held else [],
+            max_tokens=held.max_tokens if held else 0,
+            reserved_micros=held.reserved_micros if held else 0,
+            deadline=held.deadline if held else "",
+            budget_micros=self.state.budget_micros,
+            spent_micros=self.state.spent_micros,
+            remaining_micros=max(self.budget.remaining_micros, 0),
+            settled=done,
         )
-        return outcome
 
-    def _record(self, row: LedgerRow) -> None:
-        self.state.pending_ledger.append(row)
+    @workflow.update
+    def settle(self, batch: SettleBatch) -> SettleAck:
+        """Turn each finished call's reservation into spend; an empty batch is a heartbeat.
+
+        A call id that is not open (settled before, or already expired) is ignored: no call is
+        ever charged twice.
+        """
+        for settlement in batch.settlements:
+            self._settle_one(settlement)
+        callers = self.state.callers
+        if any(c.caller_id == batch.caller_id for c in self.state.open_calls.values()):
+            callers[batch.caller_id] = workflow.now().isoformat()
+        else:
+            callers.pop(batch.caller_id, None)
+        if batch.settlements:
+            self.last_call_at = workflow.now()
+        return SettleAck(
+            status=self.state.status,
+            budget_micros=self.state.budget_micros,
+            spent_micros=self.state.spent_micros,
+            reserved_micros=self.budget.reserved_micros,
+        )
+
+    def _settle_one(self, s: Settlement) -> None:
+        held = self.state.open_calls.get(s.call_id)
+        if held is None:
+            return
+        if s.status == "failed":
+            self.budget.release(s.call_id)
+            self.state.failed_calls += 1
+            cost = 0
+        else:
+            price = (s.target or held.chain[0]).price
+            cost = settled_cost(s.status, price, s.usage, s.usage_known, held.reserved_micros)
+            model = s.target.model if s.target else held.requested_model
+            self.budget.settle(s.call_id, cost, s.usage, held.tags, model)
+        self._remember(
+            CallResult(
+                call_id=s.call_id,
+                status=s.status,
+                cost_micros=cost,
+                budget_micros=self.state.budget_micros,
+                spent_micros=self.state.spent_micros,
+                remaining_micros=max(self.budget.remaining_micros, 0),
+                max_tokens=held.max_tokens,
+                target=s.target,
+                usage=s.usage,
+                attempts=s.attempts,
+                error=s.error,
+            )
+        )
+        if not s.ledger_written:
+            row = ledger_row(self.run_input.run_id, self.run_input.key_id, s.call_id, held, s, cost)
+            self.state.pending_ledger.append(row)
         self.dirty = True
+        self._check_thresholds()
+
+    async def _expire_silent_callers(self) -> None:
+        """Settle the calls of callers silent past their timeout, and calls past their deadline.
+
+        A caller writes a call's ledger row before answering, so a caller that died after
+        answering left its call's real usage there: such a call settles as recorded. Every
+        other expired call settles at its reservation, as ``unknown``: never as free.
+        """
+        now = workflow.now()
+        silence = timedelta(seconds=self.run_input.caller_timeout_seconds)
+        expired = [
+            call_id
+            for call_id, held in self.state.open_calls.items()
+            if now - _at(self.state.callers.get(held.caller_id, held.started_at)) >= silence
+            or now >= _at(held.deadline)
+        ]
+        if expired:
+            recorded = await self._recorded(expired)
+            for call_id in expired:
+                held = self.state.open_calls.get(call_id)
+                if held is not None:  # a late settle may have landed meanwhile
+                    self._settle_one(_as_settlement(call_id, held, recorded.get(call_id)))
+        live = {held.caller_id for held in self.state.open_calls.values()}
+        for caller_id in [c for c in self.state.callers if c not in live]:
+            del self.state.callers[caller_id]
+
+    async def _recorded(self, call_ids: list[str]) -> dict[str, RecordedCall]:
+        try:
+            found = await workflow.execute_activity_method(
+                LedgerActivities.recorded_calls,
+                call_ids,
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=LOOKUP_RETRY,
+            )
+        except Exception:
+            workflow.logger.warning(
+                "ledger look-up failed; settling at reservations", exc_info=True
+            )
+            return {}
+        return {call.call_id: call for call in found}
+
+    def _next_expiry(self) -> timedelta | None:
+        """How long until some open call must be expired, if any is open."""
+        if not self.state.open_calls:
+            return None
+        silence = timedelta(seconds=self.run_input.caller_timeout_seconds)
+        soonest = min(
+            min(
+                _at(self.state.callers.get(held.caller_id, held.started_at)) + silence,
+                _at(held.deadline),
+            )
+            for held in self.state.open_calls.values()
+        )
+        return max(soonest - workflow.now(), timedelta(0))
 
     def _remember(self, result: CallResult) -> None:
         results = self.state.results
@@ -181,7 +299,7 @@ class AgentRun:
 
     @workflow.update
     async def close(self) -> RunSpend:
-        """No new calls; calls in flight finish; the run then completes."""
+        """No new calls; calls in flight settle; the run then completes."""
         self._set_status("closed")
         return self.spend()
 
@@ -228,33 +346,30 @@ class AgentRun:
 
     @workflow.run
     async def run(self, run: RunInput) -> RunSpend:
-        """Flush bookkeeping while the run is open; close on idle; continue as new when told."""
+        """Flush bookkeeping; expire silent callers; close on idle; continue as new when told.
+
+        A closed run completes once its open calls have settled or expired.
+        """
         if self.state.budget_micros <= 0:
             raise ApplicationError(
                 f"budget must be positive, got {self.state.budget_micros} micro-USD",
                 type=errors.BAD_CALL,
                 non_retryable=True,
             )
-        while self.state.status == "open":
-            if workflow.info().is_continue_as_new_suggested():
+        while self.state.status == "open" or self.state.open_calls:
+            if self.state.status == "open" and workflow.info().is_continue_as_new_suggested():
                 await self._drain()
                 workflow.continue_as_new(
                     RunInput(**{**run.__dict__, "state": self.state, "spent_before_micros": 0})
                 )
-            try:
-                await workflow.wait_condition(
-                    lambda: (
-                        self._has_bookkeeping()
-                        or self.state.status != "open"
-                        or workflow.info().is_continue_as_new_suggested()
-                    ),
-                    timeout=max(self._idle_left(), timedelta(seconds=1)),
-                )
-            except TimeoutError:
-                if self.in_flight == 0 and self._idle_left() <= timedelta(0):
-                    self._set_status("expired")
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(self._should_wake, timeout=self._next_wake())
+            await self._expire_silent_callers()
+            if self._idle_left() <= timedelta(0) and not self.state.open_calls:
+                self._set_status("expired")
+            if not self._has_bookkeeping():
                 continue
-            # Let a burst of calls settle first: one flush then covers all of them, and the
+            # Let a burst of settles land first: one flush then covers all of them, and the
             # workflow tasks it costs stay off the calls' own path.
             with contextlib.suppress(TimeoutError):  # a close ends the pause early
                 await workflow.wait_condition(
@@ -267,6 +382,20 @@ class AgentRun:
             await self._flush()
         await self._drain()
         return self.spend()
+
+    def _should_wake(self) -> bool:
+        return (
+            self._has_bookkeeping()
+            or (self.state.status != "open" and not self.state.open_calls)
+            or (self.state.status == "open" and workflow.info().is_continue_as_new_suggested())
+        )
+
+    def _next_wake(self) -> timedelta:
+        wake = self._idle_left()
+        expiry = self._next_expiry()
+        if expiry is not None:
+            wake = min(wake, expiry)
+        return max(wake, timedelta(seconds=1))
 
     def _idle_left(self) -> timedelta:
         idle = timedelta(seconds=self.run_input.idle_timeout_seconds)
@@ -288,10 +417,9 @@ class AgentRun:
             alerts, self.state.pending_alerts = self.state.pending_alerts, []
             if rows:
                 try:
-                    await workflow.execute_activity(
-                        "write_ledger",
+                    await workflow.execute_activity_method(
+                        LedgerActivities.write_ledger,
                         LedgerBatch(rows),
-                        task_queue=workflow.info().task_queue,
                         start_to_close_timeout=timedelta(seconds=30),
                         retry_policy=BOOKKEEPING_RETRY,
                     )
@@ -301,10 +429,9 @@ class AgentRun:
                     workflow.logger.warning("ledger write failed; will retry", exc_info=True)
             for alert in alerts:
                 try:
-                    await workflow.execute_activity(
-                        "send_alert",
+                    await workflow.execute_activity_method(
+                        AlertActivities.send_alert,
                         alert,
-                        task_queue=workflow.info().task_queue,
                         start_to_close_timeout=timedelta(seconds=15),
                         retry_policy=BOOKKEEPING_RETRY,
                     )
@@ -317,3 +444,29 @@ class AgentRun:
         self.dirty = False
         workflow.upsert_search_attributes(search_attribute_updates(self.run_input, self.state))
         workflow.upsert_memo(memo(self.state))
+
+
+def _at(iso: str) -> datetime:
+    return datetime.fromisoformat(iso)
+
+
+def _as_settlement(call_id: str, held: OpenCall, recorded: RecordedCall | None) -> Settlement:
+    """How an expired call settles: as its caller recorded it, else ``unknown``."""
+    if recorded is None:
+        target = held.chain[0] if held.chain else None
+        return Settlement(call_id, "unknown", target=target, error=UNKNOWN_OUTCOME)
+    target = next(
+        (t for t in held.chain if (t.provider, t.model) == (recorded.provider, recorded.model)),
+        None,
+    )
+    return Settlement(
+        call_id,
+        recorded.status,
+        target=target,
+        usage=recorded.usage,
+        usage_known=recorded.usage != Usage(),
+        attempts=recorded.attempts,
+        latency_ms=recorded.latency_ms,
+        error=recorded.error,
+        ledger_written=True,
+    )

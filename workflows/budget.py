@@ -17,7 +17,10 @@ from typing import Any
 
 from workflows.contracts import (
     TOKENS_PER_PRICE_UNIT,
+    CallStatus,
+    OpenCall,
     Price,
+    Refusal,
     RunSpend,
     RunState,
     StepSpend,
@@ -32,20 +35,28 @@ NO_STEP = "(none)"
 def estimate_input_tokens(body: Mapping[str, Any]) -> int:
     """An upper bound of a prompt's tokens: a token is at least one byte of text, and JSON adds
     more bytes than a chat template adds tokens, so the UTF-8 size of the prompt parts bounds it."""
-    parts = {k: body[k] for k in ("messages", "system", "tools", "tool_choice") if k in body}
+    prompt = ("messages", "system", "input", "instructions", "tools", "tool_choice")
+    parts = {k: body[k] for k in prompt if k in body}
     return len(json.dumps(parts, ensure_ascii=False).encode())
 
 
 class BudgetExceeded(Exception):
     """The remaining budget cannot pay for even the smallest useful answer."""
 
-    def __init__(self, needed_micros: int, remaining_micros: int) -> None:
+    def __init__(self, refusal: Refusal) -> None:
         super().__init__(
-            f"budget exhausted: this call needs at least {needed_micros} micro-USD, "
-            f"{remaining_micros} remain"
+            f"budget exhausted: this call needs at least {refusal.needed_micros} micro-USD, "
+            f"{refusal.remaining_micros} remain"
         )
-        self.needed_micros = needed_micros
-        self.remaining_micros = remaining_micros
+        self.refusal = refusal
+
+    @property
+    def needed_micros(self) -> int:
+        return self.refusal.needed_micros
+
+    @property
+    def remaining_micros(self) -> int:
+        return self.refusal.remaining_micros
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -100,6 +111,26 @@ class Plan:
     reserved_micros: int
 
 
+def settled_cost(status: CallStatus, price: Price, usage: Usage, known: bool, held: int) -> int:
+    """What a finished call is billed; the run and its caller both price it with this.
+
+    - ``ok`` with the provider's usage: that usage at the price (above ``held`` is an overrun);
+      with no usage, or a $0 reading, the reservation: there are no free calls.
+    - ``cancelled`` (the client left) and ``broken`` (the provider's stream broke): the caller's
+      bound of what was received, never more than the reservation.
+    - ``unknown`` (the caller went silent): the reservation, as the provider may have done it all.
+    - ``failed``: nothing.
+    """
+    if status == "failed":
+        return 0
+    if status == "unknown":
+        return held
+    cost = cost_micros(price, usage)
+    if status in ("cancelled", "broken"):
+        return min(cost, held)
+    return cost if known and cost > 0 else held
+
+
 def _bump(table: dict[str, StepSpend], key: str, cost: int, usage: Usage) -> None:
     row = table.setdefault(key, StepSpend())
     row.calls += 1
@@ -117,15 +148,14 @@ def step_of(tags: Iterable[str]) -> str:
 
 
 class Budget:
-    """The run's money: settled spend lives in ``RunState``; reservations live here."""
+    """The run's money: settled spend and open reservations, both in ``RunState``."""
 
-    def __init__(self, state: RunState, reservations: dict[str, int] | None = None) -> None:
+    def __init__(self, state: RunState) -> None:
         self.state = state
-        self.reservations: dict[str, int] = dict(reservations or {})
 
     @property
     def reserved_micros(self) -> int:
-        return sum(self.reservations.values())
+        return sum(call.reserved_micros for call in self.state.open_calls.values())
 
     @property
     def remaining_micros(self) -> int:
@@ -139,32 +169,80 @@ class Budget:
         floor = min(max_tokens, min_output_tokens)
         fits = affordable_max_tokens(chain, input_tokens, remaining)
         if fits < floor or remaining <= 0:
-            needed = reservation_micros(chain, input_tokens, floor)
-            raise BudgetExceeded(needed, max(remaining, 0))
+            raise BudgetExceeded(self.refusal(chain, input_tokens, max_tokens, floor))
         granted = min(max_tokens, fits)
         return Plan(granted, reservation_micros(chain, input_tokens, granted))
 
-    def reserve(self, call_id: str, plan: Plan) -> None:
-        """Hold ``plan.reserved_micros``; raises if that would pass the cap."""
-        if call_id in self.reservations:
+    def refusal(
+        self, chain: Sequence[Target], input_tokens: int, max_tokens: int, floor: int
+    ) -> Refusal:
+        """The figures a refused call is told: what it needs, what the run has, what would fit."""
+        state = self.state
+        return Refusal(
+            budget_micros=state.budget_micros,
+            spent_micros=state.spent_micros,
+            reserved_micros=self.reserved_micros,
+            remaining_micros=max(self.remaining_micros, 0),
+            needed_micros=reservation_micros(chain, input_tokens, floor),
+            requested_micros=reservation_micros(chain, input_tokens, max_tokens),
+            input_tokens=input_tokens,
+            max_tokens=max_tokens,
+            min_output_tokens=floor,
+            max_tokens_that_fit_budget=max(
+                affordable_max_tokens(chain, input_tokens, state.budget_micros), 0
+            ),
+        )
+
+    def reserve(self, call_id: str, plan: Plan, about: OpenCall | None = None) -> OpenCall:
+        """Hold ``plan.reserved_micros`` for ``call_id``; raises if that would pass the cap.
+
+        ``about`` describes the call (caller, chain, tags, deadline) for the run's records.
+        """
+        if call_id in self.state.open_calls:
             raise ValueError(f"call {call_id} already holds a reservation")
         if plan.reserved_micros > self.remaining_micros:
-            raise BudgetExceeded(plan.reserved_micros, max(self.remaining_micros, 0))
-        self.reservations[call_id] = plan.reserved_micros
+            raise BudgetExceeded(
+                Refusal(
+                    budget_micros=self.state.budget_micros,
+                    spent_micros=self.state.spent_micros,
+                    reserved_micros=self.reserved_micros,
+                    remaining_micros=max(self.remaining_micros, 0),
+                    needed_micros=plan.reserved_micros,
+                    requested_micros=plan.reserved_micros,
+                    max_tokens=plan.max_tokens,
+                )
+            )
+        held = OpenCall(
+            caller_id=about.caller_id if about else "",
+            reserved_micros=plan.reserved_micros,
+            max_tokens=plan.max_tokens,
+            chain=list(about.chain) if about else [],
+            tags=list(about.tags) if about else [],
+            requested_model=about.requested_model if about else "",
+            started_at=about.started_at if about else "",
+            deadline=about.deadline if about else "",
+        )
+        self.state.open_calls[call_id] = held
+        return held
 
-    def release(self, call_id: str) -> int:
-        """Give a reservation back unspent (failed call, caller gone)."""
-        return self.reservations.pop(call_id, 0)
+    def held(self, call_id: str) -> int:
+        """The reservation of an open call (0 when it has none)."""
+        call = self.state.open_calls.get(call_id)
+        return call.reserved_micros if call else 0
+
+    def release(self, call_id: str) -> OpenCall | None:
+        """Give a reservation back unspent (the call failed before any provider work)."""
+        return self.state.open_calls.pop(call_id, None)
 
     def settle(self, call_id: str, cost: int, usage: Usage, tags: Sequence[str], model: str) -> int:
         """Turn a reservation into spend. Returns the overrun (0 when the cap held)."""
-        held = self.reservations.pop(call_id, 0)
+        held = self.state.open_calls.pop(call_id, None)
         state = self.state
         state.spent_micros += cost
         state.calls += 1
         _bump(state.by_step, step_of(tags), cost, usage)
         _bump(state.by_model, model, cost, usage)
-        overrun = max(0, cost - held)
+        overrun = max(0, cost - (held.reserved_micros if held else 0))
         if overrun:
             state.overruns += 1
             state.overrun_micros += overrun
@@ -186,6 +264,7 @@ class Budget:
             overrun_micros=state.overrun_micros,
             by_step=state.by_step,
             by_model=state.by_model,
+            open_calls={cid: c.reserved_micros for cid, c in state.open_calls.items()},
         )
 
     def crossed_thresholds(self) -> list[int]:

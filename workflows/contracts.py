@@ -1,11 +1,11 @@
 """The dataclasses that cross the workflow boundary: one light module both sides import.
 
 Everything here is plain data (no temporalio, no I/O) so the api, the worker, the caller-side
-helper and the workflows agree on one shape. Money is integer micro-dollars; prices are
+helper and the workflows agree on one shape. No ``from __future__ import annotations`` and no
+forward references: Temporal's converter then reads real types, even inside a workflow sandbox
+that never imported this module by name. Money is integer micro-dollars; prices are
 micro-dollars per million tokens, so a cost is ``tokens * price / 1_000_000`` rounded up.
 """
-
-from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
@@ -16,8 +16,12 @@ TOKENS_PER_PRICE_UNIT = 1_000_000
 TASK_QUEUE = "runcap"
 """The worker's own task queue: workflows and the server-side activities (ledger, alerts)."""
 
-WireFormat = Literal["openai", "anthropic"]
-CallStatus = Literal["ok", "failed"]
+WireFormat = Literal["openai", "anthropic", "responses"]
+"""``openai`` is chat completions; ``responses`` is the OpenAI Responses API."""
+CallStatus = Literal["ok", "failed", "cancelled", "broken", "unknown"]
+"""``cancelled``: the client left mid-call; ``broken``: the provider's stream broke after bytes
+reached the client. Both are billed what was received. ``unknown``: the caller went silent, so
+the call is billed at its reservation (the provider may have done the work)."""
 RunStatus = Literal["open", "closed", "revoked", "expired"]
 """``expired``: closed after the idle timeout; a later call reopens the run with its spend."""
 
@@ -57,57 +61,55 @@ class Usage:
 
 
 @dataclass
-class RunInput:
-    """Start an ``AgentRun``. ``state`` is set only when a run continues as new."""
-
-    run_id: str
-    budget_micros: int
-    key_id: str = ""
-    agent: str = ""
-    task_id: str = ""
-    tags: list[str] = field(default_factory=list)
-    idle_timeout_seconds: int = 3600
-    min_output_tokens: int = 16
-    max_parallel_calls: int = 0
-    spent_before_micros: int = 0
-    """Spend carried over from an earlier run with the same id (a key's task that went idle)."""
-    reopen: bool = False
-    """Set by the caller when it restarts an expired run; a first start never replaces a run."""
-    state: RunState | None = None
-
-
-@dataclass
-class CallRequest:
-    """One model call, as the workflow sees it: no prompt, no answer, only what budget needs."""
+class ReserveRequest:
+    """One model call, as the run sees it: no prompt, no answer, only what budget needs."""
 
     call_id: str
+    caller_id: str
+    """The caller instance that will walk the chain and settle the call (its heartbeat owner)."""
     chain: list[Target]
     input_tokens: int
     """An upper bound of the prompt's tokens (the caller over-estimates)."""
     max_tokens: int
-    task_queue: str
-    """The caller's own task queue, where the body lives and the attempt activity runs."""
     requested_model: str = ""
     tags: list[str] = field(default_factory=list)
     stream: bool = False
 
 
 @dataclass
-class AttemptInput:
-    """What the caller-side attempt activity needs to send one call to one target."""
+class OpenCall:
+    """A reservation held by a call in flight; part of ``RunState`` so it survives
+    continue-as-new while its caller is still working."""
 
-    call_id: str
-    target: Target
+    caller_id: str
+    reserved_micros: int
     max_tokens: int
+    chain: list[Target]
+    tags: list[str]
+    requested_model: str
+    started_at: str
+    deadline: str
+    """ISO-8601: settled at its reservation (outcome ``unknown``) if still open then."""
 
 
 @dataclass
-class AttemptOutcome:
-    """What one successful attempt reported. ``usage_known`` is false when a stream broke."""
+class Refusal:
+    """Why a call was refused for budget, in figures the caller can act on."""
 
-    usage: Usage
-    usage_known: bool = True
-    status_code: int = 200
+    budget_micros: int
+    spent_micros: int
+    reserved_micros: int
+    """Held by the run's other calls in flight."""
+    remaining_micros: int
+    needed_micros: int
+    """The least this call could hold: its input bound and the smallest useful output."""
+    requested_micros: int = 0
+    """What it would hold with the ``max_tokens`` it asked for."""
+    input_tokens: int = 0
+    max_tokens: int = 0
+    min_output_tokens: int = 0
+    max_tokens_that_fit_budget: int = 0
+    """With nothing spent or held, the largest ``max_tokens`` the whole budget affords."""
 
 
 @dataclass
@@ -139,6 +141,59 @@ class CallResult:
 
 
 @dataclass
+class Grant:
+    """The run's yes: what the caller may spend on this call, and until when."""
+
+    call_id: str
+    chain: list[Target]
+    max_tokens: int
+    reserved_micros: int
+    deadline: str
+    budget_micros: int
+    spent_micros: int
+    remaining_micros: int
+    """What the run has left with this reservation held."""
+    settled: CallResult | None = None
+    """Set when this call id already settled: the caller must not call the provider again."""
+
+
+@dataclass
+class Settlement:
+    """How one call ended, as its caller reports it to the run.
+
+    The run prices it itself (``workflows.budget.settled_cost``), so the caller's figure and the
+    run's cannot differ. ``ledger_written`` says the caller already wrote the ledger row.
+    """
+
+    call_id: str
+    status: CallStatus
+    target: Target | None = None
+    usage: Usage = field(default_factory=Usage)
+    usage_known: bool = True
+    """False when the usage is the caller's bound (a cut stream), not the provider's report."""
+    attempts: list[Attempt] = field(default_factory=list)
+    latency_ms: int = 0
+    error: str = ""
+    ledger_written: bool = False
+
+
+@dataclass
+class SettleBatch:
+    """Every call one caller finished since its last batch; an empty batch is a heartbeat."""
+
+    caller_id: str
+    settlements: list[Settlement] = field(default_factory=list)
+
+
+@dataclass
+class SettleAck:
+    status: RunStatus
+    budget_micros: int
+    spent_micros: int
+    reserved_micros: int
+
+
+@dataclass
 class LedgerRow:
     """One settled call, as the ledger activity writes it (upsert on ``call_id``)."""
 
@@ -161,21 +216,48 @@ class LedgerRow:
 
 
 @dataclass
+class RecordedCall:
+    """How a call ended, as its caller recorded it in the ledger before answering: the run's
+    evidence for a call whose settlement never arrived (its caller died after answering)."""
+
+    call_id: str
+    status: CallStatus
+    provider: str
+    model: str
+    usage: Usage
+    attempts: list[Attempt]
+    latency_ms: int
+    error: str = ""
+
+
+@dataclass
 class LedgerBatch:
     rows: list[LedgerRow]
 
 
 @dataclass
 class Alert:
-    """A budget threshold crossed (50, 80, 100) or a call refused for budget (0)."""
+    """Something worth paging for, about a run or about a key's period budget.
+
+    ``kind``: ``threshold`` (50/80/100 % of the budget crossed), ``refused`` (a call refused
+    for budget), ``overrun`` (a provider billed past its reservation), ``loop`` (a run sent the
+    same request too often). ``scope``: the run's own budget, or the key's ``day``/``month``.
+    ``event_id`` names the event itself, so a receiver (and the sender) can tell a repeat.
+    """
 
     run_id: str
     key_id: str
-    kind: Literal["threshold", "refused"]
+    kind: Literal["threshold", "refused", "overrun", "loop"]
     threshold_percent: int
     budget_micros: int
     spent_micros: int
     at: str
+    scope: Literal["run", "day", "month"] = "run"
+    period: str = ""
+    """The period the alert is about (``2026-11-28``, ``2026-11``), for day and month scopes."""
+    event_id: str = ""
+    detail: str = ""
+    """A sentence for a human: what happened and what to do."""
 
 
 @dataclass
@@ -212,6 +294,8 @@ class RunSpend:
     overrun_micros: int
     by_step: dict[str, StepSpend]
     by_model: dict[str, StepSpend]
+    open_calls: dict[str, int] = field(default_factory=dict)
+    """Reserved micro-dollars by call id: the calls still in flight."""
 
 
 @dataclass
@@ -229,10 +313,39 @@ class RunState:
     status: RunStatus = "open"
     alerted_thresholds: list[int] = field(default_factory=list)
     refused_alerted: bool = False
+    open_calls: dict[str, OpenCall] = field(default_factory=dict)
+    """Reservations of calls in flight, by call id."""
+    callers: dict[str, str] = field(default_factory=dict)
+    """When each caller holding open calls was last heard from (ISO-8601)."""
     results: dict[str, CallResult] = field(default_factory=dict)
-    """Finished calls by id, so a retried update answers with the first result."""
+    """Finished calls by id, so a repeated reserve or settle of one call id is a no-op."""
     pending_ledger: list[LedgerRow] = field(default_factory=list)
     pending_alerts: list[Alert] = field(default_factory=list)
+
+
+@dataclass
+class RunInput:
+    """Start an ``AgentRun``. ``state`` is set only when a run continues as new."""
+
+    run_id: str
+    budget_micros: int
+    key_id: str = ""
+    agent: str = ""
+    task_id: str = ""
+    tags: list[str] = field(default_factory=list)
+    idle_timeout_seconds: int = 3600
+    min_output_tokens: int = 16
+    max_parallel_calls: int = 0
+    spent_before_micros: int = 0
+    """Spend carried over from an earlier run with the same id (a key's task that went idle)."""
+    reopen: bool = False
+    """Set by the caller when it restarts an expired run; a first start never replaces a run."""
+    caller_timeout_seconds: int = 30
+    """A caller silent this long (no settle, no heartbeat) has its open calls settled as
+    ``unknown`` at their reservations."""
+    call_timeout_seconds: int = 900
+    """The deadline of every grant: no call holds money longer, whatever its caller says."""
+    state: RunState | None = None
 
 
 def workflow_id(run_id: str) -> str:

@@ -1,21 +1,28 @@
-"""The failure types a call can end with, as ``ApplicationError.type`` strings.
+"""How a call can fail: the kinds, and the one dataclass that carries a failure everywhere.
 
-Workflow, activities and callers agree on these names; the api maps them to HTTP errors.
+Workflows, activities, the caller and the api agree on these names; the api maps each kind to one
+HTTP error. A failure crosses every boundary (activity to workflow, workflow to caller, caller to
+api) as ``Failure``, never as positional details, so a provider's status or usage is not lost.
 
-    CallFailure (ApplicationError.type)
-    ├── BudgetExceeded     the run cannot afford the call (details: budget, spent, remaining)
-    ├── RunNotOpen         the run was closed or revoked
-    ├── RunDraining        the run is continuing as new; retry, the new run takes the call
-    ├── TooManyCalls       the run already has its maximum of parallel calls in flight
-    ├── BadCall            the request itself is wrong (empty chain, absurd max_tokens...)
-    ├── ProviderRejected   a provider answered 4xx: not retried, not billed (details: status)
+    Failure.kind
+    ├── BudgetExceeded       the run cannot afford the call (``refusal`` has the figures)
+    ├── RunNotOpen           the run was closed, revoked or expired
+    ├── RunDraining          the run is continuing as new; retry, the new run takes the call
+    ├── TooManyCalls         the run already has its maximum of parallel calls in flight
+    ├── BadCall              the request itself is wrong (empty chain, absurd max_tokens...)
+    ├── ProviderRejected     a provider refused the request (4xx): final, not billed
     ├── ProviderUnavailable  408/429/5xx/529/timeout: retried briefly, then the next target
-    ├── AllTargetsFailed   every target of the chain failed (details: the attempts)
-    ├── CallerGone         the caller that holds the body is no longer there
+    ├── AllTargetsFailed     every target of the chain failed (``attempts`` says how)
+    ├── CallerGone           the caller that holds the body is no longer there
+    ├── StreamBroken         the provider's stream broke after bytes reached the client
     └── TemporalUnavailable  the caller could not reach Temporal (raised caller-side only)
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from workflows.contracts import Attempt, Refusal, Usage
 
 BUDGET_EXCEEDED = "BudgetExceeded"
 RUN_NOT_OPEN = "RunNotOpen"
@@ -26,6 +33,23 @@ PROVIDER_REJECTED = "ProviderRejected"
 PROVIDER_UNAVAILABLE = "ProviderUnavailable"
 ALL_TARGETS_FAILED = "AllTargetsFailed"
 CALLER_GONE = "CallerGone"
+STREAM_BROKEN = "StreamBroken"
 TEMPORAL_UNAVAILABLE = "TemporalUnavailable"
 
 NON_RETRYABLE = [PROVIDER_REJECTED, CALLER_GONE, BAD_CALL]
+
+
+@dataclass
+class Failure:
+    """One failed call or attempt, with everything the next layer needs to decide and report."""
+
+    kind: str
+    message: str
+    provider_status: int | None = None
+    """The provider's HTTP status, passed on to the client for a rejected request."""
+    attempts: list[Attempt] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    """What the provider reported using before it failed (kept so waste is visible)."""
+    refusal: Refusal | None = None
+    retry_after: float | None = None
+    """Seconds the provider asked us to wait, when it said."""

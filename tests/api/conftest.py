@@ -17,7 +17,7 @@ from api.settings import Settings
 from tests.api.helpers import ADMIN_KEY, stand_in_router
 from tests.databases import migrated, sqlite_at_head
 
-OUR_TABLES = ("ledger_tags", "ledger", "virtual_keys")
+OUR_TABLES = ("ledger_tags", "ledger", "virtual_keys", "alerts", "idempotent_requests")
 
 
 @pytest.fixture(scope="session")

@@ -47,7 +47,10 @@ async def whoami(key: VirtualKeyDep) -> dict[str, str]:
 @stand_in_router.get("/v1/test/budget")
 @stand_in_router.get("/v1/messages/test/budget")
 async def budget() -> None:
-    raise BudgetExceeded("1.000000", "0.999990", "0.000010")
+    raise BudgetExceeded(
+        "budget exhausted: the run has spent $0.999990 of its $1.000000 budget",
+        {"budget_usd": "1.000000", "spent_usd": "0.999990", "remaining_usd": "0.000010"},
+    )
 
 
 @stand_in_router.get("/v1/test/limited")

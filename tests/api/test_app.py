@@ -62,7 +62,7 @@ async def test_key_cache_ttl_bounds_a_revoke_made_elsewhere(sqlite_engine: Engin
                 name="t",
                 key_hash=hash_secret(secret),
                 key_prefix=secret[:8],
-                budget_micros=1,
+                budget_per_run_micros=1,
             )
         )
         session.commit()

@@ -150,5 +150,5 @@ def test_provider_and_chain_errors_map_to_their_status() -> None:
     assert failed.status == 502
     assert anthropic_body(failed)["error"]["attempts"][0]["error"] == "529"
     assert anthropic_body(failed)["error"]["type"] == "api_error"
-    assert openai_body(BudgetExceeded("1", "1", "0"))["error"]["type"] == "insufficient_quota"
+    assert openai_body(BudgetExceeded("budget exhausted"))["error"]["type"] == "insufficient_quota"
     assert RateLimited("x", 0.1).headers == {"Retry-After": "1"}

@@ -9,7 +9,8 @@ from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 from temporalio.testing import ActivityEnvironment
 
-from activities.ledger import LedgerActivities, parse_time
+from activities.ledger import LedgerActivities
+from db.ledger import parse_time
 from db.models import LedgerEntry, LedgerTag
 from tests.api.helpers import row
 from workflows.contracts import LedgerBatch

@@ -70,7 +70,9 @@ ERRORS: list[e.GatewayError] = [
     e.ForbiddenModel("not this model"),
     e.NotFound("nothing here"),
     e.BodyTooLarge("too large"),
-    e.BudgetExceeded("1.00", "0.90", "0.10"),
+    e.BudgetExceeded(
+        "budget exhausted", {"budget_usd": "1.00", "spent_usd": "0.90", "remaining_usd": "0.10"}
+    ),
     e.RateLimited("slow down", 2.5),
     e.ProviderRejected(422, "the provider said no"),
     e.AllTargetsFailed([{"target": "fake/fake-small", "status": 500}]),

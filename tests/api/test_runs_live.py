@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Any
+
 import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from tests.api.helpers import ADMIN
+from tests.polling import eventually
 from workflows.agent_run import AgentRun
 from workflows.contracts import RunInput, workflow_id
+from workflows.visibility import initial_search_attributes
 
 
 async def test_run_detail_comes_from_the_workflow(
@@ -31,3 +36,36 @@ async def test_run_detail_comes_from_the_workflow(
     assert run["source"] == "workflow" and run["status"] == "open"
     assert run["budget_usd"] == "5.000001" and run["remaining_usd"] == "5.000001"
     assert run["spent_usd"] == "0.000000" and run["calls"] == 0 and run["by_step"] == {}
+
+
+async def test_runs_from_temporal_are_listed_with_live_figures(
+    client: httpx.AsyncClient, temporal_client: Client, task_queue: str
+) -> None:
+    """GET /admin/runs?source=temporal lists an open AgentRun with its exact live budget."""
+    run = RunInput(run_id=f"listed-{task_queue}", budget_micros=2_500_001, agent="coder")
+    run.task_id = "t9"
+
+    async def listed(live: bool) -> dict[str, Any] | None:
+        response = await client.get("/admin/runs?source=temporal", headers=ADMIN)
+        assert response.status_code == 200, response.text
+        found = {r["run_id"]: r for r in response.json()["runs"]}.get(run.run_id)
+        return found if found and found["live"] is live else None
+
+    async with Worker(temporal_client, task_queue=task_queue, workflows=[AgentRun]):
+        handle = await temporal_client.start_workflow(
+            AgentRun.run,
+            run,
+            id=workflow_id(run.run_id),
+            task_queue=task_queue,
+            search_attributes=initial_search_attributes(run),
+        )
+        try:
+            shown = await eventually(partial(listed, live=True))
+        finally:
+            await handle.terminate("test over")
+        assert shown is not None and shown["status"] == "open"
+        assert shown["budget_usd"] == "2.500001" and shown["remaining_usd"] == "2.500001"
+        assert (shown["agent"], shown["task_id"]) == ("coder", "t9")
+        ended = await eventually(partial(listed, live=False))
+    assert ended is not None and ended["status"] == "terminated"
+    assert ended["budget_usd"] == "2.500001" and ended["closed_at"] is not None

@@ -30,6 +30,12 @@ def test_request_tag_overrides_key_default_of_same_prefix() -> None:
     ]
 
 
+def test_tags_as_a_comma_separated_string() -> None:
+    """Where metadata values must be strings (the Responses API), tags may be one string."""
+    body = {"metadata": {"tags": "agent:coder, task:7,step:edit"}}
+    assert call_tags(body, None, ()) == ["agent:coder", "task:7", "step:edit"]
+
+
 def test_no_tags_anywhere() -> None:
     """A body without metadata and no header give only the key's defaults."""
     assert call_tags({"model": "m"}, None, ["agent:a"]) == ["agent:a"]
@@ -40,7 +46,8 @@ def test_no_tags_anywhere() -> None:
 @pytest.mark.parametrize(
     ("body", "header", "fragment"),
     [
-        ({"metadata": {"tags": "task:1"}}, None, "list of strings"),
+        ({"metadata": {"tags": 7}}, None, "list of strings or a comma-separated string"),
+        ({"metadata": {"tags": "task:1,task:2"}}, None, "conflicting task"),
         ({"metadata": {"tags": [1]}}, None, "strings"),
         ({"metadata": "x"}, None, "object"),
         ({"metadata": {"tags": ["has space"]}}, None, "characters"),

@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
+from sqlmodel import Session
 
 from db.engine import make_engine
 from db.grants import TABLE_PRIVILEGES
+from db.ledger import recorded_calls, write_rows
 from db.migrate import (
     MIGRATIONS_DIR,
     SchemaError,
@@ -26,8 +28,10 @@ from db.migrate import (
     metadata,
     upgrade,
 )
+from db.models import VirtualKey
 from prodcheck.postgres import LocalPostgres
-from tests.waiting import eventually
+from tests.polling import eventually
+from workflows.contracts import LedgerRow, Usage
 
 
 def fresh_database(server: LocalPostgres) -> str:
@@ -148,9 +152,30 @@ def _exec(engine: Engine, sql: str) -> None:
         conn.execute(text(sql))
 
 
+def ledger_row(call_id: str) -> LedgerRow:
+    """A settled call as the api and the worker write it."""
+    return LedgerRow(
+        call_id=call_id,
+        run_id="run",
+        key_id="key",
+        tags=["step:edit", "task:1"],
+        requested_model="m",
+        provider="fake",
+        model="m",
+        status="ok",
+        attempts=[],
+        usage=Usage(10, 5),
+        cost_micros=5,
+        reserved_micros=9,
+        started_at="2026-11-28T00:00:00+00:00",
+        latency_ms=1,
+    )
+
+
 def test_roles_get_only_their_privileges(postgres_server: LocalPostgres) -> None:
-    """The api's and the worker's roles can do their work and nothing else; a password full of
-    URL syntax (``a@b:/#%?``) works because it never goes into a URL."""
+    """The api's and the worker's roles can do their work with the code that does it, and
+    nothing else; a password full of URL syntax (``a@b:/#%?``) works because it never goes
+    into a URL."""
     name = f"g_{uuid.uuid4().hex[:12]}"
     password = "a@b:/#%?&=" + uuid.uuid4().hex
     api_role, worker_role = f"{name}_api", f"{name}_worker"
@@ -164,34 +189,27 @@ def test_roles_get_only_their_privileges(postgres_server: LocalPostgres) -> None
     upgrade(owner, {"api": api_role, "worker": worker_role})  # re-granting is idempotent
     api = make_engine(postgres_server.url(api_role, name, password))
     worker = make_engine(postgres_server.url(worker_role, name, password))
-    row = (
-        "INSERT INTO ledger (call_id, run_id, key_id, tags, requested_model, provider, model,"
-        " status, attempts, input_tokens, output_tokens, cached_input_tokens,"
-        " cache_write_tokens, latency_ms, error, cost_micros, reserved_micros, started_at)"
-        " VALUES ('{id}', 'r', 'k', '[]', 'm', 'p', 'm', 'ok', '[]', 1, 1, 0, 0, 1, '', 5, 9,"
-        " now()) ON CONFLICT (call_id) DO UPDATE SET cost_micros = excluded.cost_micros"
-    )
-    key = (
-        "INSERT INTO virtual_keys (id, name, max_parallel, rpm, tpm, models, tags, key_hash,"
-        " key_prefix, budget_micros, created_at) VALUES ('k1', 'n', 0, 0, 0, '[]', '[]',"
-        " 'h', 'p', 1, now())"
-    )
     try:
         check_schema(api)
         check_schema(worker)
-        _exec(worker, row.format(id="w1"))
-        _exec(worker, row.format(id="w1"))
-        _exec(worker, "INSERT INTO ledger_tags (call_id, tag, prefix) VALUES ('w1', 'a:b', 'a')")
-        _exec(worker, "DELETE FROM ledger_tags WHERE call_id = 'w1'")
-        _exec(api, key)
+        write_rows(worker, [ledger_row("w1")])
+        write_rows(worker, [ledger_row("w1")])  # written again: an upsert, tags replaced
+        assert [c.call_id for c in recorded_calls(worker, ["w1"])] == ["w1"]
+        write_rows(api, [ledger_row("a1")])
+        with Session(api) as session:
+            session.add(
+                VirtualKey(id="k1", name="n", key_hash="h", key_prefix="p", budget_per_run_micros=1)
+            )
+            session.commit()
         _exec(api, "UPDATE virtual_keys SET revoked_at = now() WHERE id = 'k1'")
-        _exec(api, row.format(id="a1"))
         refused = [
             (worker, "SELECT * FROM virtual_keys"),
+            (worker, "SELECT * FROM idempotent_requests"),
             (worker, "DELETE FROM ledger"),
             (worker, "CREATE TABLE mine (x int)"),
             (api, "DELETE FROM virtual_keys"),
             (api, "DELETE FROM ledger"),
+            (api, "DELETE FROM alerts"),
             (api, "DROP TABLE ledger_tags"),
             (api, "UPDATE alembic_version SET version_num = 'x'"),
         ]
@@ -201,3 +219,15 @@ def test_roles_get_only_their_privileges(postgres_server: LocalPostgres) -> None
     finally:
         for engine in (api, worker, owner):
             engine.dispose()
+
+
+def test_a_database_made_before_migrations_is_refused_clearly(tmp_path: Path) -> None:
+    """Tables from the old create_all at start, without a revision, are named and refused
+    instead of failing half-way with "table already exists"."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        metadata().create_all(engine)
+        with pytest.raises(SchemaError, match=r"made before migrations.*clean-data"):
+            upgrade(engine)
+    finally:
+        engine.dispose()

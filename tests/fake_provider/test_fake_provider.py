@@ -19,7 +19,8 @@ async def _post(fake: FakeProvider, path: str, body: Any) -> httpx.Response:
 
 
 async def test_validation_errors_look_like_real_providers(fake: FakeProvider) -> None:
-    """Missing messages, missing or bad max_tokens and unknown models get proper error bodies."""
+    """Missing messages or input, missing or bad max_tokens and a scripted missing model get
+    proper error bodies."""
     missing = await _post(fake, "/v1/chat/completions", {"model": "fake-small"})
     assert missing.status_code == 400
     assert "messages" in missing.json()["error"]["message"]
@@ -33,17 +34,22 @@ async def test_validation_errors_look_like_real_providers(fake: FakeProvider) ->
         fake, "/v1/chat/completions", {"model": "fake-small", "messages": MESSAGES, "max_tokens": 0}
     )
     assert zero.status_code == 400
+    no_input = await _post(fake, "/v1/responses", {"model": "fake-small"})
+    assert no_input.status_code == 400
+    assert "input" in no_input.json()["error"]["message"]
+    await fake.script("nope-1", faults=[{"status": 404, "message": "no such model"}])
     unknown = await _post(
         fake, "/v1/messages", {"model": "nope-1", "messages": MESSAGES, "max_tokens": 5}
     )
     assert unknown.status_code == 404
     assert unknown.json()["error"]["type"] == "not_found_error"
-    assert (await fake.calls())["nope-1"] == {"calls": 1, "failures": 1}
+    assert (await fake.calls())["nope-1"] == {"calls": 1, "failures": 1, "cancelled": 0}
 
 
-async def test_any_priced_model_is_served(fake: FakeProvider) -> None:
-    """Every model in the price table, dated or not, is accepted and listed."""
-    for model in ("gpt-4.1", "claude-sonnet-4-5-20250929", "fake-anything"):
+async def test_any_model_is_served(fake: FakeProvider) -> None:
+    """Any model name is served, priced or not (a price override must work offline); the
+    priced ones are listed."""
+    for model in ("gpt-4.1", "claude-sonnet-4-5-20250929", "fake-anything", "brand-new-model"):
         reply = await _post(fake, "/v1/chat/completions", {"model": model, "messages": MESSAGES})
         assert reply.status_code == 200, model
         assert reply.json()["model"] == model
@@ -86,7 +92,17 @@ async def test_scripted_usage_and_max_tokens(fake: FakeProvider) -> None:
     }
     openai = (await _post(fake, "/v1/chat/completions", body)).json()
     assert openai["usage"]["prompt_tokens"] == 100
-    assert openai["usage"]["prompt_tokens_details"] == {"cached_tokens": 60}
+    assert openai["usage"]["prompt_tokens_details"] == {
+        "cached_tokens": 60,
+        "cache_write_tokens": 10,
+    }
+    responses = (await _post(fake, "/v1/responses", {**body, "input": "hi"})).json()
+    assert responses["status"] == "incomplete"
+    assert responses["usage"]["input_tokens"] == 100
+    assert responses["usage"]["input_tokens_details"] == {
+        "cached_tokens": 60,
+        "cache_write_tokens": 10,
+    }
 
 
 async def test_long_answer_is_cut_at_max_tokens(fake: FakeProvider) -> None:
@@ -108,7 +124,7 @@ async def test_fault_queue_then_success_and_reset(fake: FakeProvider) -> None:
     statuses = [(await _post(fake, "/v1/chat/completions", body)) for _ in range(4)]
     assert [r.status_code for r in statuses] == [500, 500, 429, 200]
     assert statuses[2].headers["retry-after"] == "3"
-    assert (await fake.calls()) == {"fake-small": {"calls": 4, "failures": 3}}
+    assert (await fake.calls()) == {"fake-small": {"calls": 4, "failures": 3, "cancelled": 0}}
     await fake.reset()
     assert (await fake.calls()) == {}
 
@@ -174,4 +190,62 @@ async def test_latency_delays_but_answers(fake: FakeProvider) -> None:
     body = {"model": "fake-small", "messages": MESSAGES}
     reply = await _post(fake, "/v1/chat/completions", body)
     assert reply.json()["choices"][0]["message"]["content"] == "late"
-    assert (await fake.calls())["fake-small"] == {"calls": 1, "failures": 0}
+    assert (await fake.calls())["fake-small"] == {"calls": 1, "failures": 0, "cancelled": 0}
+
+
+async def test_responses_api_whole_and_streamed(fake: FakeProvider) -> None:
+    """/v1/responses answers with a response object, or the full event stream in order."""
+    await fake.script("gpt-any", reply="two words", reasoning_tokens=4)
+    body: dict[str, Any] = {"model": "gpt-any", "input": "What is two plus two?"}
+    whole = (await _post(fake, "/v1/responses", body)).json()
+    assert [i["type"] for i in whole["output"]] == ["reasoning", "message"]
+    assert whole["output"][1]["content"][0]["text"] == "two words"
+    assert whole["usage"]["output_tokens"] == 3 + 4
+    assert whole["usage"]["output_tokens_details"] == {"reasoning_tokens": 4}
+    async with httpx.AsyncClient(base_url=fake.base_url) as client:
+        text = (await client.post("/v1/responses", json={**body, "stream": True})).text
+    events = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    assert [e["type"] for e in events][:2] == ["response.created", "response.in_progress"]
+    assert events[-1]["type"] == "response.completed"
+    assert events[-1]["response"]["usage"] == whole["usage"]
+    deltas = [e["delta"] for e in events if e["type"] == "response.output_text.delta"]
+    assert "".join(deltas) == "two words"
+
+
+TOOL_TURNS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
+    "openai": (
+        "/v1/chat/completions",
+        {"messages": MESSAGES, "tools": [{"type": "function", "function": {"name": "read"}}]},
+        {"role": "tool", "tool_call_id": "call_fake_1", "content": "file says 4"},
+    ),
+    "anthropic": (
+        "/v1/messages",
+        {"messages": MESSAGES, "max_tokens": 50, "tools": [{"name": "read", "input_schema": {}}]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "call_fake_1", "content": "file says 4"}
+            ],
+        },
+    ),
+    "responses": (
+        "/v1/responses",
+        {"input": MESSAGES, "tools": [{"type": "function", "name": "read"}]},
+        {"type": "function_call_output", "call_id": "call_fake_1", "output": "file says 4"},
+    ),
+}
+
+
+async def test_tool_round_trip_ends_with_text(fake: FakeProvider) -> None:
+    """A scripted tool is called while tools are offered, and once its result comes back the
+    model answers in text (echoing the result), in every format."""
+    await fake.script("fake-small", tool_call={"name": "read", "arguments": {"path": "a"}})
+    for api, (path, body, result) in TOOL_TURNS.items():
+        first = (await _post(fake, path, {"model": "fake-small", **body})).json()
+        assert "call_fake_1" in json.dumps(first), api
+        key = "input" if api == "responses" else "messages"
+        second_body = {"model": "fake-small", **body, key: [*body[key], result]}
+        second = json.dumps((await _post(fake, path, second_body)).json())
+        assert "echo: file says 4" in second, api
+        assert "call_fake_1" not in second, api

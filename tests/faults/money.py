@@ -18,9 +18,9 @@ from sqlalchemy import select
 from sqlmodel import col
 from temporalio.client import Client
 
-from caller.caller import run_handle
+from caller import run_handle
 from db.models import LedgerEntry
-from tests.waiting import eventually
+from tests.polling import eventually
 from workflows.agent_run import AgentRun
 from workflows.contracts import RunSpend
 

@@ -10,18 +10,12 @@ import pytest
 from fake_provider import FakeControl
 from tests.faults.gateway import Answer, Gateway, Key
 from tests.faults.money import CapWatch, assert_settled
-from tests.waiting import eventually
+from tests.polling import eventually
 
 pytestmark = pytest.mark.prod
 CALLERS = 4
 OUTAGE = 15.0
 RECOVERY_SECONDS = 180.0
-KNOWN_WEDGE = "already holds a reservation"
-KNOWN_WEDGE_REASON = (
-    "known defect of the call path (issue 6, the lead's rewrite): after Temporal restarts, the "
-    "SDK sends an in-flight update again, AgentRun.call_model reserves the same call id a "
-    "second time, budget.reserve raises ValueError and the run's workflow task fails forever"
-)
 
 
 async def keep_calling(gateway: Gateway, key: Key, task: str, until: asyncio.Event) -> list[Answer]:
@@ -36,15 +30,6 @@ async def test_restart_temporal_mid_run(gateway: Gateway, fake: FakeControl) -> 
     """While agents keep calling, Temporal is SIGKILLed, stays down until the agents notice,
     and comes back: each call is answered or fails retryably in OpenAI's format, calls succeed
     again afterwards, the cap holds, and the ledger equals the run once everything settled."""
-    try:
-        await restart_mid_run(gateway, fake)
-    except (AssertionError, TimeoutError):
-        if any(KNOWN_WEDGE in worker.tail(200_000) for worker in gateway.stack.workers):
-            pytest.xfail(KNOWN_WEDGE_REASON)
-        raise
-
-
-async def restart_mid_run(gateway: Gateway, fake: FakeControl) -> None:
     key = await gateway.create_key("5")
     task = uuid.uuid4().hex[:8]
     run_id = f"{key.id}.{task}"

@@ -10,7 +10,7 @@ import pytest
 from fake_provider import FakeControl
 from tests.faults.gateway import Gateway
 from tests.faults.money import CapWatch, assert_settled
-from tests.waiting import eventually
+from tests.polling import eventually
 
 pytestmark = pytest.mark.prod
 BURST = 24

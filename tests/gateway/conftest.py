@@ -20,15 +20,34 @@ from temporalio.client import Client
 
 from api.app import create_app
 from api.settings import Settings
+from caller import run_handle
 from fake_provider import FakeProvider
 from providers.registry import build_providers, make_http_client
 from tests.databases import sqlite_at_head
+from tests.polling import eventually
 from worker.app import build_worker
+from workflows.agent_run import AgentRun
+from workflows.contracts import RunSpend
 
 ADMIN_KEY = "rc-admin-test"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+TEMPORAL_UI = "http://127.0.0.1:8233"
+"""Where the dashboard links runs (no UI runs in tests; only the links are checked)."""
 ROUTE_CODER = {"model": "coder", "chain": ["fake/fake-large", "fake/fake-small"]}
 """A routed model whose premium target falls back to a cheap one."""
+ROUTE_CROSS = {"model": "cross", "chain": ["fake/fake-large", "fake-anthropic/claude-haiku-4-5"]}
+ROUTE_GUARDED = {
+    "model": "guarded",
+    "chain": ["fake/fake-large", "fake/fake-small"],
+    "first_byte_timeout_seconds": 1,
+}
+"""A premium target that may hang, guarded by a short first-byte timeout."""
+"""A chain that crosses formats: chat completions first, then Anthropic messages."""
+PRICE_OVERRIDES = {
+    "gpt-6.2-sol": {"input": "2", "output": "10", "cached_input": "0.1", "cache_write": "2.5"}
+}
+"""Codex 0.171's default model, which genai-prices 0.2.3 does not list yet: a deployment prices it
+through its overrides file, and so does this one (at gpt-6.1-sol's rates, an assumption)."""
 
 
 @dataclass
@@ -39,6 +58,7 @@ class Gateway:
     fake: FakeProvider
     temporal: Client
     alerts: list[dict[str, Any]]
+    settings: Settings
 
     async def create_key(self, **fields: Any) -> dict[str, Any]:
         """A virtual key through the admin api; returns its JSON (secret in ``key``)."""
@@ -116,7 +136,9 @@ async def gateway(
     hook, received = alert_sink
     queue = "gateway-tests"
     routes = tmp_path_factory.mktemp("routes") / "routes.json"
-    routes.write_text(json.dumps({"routes": [ROUTE_CODER]}))
+    routes.write_text(json.dumps({"routes": [ROUTE_CODER, ROUTE_CROSS, ROUTE_GUARDED]}))
+    overrides = routes.with_name("prices.json")
+    overrides.write_text(json.dumps(PRICE_OVERRIDES))
     settings = Settings.model_validate(
         {
             "admin_key": SecretStr(ADMIN_KEY),
@@ -124,6 +146,8 @@ async def gateway(
             "workflow_task_queue": queue,
             "max_body_bytes": 2 * 1024 * 1024,
             "routes_file": str(routes),
+            "price_overrides_file": str(overrides),
+            "temporal_ui_url": TEMPORAL_UI,
         }
     )
     app = create_app(settings, engine=gateway_engine, temporal_client=temporal_client)
@@ -142,4 +166,19 @@ async def gateway(
             serving(app) as base,
             httpx.AsyncClient(base_url=base, headers=ADMIN, timeout=60) as admin,
         ):
-            yield Gateway(base, admin, gateway_engine, gateway_fake, temporal_client, received)
+            yield Gateway(
+                base, admin, gateway_engine, gateway_fake, temporal_client, received, settings
+            )
+
+
+async def settled_spend(gateway: Gateway, run_id: str) -> RunSpend:
+    """The run's figures once every call answered so far has settled there (settles are
+    batched off the call path, a few hundred ms after the answers)."""
+
+    async def query() -> RunSpend | None:
+        spend: RunSpend = await run_handle(gateway.temporal, run_id).query(AgentRun.spend)
+        return None if spend.open_calls else spend
+
+    spend = await eventually(query, within=15)
+    assert spend is not None, f"run {run_id} kept calls open"
+    return spend

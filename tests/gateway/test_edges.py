@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from caller.caller import run_handle
+from caller import run_handle
 from tests.gateway.conftest import Gateway
 from tests.gateway.test_sdks import MESSAGES, ledger_total
 from workflows.agent_run import AgentRun

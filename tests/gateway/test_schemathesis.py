@@ -21,7 +21,7 @@ from schemathesis.core.result import Err
 from tests.gateway.conftest import ADMIN_KEY, Gateway
 
 ACCEPTED_FILE = Path(__file__).with_name("schemathesis_accepted.toml")
-EXAMPLES = 50
+EXAMPLES = 30
 """Per operation and mode (valid and invalid data): bounded, so the suite stays quick."""
 NEVER_ACCEPTED = {"not_a_server_error"}
 

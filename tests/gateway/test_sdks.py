@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlmodel import col
 
-from caller.caller import run_handle
+from caller import run_handle
 from db.models import LedgerEntry
-from tests.gateway.conftest import Gateway
+from tests.gateway.conftest import Gateway, settled_spend
 from workflows.agent_run import AgentRun
 from workflows.contracts import MICROS_PER_USD, workflow_id
 
@@ -101,8 +101,7 @@ async def test_openai_sdk_with_tags_is_attributed_per_task_and_step(gateway: Gat
     assert steps["step:edit"]["calls"] == 2
     assert Decimal(by_step["total_cost_usd"]) * MICROS_PER_USD == total
     assert sum(Decimal(r["cost_usd"]) for r in by_step["rows"]) * MICROS_PER_USD == total
-    handle = run_handle(gateway.temporal, run_id)
-    spend = await handle.query(AgentRun.spend)
+    spend = await settled_spend(gateway, run_id)
     assert spend.spent_micros == total and spend.reserved_micros == 0
     run = (await gateway.admin.get(f"/admin/runs/{run_id}")).json()
     assert Decimal(run["spent_usd"]) * MICROS_PER_USD == total
@@ -151,7 +150,7 @@ async def test_budget_exhaustion_is_a_rate_limit_error(gateway: Gateway) -> None
         await claude(gateway, key["key"]).messages.create(
             model="fake-large", max_tokens=50, messages=MESSAGES
         )
-    spend = await run_handle(gateway.temporal, key["id"]).query(AgentRun.spend)
+    spend = await settled_spend(gateway, key["id"])
     assert spend.spent_micros <= 50 and spend.reserved_micros == 0
 
 
@@ -174,7 +173,7 @@ async def test_100_concurrent_sdk_calls_never_pass_the_cap(gateway: Gateway) -> 
     await gateway.fake.reset()
     ok = outcomes.count("ok")
     assert ok >= 1 and outcomes.count("refused") == 100 - ok
-    spend = await run_handle(gateway.temporal, key["id"]).query(AgentRun.spend)
+    spend = await settled_spend(gateway, key["id"])
     assert spend.calls == ok
     assert spend.spent_micros <= 2_000 and spend.reserved_micros == 0 and spend.overruns == 0
 
@@ -241,7 +240,7 @@ async def test_idempotency_key_is_one_call(gateway: Gateway) -> None:
     assert first.parse().model_dump() == second.parse().model_dump()
     assert first.headers["x-runcap-call-id"] == second.headers["x-runcap-call-id"]
     count, total = ledger_total(gateway, key["id"])
-    spend = await run_handle(gateway.temporal, key["id"]).query(AgentRun.spend)
+    spend = await settled_spend(gateway, key["id"])
     assert spend.calls == 1
     assert spend.spent_micros == int(Decimal(first.headers["x-runcap-cost-usd"]) * MICROS_PER_USD)
     assert count <= 1 and total <= spend.spent_micros
@@ -302,5 +301,5 @@ async def test_concurrent_retries_with_one_idempotency_key_are_one_call(gateway:
     finally:
         await gateway.fake.reset()
     assert len({a.parse().id for a in answers}) == 1
-    spend = await run_handle(gateway.temporal, key["id"]).query(AgentRun.spend)
+    spend = await settled_spend(gateway, key["id"])
     assert spend.calls == 1

@@ -140,7 +140,8 @@ async def test_stream_broken_before_any_chunk_is_retryable(api: WireFormat) -> N
 
 
 async def test_stream_broken_after_chunks_returns_partial_result() -> None:
-    """After output reached the caller, a break ends the stream with usage_known False."""
+    """After output reached the caller, a break ends the stream with an error event and
+    usage_known False."""
     start = {"type": "message_start", "message": {"usage": {"input_tokens": 9, "output_tokens": 1}}}
     delta = {
         "type": "content_block_delta",
@@ -152,7 +153,10 @@ async def test_stream_broken_after_chunks_returns_partial_result() -> None:
     )
     sink = Sink()
     result = await provider.stream(call(BODY, "anthropic"), sink)
+    sink.chunks += result.tail  # the closing events, held for the ledger
+    assert result.broken and len(result.tail) == 1  # the error event, after the ledger row
     assert (result.usage_known, result.chunks_sent, result.usage.input_tokens) == (False, 2, 9)
+    assert sink.data()[-1]["type"] == "error"  # the Anthropic SDK raises on it
 
 
 async def test_stream_without_end_marker_is_not_trusted() -> None:

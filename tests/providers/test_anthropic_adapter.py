@@ -147,11 +147,12 @@ async def test_stream_same_format_passes_events_through() -> None:
     provider = AnthropicProvider(config("anthropic", URL), rec.client())
     sink = Sink()
     result = await provider.stream(call(BODY, "anthropic"), sink)
+    sink.chunks += result.tail  # the closing events, held for the ledger
     assert rec.body["stream"] is True
     assert sink.text == STREAM.decode()
     assert result.usage == Usage(input_tokens=25, output_tokens=17, cached_input_tokens=5)
     assert result.usage_known
-    assert result.chunks_sent == 11
+    assert result.chunks_sent + len(result.tail) == 11
 
 
 async def test_stream_to_openai_caller() -> None:
@@ -162,6 +163,7 @@ async def test_stream_to_openai_caller() -> None:
     sink = Sink()
     body = {"messages": [{"role": "user", "content": "hi"}], "stream": True}
     result = await provider.stream(call(body, "openai"), sink)
+    sink.chunks += result.tail  # the closing events, held for the ledger
     chunks = sink.data()
     deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
     assert deltas[0]["role"] == "assistant"
@@ -174,7 +176,8 @@ async def test_stream_to_openai_caller() -> None:
         "prompt_tokens": 30,
         "completion_tokens": 17,
         "total_tokens": 47,
-        "prompt_tokens_details": {"cached_tokens": 5},
+        "prompt_tokens_details": {"cached_tokens": 5, "cache_write_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
     }
     assert sink.text.endswith("data: [DONE]\n\n")
     assert result.usage_known and result.usage.output_tokens == 17

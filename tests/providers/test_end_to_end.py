@@ -22,38 +22,42 @@ from providers import (
 from tests.providers.wire import Sink
 from workflows.contracts import Usage, WireFormat
 
-APIS: list[WireFormat] = ["openai", "anthropic"]
-TOOLS_OPENAI = [
-    {
-        "type": "function",
-        "function": {
+APIS: list[WireFormat] = ["openai", "anthropic", "responses"]
+SCHEMA = {"type": "object", "properties": {"path": {"type": "string"}}}
+TOOLS: dict[WireFormat, list[dict[str, Any]]] = {
+    "openai": [
+        {
+            "type": "function",
+            "function": {"name": "read_file", "description": "Read a file", "parameters": SCHEMA},
+        }
+    ],
+    "anthropic": [{"name": "read_file", "description": "Read a file", "input_schema": SCHEMA}],
+    "responses": [
+        {
+            "type": "function",
             "name": "read_file",
             "description": "Read a file",
-            "parameters": {"type": "object", "properties": {"path": {"type": "string"}}},
-        },
-    }
-]
-TOOLS_ANTHROPIC = [
-    {
-        "name": "read_file",
-        "description": "Read a file",
-        "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}},
-    }
-]
+            "parameters": SCHEMA,
+            "strict": False,
+        }
+    ],
+}
+CAP_FIELD = {"openai": "max_tokens", "anthropic": "max_tokens", "responses": "max_output_tokens"}
 
 
 def _provider(fake: FakeProvider, api: WireFormat, http: httpx.AsyncClient) -> Provider:
-    base = fake.openai_base_url if api == "openai" else fake.anthropic_base_url
+    base = fake.anthropic_base_url if api == "anthropic" else fake.openai_base_url
     return make_provider(ProviderConfig(name=f"fake-{api}", api=api, base_url=base), http)
 
 
 def _call(
     inbound: WireFormat, model: str = "fake-small", max_tokens: int = 50, **extra: Any
 ) -> ProviderCall:
-    body: dict[str, Any] = {
-        "model": "alias",
-        "messages": [{"role": "user", "content": "hello there"}],
-    }
+    body: dict[str, Any] = {"model": "alias"}
+    if inbound == "responses":
+        body["input"] = "hello there"
+    else:
+        body["messages"] = [{"role": "user", "content": "hello there"}]
     if inbound == "anthropic":
         body["max_tokens"] = 1
     body.update(extra)
@@ -63,7 +67,36 @@ def _call(
 def _text(body: dict[str, Any], inbound: WireFormat) -> str:
     if inbound == "openai":
         return str(body["choices"][0]["message"]["content"])
+    if inbound == "responses":
+        messages = [i for i in body["output"] if i["type"] == "message"]
+        return "".join(p["text"] for m in messages for p in m["content"])
     return "".join(b["text"] for b in body["content"] if b["type"] == "text")
+
+
+def _tool_args(body: dict[str, Any], inbound: WireFormat) -> Any:
+    if inbound == "openai":
+        assert body["choices"][0]["finish_reason"] == "tool_calls"
+        return json.loads(body["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"])
+    if inbound == "responses":
+        [call] = [i for i in body["output"] if i["type"] == "function_call"]
+        assert call["name"] == "read_file"
+        return json.loads(call["arguments"])
+    assert body["stop_reason"] == "tool_use"
+    return body["content"][-1]["input"]
+
+
+def _streamed(sink: Sink, inbound: WireFormat) -> tuple[str, bool]:
+    """The text a caller saw in a stream, and whether the stream ended properly."""
+    events = sink.data()
+    if inbound == "openai":
+        deltas = [c["choices"][0]["delta"] for c in events if c.get("choices")]
+        text = "".join(d.get("content") or "" for d in deltas)
+        return text, sink.text.endswith("data: [DONE]\n\n")
+    if inbound == "responses":
+        text = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
+        return text, events[-1]["type"] == "response.completed"
+    text = "".join(e["delta"].get("text", "") for e in events if e["type"] == "content_block_delta")
+    return text, events[-1]["type"] == "message_stop"
 
 
 @pytest.mark.parametrize("upstream", APIS)
@@ -72,13 +105,17 @@ async def test_complete_across_formats(
     fake: FakeProvider, http: httpx.AsyncClient, upstream: WireFormat, inbound: WireFormat
 ) -> None:
     """Every caller format gets a correct answer and exact usage from every provider format."""
-    await fake.script("fake-small", reply="Four.", prompt_tokens=40, cached_tokens=30)
+    await fake.script(
+        "fake-small", reply="Four.", prompt_tokens=40, cached_tokens=30, cache_write_tokens=4
+    )
     reply = await _provider(fake, upstream, http).complete(_call(inbound))
     assert _text(reply.body, inbound) == "Four."
-    assert reply.usage == Usage(input_tokens=10, output_tokens=2, cached_input_tokens=30)
+    assert reply.usage == Usage(
+        input_tokens=6, output_tokens=2, cached_input_tokens=30, cache_write_tokens=4
+    )
     [logged] = await fake.requests("fake-small")
     assert logged["api"] == upstream
-    assert logged["body"]["max_tokens"] == 50
+    assert logged["body"][CAP_FIELD[upstream]] == 50
 
 
 @pytest.mark.parametrize("upstream", APIS)
@@ -87,50 +124,33 @@ async def test_stream_across_formats(
     fake: FakeProvider, http: httpx.AsyncClient, upstream: WireFormat, inbound: WireFormat
 ) -> None:
     """Streams arrive in the caller's format with usage known at the end."""
-    await fake.script("fake-small", reply="one two three", completion_tokens=7)
+    await fake.script("fake-small", reply="one two three", completion_tokens=7, cached_tokens=3)
     sink = Sink()
     result = await _provider(fake, upstream, http).stream(_call(inbound, stream=True), sink)
-    if inbound == "openai":
-        deltas = [c["choices"][0]["delta"] for c in sink.data() if c.get("choices")]
-        assert "".join(d.get("content") or "" for d in deltas) == "one two three"
-        assert sink.text.endswith("data: [DONE]\n\n")
-    else:
-        events = sink.data()
-        text = "".join(
-            e["delta"].get("text", "") for e in events if e["type"] == "content_block_delta"
-        )
-        assert text == "one two three"
-        assert events[-1]["type"] == "message_stop"
+    sink.chunks += result.tail  # the closing events, held for the ledger
+    assert _streamed(sink, inbound) == ("one two three", True)
     assert result.usage_known
     assert result.usage.output_tokens == 7
+    assert result.usage.cached_input_tokens == 3
     assert result.usage.input_tokens > 0
-    assert result.chunks_sent == len(sink.chunks)
+    assert result.chunks_sent + len(result.tail) == len(sink.chunks)
 
 
-@pytest.mark.parametrize(
-    ("upstream", "inbound"), [("anthropic", "openai"), ("openai", "anthropic")]
-)
+@pytest.mark.parametrize("upstream", APIS)
+@pytest.mark.parametrize("inbound", APIS)
 async def test_tool_call_crosses_formats(
     fake: FakeProvider, http: httpx.AsyncClient, upstream: WireFormat, inbound: WireFormat
 ) -> None:
     """Tools go out in the provider's format and the tool call comes back in the caller's."""
     await fake.script("fake-small", tool_call={"name": "read_file", "arguments": {"path": "a.py"}})
-    tools = TOOLS_OPENAI if inbound == "openai" else TOOLS_ANTHROPIC
     provider = _provider(fake, upstream, http)
-    reply = await provider.complete(_call(inbound, tools=tools))
+    reply = await provider.complete(_call(inbound, tools=TOOLS[inbound]))
     [logged] = await fake.requests("fake-small")
-    assert logged["body"]["tools"] == (TOOLS_ANTHROPIC if upstream == "anthropic" else TOOLS_OPENAI)
-    if inbound == "openai":
-        choice = reply.body["choices"][0]
-        assert choice["finish_reason"] == "tool_calls"
-        assert json.loads(choice["message"]["tool_calls"][0]["function"]["arguments"]) == {
-            "path": "a.py"
-        }
-    else:
-        assert reply.body["stop_reason"] == "tool_use"
-        assert reply.body["content"][-1]["input"] == {"path": "a.py"}
+    assert logged["body"]["tools"] == TOOLS[upstream]
+    assert _tool_args(reply.body, inbound) == {"path": "a.py"}
     sink = Sink()
-    result = await provider.stream(_call(inbound, tools=tools, stream=True), sink)
+    result = await provider.stream(_call(inbound, tools=TOOLS[inbound], stream=True), sink)
+    sink.chunks += result.tail  # the closing events, held for the ledger
     assert result.usage_known
     assert "read_file" in sink.text and "a.py" in sink.text.replace('\\"', '"')
 
@@ -147,7 +167,7 @@ async def test_queued_500s_then_success(
             await provider.complete(_call(api))
         assert (info.value.status, info.value.retryable) == (500, True)
     await provider.complete(_call(api))
-    assert (await fake.calls())["fake-small"] == {"calls": 3, "failures": 2}
+    assert (await fake.calls())["fake-small"] == {"calls": 3, "failures": 2, "cancelled": 0}
 
 
 @pytest.mark.parametrize("api", APIS)
@@ -169,10 +189,14 @@ async def test_529_and_retry_after(
     assert (limited.value.status, limited.value.retry_after) == (429, 2.0)
 
 
-async def test_unknown_model_is_not_retryable(fake: FakeProvider, http: httpx.AsyncClient) -> None:
-    """A model the provider does not know fails the call without retry."""
+@pytest.mark.parametrize("api", APIS)
+async def test_missing_model_is_not_retryable(
+    fake: FakeProvider, http: httpx.AsyncClient, api: WireFormat
+) -> None:
+    """A model the provider lacks (a scripted 404) fails the attempt without retry."""
+    await fake.script("no-such-model", faults=[{"status": 404, "times": None}])
     with pytest.raises(ProviderError) as info:
-        await _provider(fake, "openai", http).complete(_call("openai", model="no-such-model"))
+        await _provider(fake, api, http).complete(_call(api, model="no-such-model"))
     assert (info.value.status, info.value.retryable) == (404, False)
 
 
@@ -203,13 +227,21 @@ async def test_stream_dropped_before_output_is_retryable(
 async def test_stream_dropped_after_output_is_partial(
     fake: FakeProvider, http: httpx.AsyncClient, upstream: WireFormat, inbound: WireFormat
 ) -> None:
-    """A stream cut after output reached the caller ends without retry and usage_known False."""
+    """A stream cut after output reached the caller ends without retry, usage_known False, and
+    a last event the caller's SDK reads as an error."""
     await fake.script("fake-small", reply="a b c d e f", drop_stream_after=4)
     sink = Sink()
     result = await _provider(fake, upstream, http).stream(_call(inbound, stream=True), sink)
+    sink.chunks += result.tail  # the closing events, held for the ledger
     assert result.usage_known is False
-    assert 0 < result.chunks_sent == len(sink.chunks)
+    assert 0 < result.chunks_sent + len(result.tail) == len(sink.chunks)
     assert "[DONE]" not in sink.text and "message_stop" not in sink.text
+    assert "response.completed" not in sink.text
+    last = sink.data()[-1]
+    if inbound == "responses" and upstream != "responses":
+        assert last["type"] == "response.failed"
+    else:
+        assert last.get("error") or last.get("type") == "error"
 
 
 async def test_cli_starts_on_a_free_port(tmp_path: Any) -> None:

@@ -108,6 +108,7 @@ async def test_stream_same_format_forces_usage_and_ends_with_done() -> None:
     provider = OpenAICompatProvider(config("openai", URL), rec.client())
     sink = Sink()
     result = await provider.stream(call(BODY, "openai"), sink)
+    sink.chunks += result.tail  # the closing events, held for the ledger
     assert rec.body["stream"] is True
     assert rec.body["stream_options"] == {"include_usage": True}
     assert (
@@ -117,7 +118,7 @@ async def test_stream_same_format_forces_usage_and_ends_with_done() -> None:
     assert sink.text.endswith("data: [DONE]\n\n")
     assert result.usage == Usage(input_tokens=12, output_tokens=2)
     assert result.usage_known is True
-    assert result.chunks_sent == 6
+    assert result.chunks_sent + len(result.tail) == 6
 
 
 async def test_stream_to_anthropic_caller_with_tool_call() -> None:
@@ -149,6 +150,7 @@ async def test_stream_to_anthropic_caller_with_tool_call() -> None:
         "stream": True,
     }
     result = await provider.stream(call(body, "anthropic"), sink)
+    sink.chunks += result.tail  # the closing events, held for the ledger
     events = sink.data()
     kinds = [e["type"] for e in events]
     assert kinds == [

@@ -1,13 +1,16 @@
-"""The price book: shipped table, overrides, exact money conversion, no free calls."""
+"""The price book: genai-prices, runcap's models, overrides, exact money, no free calls."""
 
 from __future__ import annotations
 
 import json
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+import genai_prices
 import pytest
 
+from providers import price_catalogue
 from providers.pricing import (
     FreeModelRefused,
     PriceBook,
@@ -18,31 +21,61 @@ from providers.pricing import (
 )
 from workflows.contracts import Price
 
-SHIPPED = [
-    "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o", "gpt-4o-mini", "o3", "o4-mini",
-    "gpt-5", "gpt-5-mini", "gpt-5-nano", "claude-opus-4-1", "claude-opus-4",
-    "claude-sonnet-4-5", "claude-sonnet-4", "claude-3-7-sonnet", "claude-haiku-4-5",
-    "claude-3-5-haiku", "fake-small", "fake-large",
+CURRENT_MODELS = [
+    "claude-opus-4-8", "claude-sonnet-5", "claude-opus-5-5", "claude-haiku-4-5",
+    "gpt-5.6-sol", "gpt-5.6-terra", "gpt-5.6-luna", "gpt-6.1-sol",
 ]  # fmt: skip
 
 
-def test_shipped_table_is_dated_and_complete() -> None:
-    """The shipped table carries its date and prices every promised model."""
+def test_prices_come_from_the_pinned_genai_prices() -> None:
+    """The price table is genai-prices at the version pyproject pins, and says so."""
+    pyproject = (Path(__file__).parents[2] / "pyproject.toml").read_text()
     book = PriceBook()
-    assert book.as_of == "2026-11-01"
-    assert set(SHIPPED) <= set(book.models())
+    assert book.source == f"genai-prices {genai_prices.__version__}"
+    assert f'"genai-prices=={genai_prices.__version__}"' in pyproject
+    assert book.source_of("claude-opus-4-8") == book.source
+
+
+@pytest.mark.parametrize("model", CURRENT_MODELS)
+def test_current_models_have_cache_read_and_write_prices(model: str) -> None:
+    """Today's agent models are priced, with cache reads below and cache writes above input."""
+    price = PriceBook().price_of(model)
+    assert 0 < price.cached_input < price.input < price.cache_write
+    assert price.output > price.input
+
+
+def test_decimal_prices_convert_exactly() -> None:
+    """genai-prices' Decimals become micro-dollars exactly; tiered prices bill the base tier."""
+    book = PriceBook()
+    assert book.price_of("claude-opus-4-8") == Price(5_000_000, 25_000_000, 500_000, 6_250_000)
+    # Tiered above 200K input tokens; the base tier is billed.
+    assert book.price_of("claude-sonnet-4-5") == Price(3_000_000, 15_000_000, 300_000, 3_750_000)
+    # No cache-write price: written tokens bill like input, the safe side.
+    assert book.price_of("gpt-4.1-mini") == Price(400_000, 1_600_000, 100_000, 400_000)
+
+
+def test_dated_and_hourly_prices() -> None:
+    """A dated price change applies from its day; an off-peak discount is not relied on."""
+    before = price_catalogue.lookup("gpt-5.6-sol", date(2026, 8, 20))
+    after = price_catalogue.lookup("gpt-5.6-sol", date(2026, 8, 21))
+    assert before == Price(5_000_000, 30_000_000, 500_000, 6_250_000)
+    assert after == Price(4_000_000, 20_000_000, 400_000, 5_000_000)
+    # deepseek-chat is cheaper off-peak; the full rate is billed at every hour.
+    assert PriceBook().price_of("deepseek-chat").input == 270_000
 
 
 def test_fake_prices_are_as_documented() -> None:
-    """fake-small and fake-large have the prices tests and demos rely on."""
+    """fake-small and fake-large are runcap's own models, with the prices tests rely on."""
     book = PriceBook()
     assert book.price_of("fake-small") == Price(500_000, 1_500_000, 500_000, 500_000)
     assert book.price_of("fake-large") == Price(5_000_000, 15_000_000, 500_000, 6_250_000)
+    assert book.source_of("fake-small") == "runcap"
+    assert {"fake-small", "fake-large", "claude-opus-4-8", "gpt-5.6-sol"} <= set(book.models())
 
 
 def test_anthropic_cache_rates_follow_input() -> None:
     """Anthropic cache writes cost 1.25x input and cache reads 0.1x."""
-    for model in ("claude-sonnet-4-5", "claude-opus-4-1", "claude-haiku-4-5"):
+    for model in ("claude-sonnet-4-5", "claude-opus-4-1", "claude-haiku-4-5", "claude-opus-4-8"):
         price = PriceBook().price_of(model)
         assert price.cache_write * 4 == price.input * 5
         assert price.cached_input * 10 == price.input
@@ -107,11 +140,12 @@ def test_free_model_is_refused_without_floor() -> None:
 
 
 def test_override_replaces_a_model_price(tmp_path: Path) -> None:
-    """An override from a mapping or a JSON file replaces the shipped price whole."""
+    """An override from a mapping or a JSON file replaces genai-prices' price whole."""
     override = {"gpt-4o": {"input": "1.00", "output": "4.00"}}
-    assert PriceBook(override).price_of("gpt-4o") == Price(
-        1_000_000, 4_000_000, 1_000_000, 1_000_000
-    )
+    book = PriceBook(override)
+    assert book.price_of("gpt-4o") == Price(1_000_000, 4_000_000, 1_000_000, 1_000_000)
+    assert book.price_of("openai/gpt-4o-2024-08-06") == book.price_of("gpt-4o")
+    assert book.source_of("gpt-4o") == "overrides"
     path = tmp_path / "prices.json"
     path.write_text(json.dumps({"models": {"my-model": {"input": "0.1", "output": "0.2"}}}))
     assert PriceBook(path).price_of("my-model").output == 200_000

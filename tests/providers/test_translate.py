@@ -1,73 +1,77 @@
-"""Request, answer and usage mapping between the OpenAI and Anthropic formats."""
+"""Request translation between chat completions, Anthropic messages and Responses."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
-from providers.replies import (
-    anthropic_to_openai_response,
-    openai_to_anthropic_response,
-    usage_from_anthropic,
-    usage_from_openai,
-    usage_to_anthropic,
-    usage_to_openai,
+import pytest
+
+from providers.formats.hub import (
+    Image,
+    Text,
+    ToolCall,
+    ToolResult,
+    Untranslatable,
 )
 from providers.translate import (
-    anthropic_to_openai_request,
-    openai_to_anthropic_request,
+    FORMATS,
     strip_runcap_metadata,
+    translate_request,
 )
-from workflows.contracts import Usage
+from tests.providers.conversations import CONVERSATION, OPENAI_CHAT, PNG, WEATHER
+from workflows.contracts import WireFormat
 
-WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}}
+APIS: list[WireFormat] = ["openai", "anthropic", "responses"]
+PAIRS = [(a, b) for a, b in itertools.permutations(APIS, 2)]
 
-OPENAI_CHAT: dict[str, Any] = {
-    "model": "gpt-4.1",
-    "max_tokens": 100,
-    "temperature": 1.5,
-    "top_p": 0.9,
-    "stop": "END",
-    "user": "u-1",
-    "messages": [
-        {"role": "system", "content": "Be brief."},
-        {"role": "developer", "content": [{"type": "text", "text": "Use tools."}]},
-        {
-            "role": "user",
-            "content": [
-                {"type": "text", "text": "Weather?"},
-                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+
+def _conversation(body: dict[str, Any], fmt: WireFormat) -> Any:
+    """What must survive any translation: turns (arguments as objects), tools, choice, cap."""
+    req = FORMATS[fmt].read_request(body)
+    turns = [
+        (
+            t.role,
+            [
+                (p.id, p.name, json.loads(p.arguments)) if isinstance(p, ToolCall) else p
+                for p in t.parts
             ],
-        },
-        {
-            "role": "assistant",
-            "content": None,
-            "tool_calls": [
-                {
-                    "id": "call_1",
-                    "type": "function",
-                    "function": {"name": "weather", "arguments": '{"city": "Oslo"}'},
-                }
-            ],
-        },
-        {"role": "tool", "tool_call_id": "call_1", "content": "rain"},
-        {"role": "user", "content": "Thanks"},
-    ],
-    "tools": [
-        {
-            "type": "function",
-            "function": {"name": "weather", "description": "Look up", "parameters": WEATHER},
-        }
-    ],
-    "tool_choice": {"type": "function", "function": {"name": "weather"}},
-    "parallel_tool_calls": False,
-    "response_format": {"type": "text"},
-}
+        )
+        for t in req.turns
+    ]
+    return turns, req.tools, req.tool_choice, req.max_tokens
+
+
+@pytest.mark.parametrize("fmt", APIS)
+def test_every_format_reads_the_same_conversation(fmt: WireFormat) -> None:
+    """The three spellings of one conversation read into one internal form."""
+    turns, tools, choice, cap = _conversation(CONVERSATION[fmt], fmt)
+    assert turns == [
+        ("system", [Text("Be brief.")]),
+        ("user", [Text("Weather?"), Image(PNG)]),
+        ("assistant", [Text("Checking."), ("call_1", "weather", {"city": "Oslo"})]),
+        ("user", [ToolResult("call_1", "rain")]),
+    ]
+    assert [(t.name, t.description, t.parameters) for t in tools] == [
+        ("weather", "Look up", WEATHER)
+    ]
+    assert (choice, cap) == ("required", 80)
+
+
+@pytest.mark.parametrize(("source", "target"), PAIRS)
+def test_request_round_trips_keep_the_conversation(source: WireFormat, target: WireFormat) -> None:
+    """source -> target -> source keeps turns, images, tool calls and results, tools, choice."""
+    body = CONVERSATION[source]
+    there = translate_request(body, source, target)
+    back = translate_request(there, target, source)
+    assert _conversation(there, target) == _conversation(body, source)
+    assert _conversation(back, source) == _conversation(body, source)
 
 
 def test_openai_request_to_anthropic() -> None:
     """System, images, tool calls, tool results, tools and sampling map to Anthropic fields."""
-    out = openai_to_anthropic_request(OPENAI_CHAT)
+    out = translate_request(OPENAI_CHAT, "openai", "anthropic")
     assert out["system"] == "Be brief.\n\nUse tools."
     assert out["max_tokens"] == 100
     assert out["temperature"] == 1.0
@@ -100,147 +104,99 @@ def test_openai_request_to_anthropic() -> None:
 
 
 def test_anthropic_request_to_openai() -> None:
-    """Anthropic system, tool_use and tool_result blocks become OpenAI messages and tools."""
-    body: dict[str, Any] = {
-        "model": "claude-sonnet-4-5",
-        "max_tokens": 50,
-        "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
-        "stop_sequences": ["END"],
-        "temperature": 0.2,
-        "top_k": 5,
-        "tools": [{"name": "weather", "input_schema": WEATHER}, {"type": "web_search_20250305"}],
-        "tool_choice": {"type": "any", "disable_parallel_tool_use": True},
-        "messages": [
-            {"role": "user", "content": "Weather?"},
-            {
-                "role": "assistant",
-                "content": [
-                    {"type": "text", "text": "Checking."},
-                    {
-                        "type": "tool_use",
-                        "id": "tu_1",
-                        "name": "weather",
-                        "input": {"city": "Oslo"},
-                    },
-                ],
-            },
-            {
-                "role": "user",
-                "content": [
-                    {
-                        "type": "tool_result",
-                        "tool_use_id": "tu_1",
-                        "content": [{"type": "text", "text": "rain"}],
-                    },
-                    {"type": "image", "source": {"type": "url", "url": "https://x/img.png"}},
-                ],
-            },
-        ],
-    }
-    out = anthropic_to_openai_request(body)
+    """Anthropic system, thinking, tool_use and tool_result blocks become OpenAI messages."""
+    body = json.loads(json.dumps(CONVERSATION["anthropic"]))
+    body["system"] = [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}]
+    body["messages"][1]["content"].insert(
+        0, {"type": "thinking", "thinking": "hmm", "signature": "s"}
+    )
+    body["messages"][2]["content"][0]["content"] = [{"type": "text", "text": "rain"}]
+    body.update(stop_sequences=["END"], temperature=0.2, top_k=5)
+    body["tool_choice"] = {"type": "any", "disable_parallel_tool_use": True}
+    out = translate_request(body, "anthropic", "openai")
     assert out["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert out["messages"][2]["content"] == "Checking."
     assert out["messages"][2]["tool_calls"][0]["function"] == {
         "name": "weather",
         "arguments": json.dumps({"city": "Oslo"}),
     }
-    assert out["messages"][2]["content"] == "Checking."
-    assert out["messages"][3] == {"role": "tool", "tool_call_id": "tu_1", "content": "rain"}
-    assert out["messages"][4]["content"] == [
-        {"type": "image_url", "image_url": {"url": "https://x/img.png"}}
-    ]
-    assert out["tools"] == [
-        {"type": "function", "function": {"name": "weather", "parameters": WEATHER}}
-    ]
+    assert out["messages"][3] == {"role": "tool", "tool_call_id": "call_1", "content": "rain"}
     assert out["tool_choice"] == "required"
     assert out["parallel_tool_calls"] is False
     assert out["stop"] == ["END"]
     assert "top_k" not in out
 
 
-def test_request_round_trip_keeps_the_conversation() -> None:
-    """OpenAI -> Anthropic -> OpenAI keeps roles, texts and tool calls."""
-    back = anthropic_to_openai_request(openai_to_anthropic_request(OPENAI_CHAT))
-    roles = [m["role"] for m in back["messages"]]
-    assert roles == ["system", "user", "assistant", "tool", "user"]
-    assert back["messages"][2]["tool_calls"][0]["id"] == "call_1"
+def test_responses_request_to_chat_and_anthropic() -> None:
+    """instructions, function calls and outputs map; reasoning items and store stay behind."""
+    body = CONVERSATION["responses"]
+    out = translate_request(body, "responses", "openai")
+    assert out["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert out["messages"][2]["tool_calls"][0]["id"] == "call_1"
+    assert out["messages"][3] == {"role": "tool", "tool_call_id": "call_1", "content": "rain"}
+    assert out["prompt_cache_key"] == "k"
+    assert out["max_tokens"] == 80
+    assert "store" not in out and "include" not in out
+    anthropic = translate_request(body, "responses", "anthropic")
+    assert anthropic["messages"][1]["content"][1]["input"] == {"city": "Oslo"}
+    assert "opaque" not in json.dumps(anthropic)
 
 
-def test_tool_choice_strings_map_both_ways() -> None:
-    """auto/required/none map to auto/any/none and back."""
-    tools = OPENAI_CHAT["tools"]
-    for openai, anthropic in (("auto", "auto"), ("required", "any"), ("none", "none")):
-        out = openai_to_anthropic_request({"messages": [], "tools": tools, "tool_choice": openai})
-        assert out["tool_choice"] == {"type": anthropic}
-        body = {"messages": [], "tools": out["tools"], "tool_choice": {"type": anthropic}}
-        assert anthropic_to_openai_request(body)["tool_choice"] == openai
+def test_chat_request_to_responses() -> None:
+    """Chat becomes Responses items; tools are not strict, since chat schemas need not be."""
+    out = translate_request(CONVERSATION["openai"], "openai", "responses")
+    assert out["input"][0] == {"type": "message", "role": "system", "content": "Be brief."}
+    assert out["input"][1]["content"][1] == {
+        "type": "input_image",
+        "image_url": PNG,
+        "detail": "auto",
+    }
+    assert [i["type"] for i in out["input"][2:]] == [
+        "message",
+        "function_call",
+        "function_call_output",
+    ]
+    assert out["tools"][0]["strict"] is False
+    assert out["max_output_tokens"] == 80
+    assert out["store"] is False
+
+
+@pytest.mark.parametrize(
+    ("fmt", "body"),
+    [
+        ("responses", {"input": "hi", "tools": [{"type": "web_search"}]}),
+        ("responses", {"input": [{"type": "item_reference", "id": "msg_1"}]}),
+        ("responses", {"input": [{"type": "additional_tools", "tools": []}]}),
+        ("anthropic", {"messages": [], "tools": [{"type": "web_search_20250305", "name": "w"}]}),
+        ("openai", {"messages": [], "tools": [{"type": "custom", "custom": {"name": "x"}}]}),
+    ],
+)
+def test_what_only_one_format_has_is_refused_elsewhere(fmt: WireFormat, body: Any) -> None:
+    """Built-in tools and stored items cannot be translated: a clear refusal, not a silent drop."""
+    target: WireFormat = "openai" if fmt != "openai" else "anthropic"
+    with pytest.raises(Untranslatable, match="type"):
+        translate_request(body, fmt, target)
+
+
+def test_tool_choice_strings_map_everywhere() -> None:
+    """auto/required/none and a named tool survive every pair of formats."""
+    for choice in ("auto", "required", "none", "weather"):
+        for source, target in PAIRS:
+            body = json.loads(json.dumps(CONVERSATION[source]))
+            req = FORMATS[source].read_request(body)
+            req.tool_choice = choice
+            out = FORMATS[target].write_request(req)
+            assert FORMATS[target].read_request(out).tool_choice == choice, (source, target)
 
 
 def test_strip_runcap_metadata() -> None:
-    """runcap's tags leave the body; other metadata stays."""
+    """runcap's tags leave the body, as a list or a string; other metadata stays."""
     body: dict[str, Any] = {"metadata": {"tags": ["step:edit"], "user_id": "u"}}
     strip_runcap_metadata(body)
     assert body == {"metadata": {"user_id": "u"}}
-    only_tags: dict[str, Any] = {"metadata": {"tags": ["a"]}}
+    only_tags: dict[str, Any] = {"metadata": {"tags": "a,b"}}
     strip_runcap_metadata(only_tags)
     assert only_tags == {}
-
-
-def test_usage_normalisation() -> None:
-    """Cached tokens leave input_tokens; cache writes are kept apart."""
-    openai = {
-        "prompt_tokens": 100,
-        "completion_tokens": 7,
-        "prompt_tokens_details": {"cached_tokens": 60},
-    }
-    assert usage_from_openai(openai) == Usage(40, 7, 60, 0)
-    anthropic = {
-        "input_tokens": 40,
-        "output_tokens": 7,
-        "cache_read_input_tokens": 60,
-        "cache_creation_input_tokens": 5,
-    }
-    assert usage_from_anthropic(anthropic) == Usage(40, 7, 60, 5)
-    assert usage_from_anthropic({"output_tokens": 9}, Usage(40, 1, 60, 5)) == Usage(40, 9, 60, 5)
-    assert usage_from_openai(usage_to_openai(Usage(40, 7, 60, 0))) == Usage(40, 7, 60, 0)
-    assert usage_from_anthropic(usage_to_anthropic(Usage(1, 2, 3, 4))) == Usage(1, 2, 3, 4)
-
-
-def test_anthropic_answer_to_openai() -> None:
-    """An Anthropic tool_use answer becomes an OpenAI tool call with finish_reason tool_calls."""
-    message = {
-        "id": "msg_1",
-        "model": "claude-sonnet-4-5",
-        "content": [
-            {"type": "thinking", "thinking": "hmm"},
-            {"type": "tool_use", "id": "tu_1", "name": "weather", "input": {"city": "Oslo"}},
-        ],
-        "stop_reason": "tool_use",
-        "usage": {"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 2},
-    }
-    out = anthropic_to_openai_response(message)
-    choice = out["choices"][0]
-    assert choice["finish_reason"] == "tool_calls"
-    assert choice["message"]["content"] is None
-    assert json.loads(choice["message"]["tool_calls"][0]["function"]["arguments"]) == {
-        "city": "Oslo"
-    }
-    assert out["usage"]["prompt_tokens"] == 12
-    assert out["usage"]["prompt_tokens_details"] == {"cached_tokens": 2}
-
-
-def test_openai_answer_to_anthropic() -> None:
-    """An OpenAI answer becomes an Anthropic message; length maps to max_tokens."""
-    completion = {
-        "id": "chatcmpl-1",
-        "model": "gpt-4.1",
-        "choices": [{"message": {"role": "assistant", "content": "Hi"}, "finish_reason": "length"}],
-        "usage": {"prompt_tokens": 9, "completion_tokens": 3},
-    }
-    out = openai_to_anthropic_response(completion)
-    assert out["content"] == [{"type": "text", "text": "Hi"}]
-    assert out["stop_reason"] == "max_tokens"
-    assert out["usage"]["input_tokens"] == 9
-    assert out["usage"]["output_tokens"] == 3
 
 
 def test_broken_tool_arguments_are_kept_not_fatal() -> None:
@@ -253,5 +209,6 @@ def test_broken_tool_arguments_are_kept_not_fatal() -> None:
             }
         ]
     }
-    block = openai_to_anthropic_request(body)["messages"][0]["content"][0]
+    block = translate_request(body, "openai", "anthropic")["messages"][0]["content"][0]
     assert block["input"] == {"_raw_arguments": "{oops"}
+    assert translate_request(body, "openai", "responses")["input"][0]["arguments"] == "{oops"

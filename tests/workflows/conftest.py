@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine
 from temporalio.client import Client
 
-from caller.caller import Caller
+from caller import Caller
 from providers.base import Provider
 from worker.app import build_worker
 
@@ -31,8 +31,14 @@ async def worker(
 
 @pytest.fixture
 async def caller(
-    temporal_client: Client, task_queue: str, providers: dict[str, Provider], worker: None
+    temporal_client: Client,
+    task_queue: str,
+    providers: dict[str, Provider],
+    engine: Engine,
+    worker: None,
 ) -> AsyncIterator[Caller]:
-    """A caller whose runs live on this test's worker."""
-    async with Caller(temporal_client, providers, workflow_task_queue=task_queue) as c:
+    """A caller whose runs live on this test's worker and which writes the ledger itself."""
+    async with Caller(
+        temporal_client, providers, engine=engine, workflow_task_queue=task_queue
+    ) as c:
         yield c

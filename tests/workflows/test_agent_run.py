@@ -12,11 +12,11 @@ from sqlmodel import col
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import Replayer
 
-from caller.caller import Caller, CallFailed, CallReply, CallSpec, run_handle
+from caller import Caller, CallFailed, CallReply, CallSpec, run_handle
 from db.models import LedgerEntry
 from fake_provider import FakeProvider
 from tests.conftest import TargetFactory
-from tests.waiting import eventually
+from tests.polling import eventually
 from workflows import errors
 from workflows.agent_run import AgentRun
 from workflows.budget import cost_micros, estimate_input_tokens, reservation_micros
@@ -41,9 +41,11 @@ def spec(chain: list[Target], max_tokens: int = 100, **kw: Any) -> CallSpec:
     return CallSpec(body=BODY, inbound="openai", chain=chain, max_tokens=max_tokens, **kw)
 
 
-async def spend_of(client: Client, run: RunInput) -> RunSpend:
-    handle = run_handle(client, run.run_id)
-    return await handle.query(AgentRun.spend)
+async def spend_of(caller: Caller, run: RunInput) -> RunSpend:
+    """The run's figures once this caller's finished calls have been settled there."""
+    await caller.settler.flush()
+    spend: RunSpend = await run_handle(caller.runs.client, run.run_id).query(AgentRun.spend)
+    return spend
 
 
 async def assert_replays(client: Client, run: RunInput) -> None:
@@ -83,7 +85,7 @@ async def test_burst_of_200_spends_exactly_the_cap(
     assert len(ok) == n
     assert len(refused) == 200 - n
     assert {r.kind for r in refused} == {errors.BUDGET_EXCEEDED}
-    spend = await spend_of(temporal_client, run)
+    spend = await spend_of(caller, run)
     assert spend.spent_micros == spend.budget_micros == per_call * n
     assert spend.reserved_micros == 0 and spend.overruns == 0
     assert spend.calls == n
@@ -110,10 +112,11 @@ async def test_fallback_bills_only_the_target_that_answered(
         assert reply.result.cost_micros == cost_micros(small.price, reply.result.usage)
         assert reply.body is not None and reply.body["choices"][0]["message"]["content"]
         expected += reply.result.cost_micros
-    spend = await spend_of(temporal_client, run)
+    spend = await spend_of(caller, run)
     assert spend.spent_micros == expected
     assert set(spend.by_model) == {"fake-small"}
-    rows = await eventually(lambda: len(ledger_rows(engine, run)) == 3 and ledger_rows(engine, run))
+    rows = ledger_rows(engine, run)  # written before each answer returned
+    assert len(rows) == 3
     assert all(r.model == "fake-small" and len(r.attempts) == 2 for r in rows)
     assert sum(r.cost_micros for r in rows) == expected
     await assert_replays(temporal_client, run)
@@ -132,7 +135,7 @@ async def test_provider_400_fails_the_call_and_bills_nothing(
         await caller.call(run, spec([small, target("fake-large")]))
     assert info.value.kind == errors.PROVIDER_REJECTED
     assert "bad tool schema" in info.value.message
-    spend = await spend_of(temporal_client, run)
+    spend = await spend_of(caller, run)
     assert spend.spent_micros == 0 and spend.reserved_micros == 0
     assert spend.failed_calls == 1
     calls = await fake.calls()
@@ -147,7 +150,7 @@ async def test_search_attributes_match_the_spend_query(
     run = new_run(MICROS_PER_USD, agent="coder", task_id="t-42", tags=["agent:coder", "task:t-42"])
     for step in ("plan", "edit"):
         await caller.call(run, spec([target("fake-small")], tags=[f"step:{step}"]))
-    spend = await spend_of(temporal_client, run)
+    spend = await spend_of(caller, run)
     query = f'RunCost > 0 AND WorkflowId = "{workflow_id(run.run_id)}"'
 
     async def listed() -> Any:
@@ -286,13 +289,12 @@ async def test_a_long_run_continues_as_new_without_losing_a_cent(
     assert await eventually(continued, within=30), "the run never continued as new"
     old = temporal_client.get_workflow_handle(workflow_id(run.run_id), run_id=first.run_id)
     assert (await old.describe()).status == WorkflowExecutionStatus.CONTINUED_AS_NEW
-    spend = await run_handle(temporal_client, run.run_id).query(AgentRun.spend)
+    spend = await spend_of(caller, run)
     assert spend.calls == len(replies) and spend.reserved_micros == 0
     assert spend.spent_micros == sum(r.result.cost_micros for r in replies)
     assert {"step:w0", "step:w4", "step:more"} <= set(spend.by_step)
-    rows = await eventually(
-        lambda: len(ledger_rows(engine, run)) == len(replies) and ledger_rows(engine, run)
-    )
+    rows = ledger_rows(engine, run)
+    assert len(rows) == len(replies)
     assert sum(r.cost_micros for r in rows) == spend.spent_micros
     await Replayer(workflows=[AgentRun]).replay_workflow(await old.fetch_history())
 

@@ -113,14 +113,14 @@ def test_cap_holds_for_any_interleaving(cap: int, steps: list[tuple[str, int, in
     budget = Budget(RunState(budget_micros=cap))
     for op, call, max_tokens, percent in steps:
         call_id = f"c{call}"
-        if op == "reserve" and call_id not in budget.reservations:
+        if op == "reserve" and call_id not in budget.state.open_calls:
             try:
                 plan = budget.plan([SMALL, LARGE], 50, max_tokens, 1)
                 budget.reserve(call_id, plan)
             except BudgetExceeded:
                 pass
-        elif op == "settle" and call_id in budget.reservations:
-            held = budget.reservations[call_id]
+        elif op == "settle" and call_id in budget.state.open_calls:
+            held = budget.held(call_id)
             budget.settle(call_id, held * percent // 100, Usage(), [], "m")
         elif op == "release":
             budget.release(call_id)

@@ -10,22 +10,21 @@ import sys
 import uuid
 from pathlib import Path
 
-import pytest
-from sqlalchemy import create_engine, select
+from sqlalchemy import Engine, create_engine, select
 from sqlmodel import col
 from temporalio.client import Client
 
-from caller.caller import Caller, CallFailed
+from caller import Caller, CallFailed, run_handle
 from db.models import LedgerEntry
 from fake_provider import FakeProvider
 from providers.base import Provider
 from tests.conftest import TargetFactory
 from tests.databases import sqlite_at_head
-from tests.waiting import eventually
-from tests.workflows.test_agent_run import assert_replays, spec, spend_of
+from tests.polling import eventually
+from tests.workflows.test_agent_run import assert_replays, ledger_rows, spec, spend_of
 from worker.devserver import DevServer
-from workflows import errors
-from workflows.contracts import MICROS_PER_USD, RunInput
+from workflows.agent_run import AgentRun
+from workflows.contracts import MICROS_PER_USD, RunInput, RunSpend
 
 
 def start_worker(
@@ -68,10 +67,10 @@ async def test_sigkill_worker_mid_burst(
             outcomes = await asyncio.wait_for(
                 asyncio.gather(*calls, return_exceptions=True), timeout=120
             )
-        ok = [o for o in outcomes if not isinstance(o, BaseException)]
-        failed = [o for o in outcomes if isinstance(o, BaseException)]
-        assert all(isinstance(f, CallFailed) for f in failed), failed
-        spend = await spend_of(temporal_client, run)
+            ok = [o for o in outcomes if not isinstance(o, BaseException)]
+            failed = [o for o in outcomes if isinstance(o, BaseException)]
+            assert all(isinstance(f, CallFailed) for f in failed), failed
+            spend = await spend_of(caller, run)
         assert spend.reserved_micros == 0
         assert spend.calls == len(ok)
         assert spend.spent_micros == sum(o.result.cost_micros for o in ok)
@@ -94,29 +93,71 @@ async def test_sigkill_worker_mid_burst(
         worker.wait(timeout=30)
 
 
-async def test_a_vanished_caller_releases_its_reservation(
+async def test_a_silent_caller_is_billed_its_reservations(
     temporal_client: Client,
     fake: FakeProvider,
     providers: dict[str, Provider],
     task_queue: str,
     worker: None,
     target: TargetFactory,
+    engine: Engine,
 ) -> None:
-    """A caller that goes away mid-call: its call fails cleanly and gives its money back."""
+    """A caller that never reports (it died after calling): past its timeout the run settles
+    its call at the reservation, as ``unknown``, and records it. Never released as free."""
     await fake.reset()
-    await fake.script("fake-small", latency_ms=60_000)
-    run = RunInput(run_id=uuid.uuid4().hex[:12], budget_micros=MICROS_PER_USD)
-    own_client = await Client.connect(temporal_client.service_client.config.target_host)
-    doomed = Caller(own_client, providers, workflow_task_queue=task_queue)
-    await doomed.__aenter__()
-    call = asyncio.create_task(doomed.call(run, spec([target("fake-small")])))
-    await eventually(lambda: bool(doomed.pending), within=10)
-    await asyncio.sleep(0.5)
-    doomed.pending.clear()  # the process forgot its bodies, as a restarted one would
-    await doomed.__aexit__(None, None, None)  # and stopped polling its queue
-    with pytest.raises(CallFailed) as info:
-        await asyncio.wait_for(call, timeout=60)
-    assert info.value.kind == errors.CALLER_GONE
-    spend = await spend_of(temporal_client, run)
-    assert spend.reserved_micros == 0 and spend.spent_micros == 0
-    assert spend.failed_calls == 1
+    small = target("fake-small")
+    run = RunInput(
+        run_id=uuid.uuid4().hex[:12], budget_micros=MICROS_PER_USD, caller_timeout_seconds=2
+    )
+    # Its settle loop never runs: no settlement, no heartbeat ever reaches the run.
+    silent = Caller(temporal_client, providers, workflow_task_queue=task_queue)
+    reply = await silent.call(run, spec([small]))
+    assert reply.result.status == "ok"
+    handle = run_handle(temporal_client, run.run_id)
+
+    async def expired() -> RunSpend | None:
+        spend = await handle.query(AgentRun.spend)
+        return spend if spend.calls == 1 else None
+
+    spend = await eventually(expired, within=30)
+    assert spend is not None, "the run never settled the silent caller's call"
+    assert spend.reserved_micros == 0
+    assert spend.spent_micros >= reply.result.cost_micros  # the reservation covers the real cost
+    assert spend.spent_micros + spend.reserved_micros <= spend.budget_micros
+    rows = await eventually(lambda: ledger_rows(engine, run), within=15)
+    assert [(r.status, r.cost_micros) for r in rows] == [("unknown", spend.spent_micros)]
+    assert rows[0].reserved_micros == spend.spent_micros
+    await assert_replays(temporal_client, run)
+
+
+async def test_a_caller_that_died_after_answering_is_billed_what_it_recorded(
+    temporal_client: Client,
+    fake: FakeProvider,
+    providers: dict[str, Provider],
+    task_queue: str,
+    worker: None,
+    target: TargetFactory,
+    engine: Engine,
+) -> None:
+    """The caller wrote the call's ledger row, answered, and died before its settle batch: the
+    run finds the row and settles the call at its real cost, not at its reservation."""
+    await fake.reset()
+    small = target("fake-small")
+    run = RunInput(
+        run_id=uuid.uuid4().hex[:12], budget_micros=MICROS_PER_USD, caller_timeout_seconds=2
+    )
+    silent = Caller(temporal_client, providers, engine=engine, workflow_task_queue=task_queue)
+    reply = await silent.call(run, spec([small]))
+    handle = run_handle(temporal_client, run.run_id)
+
+    async def expired() -> RunSpend | None:
+        spend = await handle.query(AgentRun.spend)
+        return spend if spend.calls == 1 else None
+
+    spend = await eventually(expired, within=30)
+    assert spend is not None, "the run never settled the silent caller's call"
+    assert spend.reserved_micros == 0
+    assert spend.spent_micros == reply.result.cost_micros
+    rows = ledger_rows(engine, run)
+    assert [(r.status, r.cost_micros) for r in rows] == [("ok", reply.result.cost_micros)]
+    await assert_replays(temporal_client, run)

@@ -1,0 +1,167 @@
+"""The runs pages: open and recent runs with a live burn-down each, and one run with its calls.
+
+Live without reload: the table body and the run's figures are htmx fragments that poll every
+two seconds while the run is open (``hx-trigger="every 2s"``, swapped whole); a closed run's
+fragment comes back without the trigger, so polling stops by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from fastapi import APIRouter, Request, Response
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+from temporalio.client import Client
+
+from api.alerts import recent_alerts
+from api.calls import run_calls
+from api.deps import EngineDep, SettingsDep, TemporalClientDep
+from api.errors import GatewayError, NotFound
+from api.run_list import recent_runs
+from api.runs import run_spend
+from api.settings import Settings
+from api.ui.guard import PageError, PageNotFound, SignedInDep
+from api.ui.render import page, temporal_link
+from db.models import LedgerEntryPublic, VirtualKey
+from workflows.contracts import RunSpend, workflow_id
+
+router = APIRouter()
+RUNS_SHOWN = 50
+CALLS_SHOWN = 50
+
+
+@dataclass(frozen=True)
+class Burn:
+    """A run's budget split for the bar: spent, reserved and remaining, in micro-dollars."""
+
+    budget: int
+    spent: int
+    reserved: int
+
+    @property
+    def remaining(self) -> int:
+        return max(self.budget - self.spent - self.reserved, 0)
+
+    def _share(self, micros: int) -> str:
+        # A CSS width, not money: hundredths of a percent, computed on integers.
+        if self.budget <= 0:
+            return "0"
+        basis = min(micros * 10_000 // self.budget, 10_000)
+        return f"{basis // 100}.{basis % 100:02d}"
+
+    @property
+    def spent_pct(self) -> str:
+        return self._share(self.spent)
+
+    @property
+    def reserved_pct(self) -> str:
+        return self._share(min(self.reserved, max(self.budget - self.spent, 0)))
+
+
+def key_names(engine: Engine) -> dict[str, str]:
+    with Session(engine) as session:
+        return {k.id: k.name for k in session.exec(select(VirtualKey))}
+
+
+async def _rows_context(engine: Engine, client: Client, settings: Settings) -> dict[str, object]:
+    rows, names = await asyncio.gather(
+        recent_runs(client, engine, RUNS_SHOWN), asyncio.to_thread(key_names, engine)
+    )
+    return {
+        "runs": [
+            (row, Burn(row.budget_micros, row.spent_micros, row.reserved_micros)) for row in rows
+        ],
+        "names": names,
+        "links": {row.workflow_id: temporal_link(settings, row.workflow_id) for row in rows},
+        "polling": any(row.closed_at is None for row in rows),
+    }
+
+
+@router.get("/runs")
+async def runs_page(
+    request: Request,
+    engine: EngineDep,
+    client: TemporalClientDep,
+    settings: SettingsDep,
+    session: SignedInDep,
+) -> Response:
+    """Open runs first, then recent ones, each with its budget bar."""
+    context = {"nav": "runs", **await _rows_context(engine, client, settings)}
+    return page(request, "runs.html", context, session=session)
+
+
+@router.get("/runs/rows")
+async def runs_rows(
+    request: Request,
+    engine: EngineDep,
+    client: TemporalClientDep,
+    settings: SettingsDep,
+    session: SignedInDep,
+) -> Response:
+    """The runs table body alone, for polling."""
+    context = await _rows_context(engine, client, settings)
+    return page(request, "_runs_rows.html", context, session=session)
+
+
+def _ledger_bits(engine: Engine, run_id: str) -> tuple[list[LedgerEntryPublic], list[object]]:
+    with engine.connect() as conn:
+        calls = run_calls(conn, run_id, CALLS_SHOWN)
+    with Session(engine) as session:
+        alerts: list[object] = list(recent_alerts(session, 20, run_id))
+    return calls, alerts
+
+
+async def _run_context(engine: Engine, client: Client, run_id: str) -> dict[str, object]:
+    try:
+        spend, source = await run_spend(client, engine, run_id)
+    except NotFound:
+        raise PageNotFound(f"no run {run_id!r}") from None
+    except GatewayError as err:  # its workflow cannot be queried right now
+        raise PageError(err.message) from None
+    calls, alerts = await asyncio.to_thread(_ledger_bits, engine, run_id)
+    return {
+        "run_id": run_id,
+        "spend": spend,
+        "source": source,
+        "burn": _burn(spend),
+        "calls": calls,
+        "alerts": alerts,
+        "live": source == "workflow" and spend.status == "open",
+    }
+
+
+def _burn(spend: RunSpend) -> Burn:
+    return Burn(spend.budget_micros, spend.spent_micros, spend.reserved_micros)
+
+
+@router.get("/runs/{run_id}")
+async def run_page(
+    run_id: str,
+    request: Request,
+    engine: EngineDep,
+    client: TemporalClientDep,
+    settings: SettingsDep,
+    session: SignedInDep,
+) -> Response:
+    """One run: its live budget, spend by step and model, its calls and its alerts."""
+    context = {
+        "nav": "runs",
+        "temporal_link": temporal_link(settings, workflow_id(run_id)),
+        **await _run_context(engine, client, run_id),
+    }
+    return page(request, "run.html", context, session=session)
+
+
+@router.get("/runs/{run_id}/live")
+async def run_live(
+    run_id: str,
+    request: Request,
+    engine: EngineDep,
+    client: TemporalClientDep,
+    session: SignedInDep,
+) -> Response:
+    """The run's figures alone, for polling."""
+    context = await _run_context(engine, client, run_id)
+    return page(request, "_run_live.html", context, session=session)

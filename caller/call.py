@@ -1,0 +1,227 @@
+"""One granted call in the caller's process: walk the chain, then record how it ended.
+
+However a call ends (answered, failed, cancelled by its client, broken mid-stream) it ends here
+exactly once: its ledger row is written (before the answer's last byte leaves) and its
+settlement is queued for the run. The cost is computed with the run's own function, so the
+ledger row, the answer's headers and the run agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from caller.errors import CallFailed
+from caller.walk import Served, Walk
+from providers.base import StreamProgress
+from workflows.budget import settled_cost
+from workflows.contracts import (
+    CallResult,
+    CallStatus,
+    Grant,
+    LedgerRow,
+    Settlement,
+    Target,
+    Usage,
+)
+
+Record = Callable[[str, LedgerRow, Settlement], Awaitable[None]]
+"""Writes the row (when the caller has a database) and queues the settlement for the run."""
+
+
+def received_bound(progress: StreamProgress, input_bound: int, max_tokens: int) -> Usage:
+    """An upper bound of what a cut call used: the input the provider reported (else the
+    caller's bound of it) and one token per byte of output received, at most ``max_tokens``."""
+    seen = progress.usage
+    reported_input = seen.input_tokens + seen.cached_input_tokens + seen.cache_write_tokens
+    output = max(min(progress.output_bytes, max_tokens), seen.output_tokens)
+    if reported_input:
+        return Usage(seen.input_tokens, output, seen.cached_input_tokens, seen.cache_write_tokens)
+    return Usage(input_bound, output)
+
+
+@dataclass
+class CallReply:
+    result: CallResult
+    body: dict[str, Any] | None
+    """The provider's answer in the caller's wire format (``None`` for a stream or a replay)."""
+
+
+class GrantedCall:
+    """A call the run granted: its walk, and its single ending."""
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        key_id: str,
+        tags: list[str],
+        requested_model: str,
+        input_tokens: int,
+        grant: Grant,
+        walk: Walk,
+        progress: StreamProgress,
+        record: Record,
+    ) -> None:
+        self.run_id = run_id
+        self.key_id = key_id
+        self.tags = tags
+        self.requested_model = requested_model
+        self.input_tokens = input_tokens
+        self.grant = grant
+        self.walk = walk
+        self.progress = progress
+        self.record = record
+        self.started = time.monotonic()
+        self.started_at = datetime.now(UTC).isoformat()
+        self.ended = False
+
+    async def complete(self) -> CallReply:
+        """A non-streaming call: the provider's answer, recorded."""
+        served = await self._walk()
+        result = await self._end("ok", served.target, served.usage, True)
+        assert served.reply is not None
+        return CallReply(result, served.reply.body)
+
+    async def stream(self) -> tuple[list[bytes], CallResult, str]:
+        """A streaming call (chunks go to the walk's sink): the closing chunks still to send,
+        the recorded result, and why the stream broke (empty when it did not)."""
+        served = await self._walk()
+        streamed = served.streamed
+        assert streamed is not None
+        if streamed.broken:
+            self.progress.usage = streamed.usage
+            self.progress.output_bytes = streamed.output_bytes
+            usage = received_bound(self.progress, self.input_tokens, self.grant.max_tokens)
+            result = await self._end("broken", served.target, usage, False, streamed.broken)
+            return streamed.tail, result, streamed.broken
+        result = await self._end("ok", served.target, streamed.usage, streamed.usage_known)
+        return streamed.tail, result, ""
+
+    async def _walk(self) -> Served:
+        try:
+            return await self.walk.run()
+        except CallFailed as failed:
+            await self._end("failed", None, Usage(), True, failed.message)
+            raise
+        except asyncio.CancelledError:
+            # The client left (or the deadline passed): the provider may have started, so the
+            # call is billed what it received. Recorded even while this task is being cancelled.
+            usage = received_bound(self.progress, self.input_tokens, self.grant.max_tokens)
+            await self._end("cancelled", self.walk.current, usage, False, "cancelled")
+            raise
+
+    async def _end(
+        self,
+        status: CallStatus,
+        target: Target | None,
+        usage: Usage,
+        known: bool,
+        error: str = "",
+    ) -> CallResult:
+        assert not self.ended, "a call ends once"
+        self.ended = True
+        grant = self.grant
+        price = (target or grant.chain[0]).price
+        cost = settled_cost(status, price, usage, known, grant.reserved_micros)
+        latency = int((time.monotonic() - self.started) * 1000)
+        attempts = list(self.walk.attempts)
+        settlement = Settlement(
+            grant.call_id, status, target, usage, known, attempts, latency, error
+        )
+        row = LedgerRow(
+            call_id=grant.call_id,
+            run_id=self.run_id,
+            key_id=self.key_id,
+            tags=self.tags,
+            requested_model=self.requested_model,
+            provider=target.provider if target else "",
+            model=target.model if target else "",
+            status=status,
+            attempts=attempts,
+            usage=usage,
+            cost_micros=cost,
+            reserved_micros=grant.reserved_micros,
+            started_at=self.started_at,
+            latency_ms=latency,
+            error=error,
+        )
+        # Shielded: a client leaving now must not stop the row or the settlement half-way.
+        await asyncio.shield(asyncio.ensure_future(self.record(self.run_id, row, settlement)))
+        return CallResult(
+            call_id=grant.call_id,
+            status=status,
+            cost_micros=cost,
+            budget_micros=grant.budget_micros,
+            spent_micros=grant.spent_micros + cost,
+            remaining_micros=max(grant.remaining_micros + grant.reserved_micros - cost, 0),
+            max_tokens=grant.max_tokens,
+            target=target,
+            usage=usage,
+            attempts=attempts,
+            error=error,
+        )
+
+
+@dataclass
+class StreamEnd:
+    tail: list[bytes]
+    result: CallResult
+    broken: str
+
+
+class CallStream:
+    """A streaming call's chunks as they arrive, then its closing chunks and result."""
+
+    def __init__(self, call_id: str, chunks: asyncio.Queue[bytes]) -> None:
+        self.call_id = call_id
+        self.queue = chunks
+        self.task: asyncio.Task[StreamEnd] | None = None
+        self._first: bytes | None = None
+
+    async def first(self) -> None:
+        """Wait for the first chunk; raise ``CallFailed`` if the call ended without one."""
+        chunk = await self._next()
+        if chunk is None:
+            assert self.task is not None
+            self.task.result()  # raises the failure, if any
+        self._first = chunk
+
+    async def _next(self) -> bytes | None:
+        assert self.task is not None
+        queue = self.queue
+        if not queue.empty():
+            return queue.get_nowait()
+        if self.task.done():
+            return None
+        getter = asyncio.ensure_future(queue.get())
+        try:
+            await asyncio.wait({getter, self.task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            # Also when the client leaves and this wait is cancelled: no getter outlives it.
+            if not getter.done():
+                getter.cancel()
+        if getter.done() and not getter.cancelled():
+            return getter.result()
+        return queue.get_nowait() if not queue.empty() else None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        if self._first is not None:
+            first, self._first = self._first, None
+            yield first
+        while (chunk := await self._next()) is not None:
+            yield chunk
+
+    async def end(self) -> StreamEnd:
+        """The closing chunks and the recorded result; raises ``CallFailed`` on failure."""
+        assert self.task is not None
+        return await self.task
+
+    def abort(self) -> None:
+        """The client left: cancel the upstream request; the call records what it received."""
+        if self.task is not None and not self.task.done():
+            self.task.cancel()

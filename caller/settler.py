@@ -1,0 +1,137 @@
+"""Settle batches: how finished calls reach their runs, off the calls' own path.
+
+Every ``interval`` the settler sends each run one update carrying every call this caller
+finished there since the last one. A run where this caller still has calls open but nothing to
+settle gets an empty batch every ``heartbeat`` seconds: that is how the run knows the caller is
+alive, and why a dead caller's calls are settled at their reservations after its timeout.
+A batch that cannot be delivered stays queued and goes again; the run ignores settlements it
+already has, so a repeat never charges twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from typing import Any
+
+from temporalio.service import RPCError, RPCStatusCode
+
+from caller.runs import Runs
+from workflows.contracts import SettleBatch, Settlement
+
+log = logging.getLogger(__name__)
+GIVE_UP_AFTER = 600.0
+"""Seconds a batch keeps being retried; past that the run has settled the calls itself."""
+GONE_AFTER = 30.0
+"""Seconds a run may answer "not found" before its batch is dropped: during continue-as-new
+an update can briefly find the old run closed, so one "not found" proves nothing."""
+
+
+class Settler:
+    """Batches settlements per run and sends them; one per caller process."""
+
+    def __init__(
+        self, runs: Runs, caller_id: str, *, interval: float = 0.2, heartbeat: float = 5.0
+    ) -> None:
+        self.runs = runs
+        self.caller_id = caller_id
+        self.interval = interval
+        self.heartbeat = heartbeat
+        self._queued: dict[str, list[Settlement]] = defaultdict(list)
+        self._first_queued: dict[str, float] = {}
+        self._open: dict[str, set[str]] = defaultdict(set)
+        self._last_sent: dict[str, float] = {}
+        self._sending: dict[str, asyncio.Task[Any]] = {}
+        self._loop: asyncio.Task[None] | None = None
+
+    def opened(self, run_id: str, call_id: str) -> None:
+        """A call of this caller holds a reservation in ``run_id``: keep the run hearing from us."""
+        self._open[run_id].add(call_id)
+        self._last_sent.setdefault(run_id, time.monotonic())
+
+    def add(self, run_id: str, settlement: Settlement) -> None:
+        """Queue how a call ended; it reaches the run with the next batch."""
+        self._open[run_id].discard(settlement.call_id)
+        self._queued[run_id].append(settlement)
+        self._first_queued.setdefault(run_id, time.monotonic())
+
+    def pending(self, run_id: str) -> bool:
+        """Whether settlements for ``run_id`` wait to be sent (their money is still held)."""
+        return bool(self._queued.get(run_id))
+
+    async def flush(self, run_id: str | None = None, tries: int = 20) -> None:
+        """Send what is queued now (for one run, or all), and wait until the runs have it.
+
+        A batch refused for a passing reason (the run was continuing as new) goes again, up to
+        ``tries`` times.
+        """
+        for attempt in range(tries):
+            # A batch the loop is sending now may come back to the queue: wait for it first.
+            sending = [t for r, t in self._sending.items() if run_id in (None, r)]
+            await asyncio.gather(*sending, return_exceptions=True)
+            runs = [run_id] if run_id is not None else list(self._queued)
+            runs = [r for r in runs if self._queued.get(r)]
+            if not runs:
+                return
+            if attempt:
+                await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
+            await asyncio.gather(*(self._send(r) for r in runs))
+
+    async def start(self) -> None:
+        self._loop = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        """Stop the loop after delivering what is queued (what cannot be, the runs expire)."""
+        if self._loop is not None:
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.flush(), timeout=10)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            now = time.monotonic()
+            due = [r for r, items in self._queued.items() if items]
+            due += [
+                r
+                for r, calls in self._open.items()
+                if calls and r not in due and now - self._last_sent.get(r, 0.0) >= self.heartbeat
+            ]
+            for run_id in [r for r, calls in self._open.items() if not calls]:
+                if not self._queued.get(run_id):
+                    self._open.pop(run_id, None)
+                    self._last_sent.pop(run_id, None)
+            if due:
+                await asyncio.gather(*(self._send(r) for r in due))
+
+    async def _send(self, run_id: str) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._sending[run_id] = task
+        try:
+            await self._deliver(run_id)
+        finally:
+            if self._sending.get(run_id) is task:
+                del self._sending[run_id]
+
+    async def _deliver(self, run_id: str) -> None:
+        items = self._queued.pop(run_id, [])
+        first = self._first_queued.pop(run_id, time.monotonic())
+        self._last_sent[run_id] = time.monotonic()
+        try:
+            await self.runs.settle(run_id, SettleBatch(self.caller_id, items))
+        except Exception as err:  # whatever went wrong, the batch is kept for the next try
+            if not items:
+                return
+            gone = isinstance(err, RPCError) and err.status == RPCStatusCode.NOT_FOUND
+            waited = time.monotonic() - first
+            if waited > GIVE_UP_AFTER or (gone and waited > GONE_AFTER):
+                log.warning("run %s took no settle of %d calls: %s", run_id, len(items), err)
+                return
+            self._queued[run_id][:0] = items  # keep their order; they go with the next batch
+            self._first_queued[run_id] = first

@@ -1,0 +1,5 @@
+"""``python -m cli``: the same as the ``runcap`` script."""
+
+from cli.main import main
+
+main()

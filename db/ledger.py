@@ -1,0 +1,121 @@
+"""Ledger rows in the database: one row per call, written as an upsert on the call id.
+
+Why an upsert: a row may be written twice (a retried activity, or the caller and then the run
+correcting it), and the last write must leave one row and one charge, never two.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from db.models import LedgerEntry, LedgerTag
+from workflows.contracts import Attempt, LedgerRow, RecordedCall, Usage
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO-8601 time as timezone-aware UTC; a naive time is taken to be UTC already."""
+    when = datetime.fromisoformat(text.replace("Z", "+00:00")) if text else datetime.now(UTC)
+    if when.tzinfo is None:
+        return when.replace(tzinfo=UTC)
+    return when.astimezone(UTC)
+
+
+def _tag_prefix(tag: str) -> str:
+    prefix, sep, _ = tag.partition(":")
+    return prefix if sep else ""
+
+
+def entry_values(row: LedgerRow) -> dict[str, Any]:
+    """The ``ledger`` column values of one contract row."""
+    return {
+        "call_id": row.call_id,
+        "run_id": row.run_id,
+        "key_id": row.key_id,
+        "tags": list(row.tags),
+        "requested_model": row.requested_model,
+        "provider": row.provider,
+        "model": row.model,
+        "status": row.status,
+        "attempts": [dataclasses.asdict(a) for a in row.attempts],
+        "input_tokens": row.usage.input_tokens,
+        "output_tokens": row.usage.output_tokens,
+        "cached_input_tokens": row.usage.cached_input_tokens,
+        "cache_write_tokens": row.usage.cache_write_tokens,
+        "cost_micros": row.cost_micros,
+        "reserved_micros": row.reserved_micros,
+        "started_at": parse_time(row.started_at),
+        "latency_ms": row.latency_ms,
+        "error": row.error,
+    }
+
+
+def _insert(conn: Connection) -> Any:
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert
+    if dialect == "sqlite":
+        return sqlite.insert
+    raise RuntimeError(f"the ledger supports sqlite and postgresql, not {dialect}")
+
+
+def upsert_rows(conn: Connection, rows: Sequence[LedgerRow]) -> None:
+    """Insert or replace each row and its tags, in the caller's transaction."""
+    insert = _insert(conn)
+    table = LedgerEntry.__table__  # type: ignore[attr-defined]
+    tag_table = LedgerTag.__table__  # type: ignore[attr-defined]
+    # One lock order for every writer: concurrent batches cannot deadlock on PostgreSQL.
+    for row in sorted(rows, key=lambda r: r.call_id):
+        values = entry_values(row)
+        stmt = insert(table).values(**values)
+        updates = {k: stmt.excluded[k] for k in values if k != "call_id"}
+        conn.execute(stmt.on_conflict_do_update(index_elements=["call_id"], set_=updates))
+        conn.execute(delete(tag_table).where(tag_table.c.call_id == row.call_id))
+        tags = list(dict.fromkeys(row.tags))
+        if tags:
+            tag_rows = [{"call_id": row.call_id, "tag": t, "prefix": _tag_prefix(t)} for t in tags]
+            conn.execute(insert(tag_table).values(tag_rows).on_conflict_do_nothing())
+
+
+def write_rows(engine: Engine, rows: Sequence[LedgerRow]) -> None:
+    """Upsert ``rows`` in one transaction (blocking)."""
+    if rows:
+        with engine.begin() as conn:
+            upsert_rows(conn, rows)
+
+
+RECORDED = ("ok", "failed", "cancelled", "broken")
+"""Outcomes only a caller writes; ``unknown`` is the run's own verdict."""
+
+
+def recorded_calls(engine: Engine, call_ids: Sequence[str]) -> list[RecordedCall]:
+    """The calls among ``call_ids`` whose callers recorded how they ended (blocking)."""
+    if not call_ids:
+        return []
+    table = LedgerEntry.__table__  # type: ignore[attr-defined]
+    query = select(table).where(table.c.call_id.in_(list(call_ids)), table.c.status.in_(RECORDED))
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return [
+        RecordedCall(
+            call_id=row.call_id,
+            status=row.status,
+            provider=row.provider,
+            model=row.model,
+            usage=Usage(
+                row.input_tokens,
+                row.output_tokens,
+                row.cached_input_tokens,
+                row.cache_write_tokens,
+            ),
+            attempts=[Attempt(**a) for a in row.attempts or []],
+            latency_ms=row.latency_ms,
+            error=row.error,
+        )
+        for row in rows
+    ]
