@@ -16,6 +16,7 @@ COPY caller/ caller/
 COPY db/ db/
 COPY fake_provider/ fake_provider/
 COPY cli/ cli/
+COPY telemetry/ telemetry/
 # Installed for the dependencies; `python -m` then runs the source in /app, data files included.
 RUN pip install . && useradd --system --uid 10001 --home-dir /app runcap
 

@@ -22,6 +22,7 @@ from api.settings import Settings, get_settings
 from db.engine import engine_from
 from db.migrate import SchemaError, check_schema
 from settings import SettingsError
+from telemetry import setup as telemetry
 
 
 def _available(module: str) -> bool:
@@ -53,6 +54,7 @@ def main() -> int:
     except SQLAlchemyError as error:
         print(f"runcap api: database error: {type(error).__name__}: {error}", file=sys.stderr)
         return 2
+    telemetry.configure("runcap-api")
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,
@@ -65,6 +67,7 @@ def main() -> int:
         # closed under it (uvicorn's default of 5 s races with reuse and drops requests).
         timeout_keep_alive=75,
     )
+    telemetry.shutdown()
     return 0
 
 

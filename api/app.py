@@ -27,6 +27,7 @@ from api import (
     alerts,
     calls,
     keys,
+    metrics,
     routes_anthropic,
     routes_openai,
     routes_responses,
@@ -44,6 +45,8 @@ from api.ui.router import STATIC_PATH, static_files
 from api.ui.router import router as ui_router
 from db.engine import engine_from
 from db.migrate import check_schema
+from telemetry.setup import temporal_interceptors
+from workflows.converter import DATA_CONVERTER
 
 log = logging.getLogger(__name__)
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -137,7 +140,12 @@ async def connect_temporal(settings: Settings) -> Client:
     """Connect to Temporal or fail startup with a message that says what to fix."""
     try:
         return await asyncio.wait_for(
-            Client.connect(settings.temporal_address, namespace=settings.temporal_namespace),
+            Client.connect(
+                settings.temporal_address,
+                namespace=settings.temporal_namespace,
+                data_converter=DATA_CONVERTER,
+                interceptors=temporal_interceptors(),
+            ),
             timeout=settings.temporal_connect_timeout_seconds,
         )
     except Exception as err:
@@ -185,9 +193,18 @@ def create_app(
                 await stack.enter_async_context(hook(app))
             yield
 
-    app = FastAPI(title="runcap", version="0.1.0", lifespan=lifespan)
+    # FastAPI's own telemetry makes the HTTP server span (joining an incoming ``traceparent``)
+    # when an SDK is installed; its per-dependency and serialization spans are noise next to
+    # the call's span, and cost time on every call.
+    app = FastAPI(
+        title="runcap",
+        version="0.1.0",
+        lifespan=lifespan,
+        telemetry={"operation_spans": False},
+    )
     app.state.settings = settings
     app.state.extra_lifespans = []
+    app.state.metrics = metrics.GatewayMetrics()
     app.state.ui_signer = make_signer(settings)
     install_error_handlers(app)
     install_openapi(app)
@@ -202,6 +219,7 @@ def create_app(
     app.include_router(runs.router)
     app.include_router(calls.router)
     app.include_router(alerts.router)
+    app.include_router(metrics.router)
     app.include_router(ui_router)
     app.mount(STATIC_PATH, static_files(), name="ui-static")
 
@@ -209,5 +227,10 @@ def create_app(
     async def healthz() -> dict[str, str]:
         """Liveness: the process is up and serving."""
         return {"status": "ok"}
+
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+    async def root() -> dict[str, str]:
+        """What agents probe before their first call (Claude Code sends ``HEAD /``)."""
+        return {"service": "runcap", "dashboard": "/ui"}
 
     return app

@@ -22,6 +22,7 @@ from sqlmodel import Session, select
 from api.errors import AuthError, GatewayError
 from api.settings import Settings
 from db.models import VirtualKey
+from workflows.contracts import PeriodBudget, PeriodKind
 
 KEY_PREFIX = "rc-"
 MAX_SECRET_LENGTH = 200
@@ -53,6 +54,8 @@ class KeyPolicy:
     tpm: int
     models: tuple[str, ...]
     tags: tuple[str, ...]
+    loop_max_repeats: int = 0
+    loop_window_seconds: int = 300
 
     def allows(self, model: str) -> bool:
         """An empty model list allows every model."""
@@ -60,16 +63,20 @@ class KeyPolicy:
 
     @property
     def budget_micros(self) -> int:
-        """The cap of one run: the per-run budget, else the smallest period budget.
-
-        A run can never be allowed more than the key's day or month allows, so a key with only
-        period budgets caps each run at the smaller of them until period budgets are enforced
-        across runs (issue 8).
-        """
+        """The cap of one run: the per-run budget, else the largest period budget (the periods'
+        leases bound it more tightly anyway; a run's cap must be a number)."""
         if self.budget_per_run_micros is not None:
             return self.budget_per_run_micros
         periods = [b for b in (self.budget_per_day_micros, self.budget_per_month_micros) if b]
-        return min(periods, default=0)
+        return max(periods, default=0)
+
+    def periods(self) -> list[PeriodBudget]:
+        """The key's day and month caps, as its runs draw leases from them."""
+        caps: list[tuple[PeriodKind, int | None]] = [
+            ("day", self.budget_per_day_micros),
+            ("month", self.budget_per_month_micros),
+        ]
+        return [PeriodBudget(kind, cap, self.timezone) for kind, cap in caps if cap]
 
     @classmethod
     def of(cls, key: VirtualKey) -> KeyPolicy:
@@ -85,6 +92,8 @@ class KeyPolicy:
             tpm=key.tpm,
             models=tuple(key.models),
             tags=tuple(key.tags),
+            loop_max_repeats=key.loop_max_repeats,
+            loop_window_seconds=key.loop_window_seconds,
         )
 
 

@@ -18,7 +18,7 @@ from api.auth import require_admin
 from api.deps import EngineDep
 from api.spend import L, utc
 from db.models import LedgerEntryPublic
-from providers.pricing import micros_to_usd
+from workflows.money import micros_to_usd
 
 router = APIRouter(prefix="/admin", tags=["calls"], dependencies=[Depends(require_admin)])
 MAX_ROWS = 1000

@@ -7,10 +7,10 @@ from dataclasses import asdict
 
 from api import errors as http
 from api.errors import BadRequest, GatewayError
-from providers.pricing import micros_to_usd
 from workflows import errors
 from workflows.contracts import CallResult, Refusal, Target
 from workflows.errors import Failure
+from workflows.money import micros_to_usd
 
 
 def failure_to_http(failure: Failure, chain: Sequence[Target]) -> GatewayError:
@@ -28,6 +28,14 @@ def failure_to_http(failure: Failure, chain: Sequence[Target]) -> GatewayError:
         return BadRequest(failure.message)
     if kind == errors.RUN_NOT_OPEN:
         return GatewayError(failure.message, status=409, code="run_closed", headers=http.NO_RETRY)
+    if kind == errors.LOOP_DETECTED:
+        return GatewayError(
+            failure.message, status=429, code="loop_detected", headers=http.NO_RETRY
+        )
+    if kind == errors.TARGET_BLOCKED:
+        return GatewayError(
+            failure.message, status=429, code="target_blocked", headers=http.NO_RETRY
+        )
     return http.Unavailable(failure.message)
 
 
@@ -54,7 +62,12 @@ def budget_refusal(refusal: Refusal, chain: Sequence[Target]) -> http.BudgetExce
         f"budget, calls in flight hold ${usd(refusal.reserved_micros)}, "
         f"${usd(refusal.remaining_micros)} remains"
     )
-    if refusal.needed_micros > refusal.budget_micros:
+    if refusal.cap != "run":
+        message = (
+            f"budget exhausted: the key's {refusal.cap} budget is spent or held by its runs; "
+            f"{needs}. It resets at {refusal.resets_at or 'the next period'} (UTC)."
+        )
+    elif refusal.needed_micros > refusal.budget_micros:
         fits = refusal.max_tokens_that_fit_budget
         would_fit = (
             f"A lower max_tokens (at most {fits}) would fit, or a larger budget."
@@ -69,6 +82,8 @@ def budget_refusal(refusal: Refusal, chain: Sequence[Target]) -> http.BudgetExce
     else:
         message = f"budget exhausted: {needs}; {has}."
     details = {
+        "cap": refusal.cap,
+        "resets_at": refusal.resets_at or None,
         "budget_usd": usd(refusal.budget_micros),
         "spent_usd": usd(refusal.spent_micros),
         "reserved_usd": usd(refusal.reserved_micros),

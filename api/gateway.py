@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from api.auth import KeyPolicy
 from api.body import loads
 from api.errors import BadRequest, ForbiddenModel, GatewayError
 from api.failures import failure_to_http, interrupted
+from api.fingerprint import fingerprint
 from api.idempotency import (
     MAX_KEY_LENGTH,
     Claim,
@@ -31,14 +33,16 @@ from api.idempotency import (
     request_hash,
     wait_for_outcome,
 )
+from api.metrics import GatewayMetrics
 from api.ratelimit import RateLimiter
 from api.routing import Router, load_routes
 from api.settings import Settings
 from api.tags import agent_of, call_tags, task_of
 from caller import Caller, CallFailed, CallSpec, CallStream, WalkPolicy
-from providers.pricing import PriceBook, micros_to_usd
+from providers.pricing import PriceBook
 from providers.registry import build_providers
 from workflows.contracts import CallResult, RunInput, WireFormat
+from workflows.money import micros_to_usd
 
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
 StreamError = Callable[[GatewayError], bytes]
@@ -63,6 +67,7 @@ async def gateway_lifespan(app: FastAPI) -> AsyncIterator[None]:
         policy=policy,
         settle_interval=settings.settle_interval_seconds,
         heartbeat=settings.settle_heartbeat_seconds,
+        observer=app.state.metrics.observe,
     ) as caller:
         app.state.caller = caller
         yield
@@ -105,6 +110,9 @@ def run_for(key: KeyPolicy, tags: list[str], settings: Settings) -> RunInput:
         idle_timeout_seconds=settings.run_idle_timeout_seconds,
         caller_timeout_seconds=settings.run_caller_timeout_seconds,
         call_timeout_seconds=settings.run_call_timeout_seconds,
+        periods=key.periods(),
+        loop_max_repeats=key.loop_max_repeats,
+        loop_window_seconds=key.loop_window_seconds,
     )
 
 
@@ -128,12 +136,18 @@ class CallContext:
     router: Router
     limiter: RateLimiter
     idempotency: IdempotencyStore
+    metrics: GatewayMetrics
 
     @classmethod
     def of(cls, request: Request) -> CallContext:
         state = request.app.state
         return cls(
-            state.settings, state.caller, state.router, state.rate_limiter, state.idempotency
+            state.settings,
+            state.caller,
+            state.router,
+            state.rate_limiter,
+            state.idempotency,
+            state.metrics,
         )
 
 
@@ -145,6 +159,7 @@ async def handle_call(
     stream_error: StreamError,
 ) -> Response:
     """One model call in ``inbound`` format, non-streaming or streaming."""
+    received_at = time.perf_counter()
     ctx = CallContext.of(request)
     raw = await request.body()
     body, wire = parse_body(raw, wire_model)
@@ -172,12 +187,15 @@ async def handle_call(
         requested_model=model,
         input_tokens=len(raw),
         first_byte_timeout=route.first_byte_timeout,
+        fingerprint=fingerprint(body) if key.loop_max_repeats else "",
+        received_at=received_at,
     )
     saver = _Saver(ctx.idempotency, key.id, idem) if idem is not None else None
     try:
         ctx.limiter.admit(key.id, rpm=key.rpm, tpm=key.tpm, tokens=len(raw) + max_tokens)
         ctx.limiter.acquire(run.run_id, key.max_parallel)
-    except GatewayError:
+    except GatewayError as refused:
+        ctx.metrics.refused(refused.code)
         if saver:
             await saver.forget()
         raise
@@ -197,6 +215,7 @@ async def handle_call(
         reply = await _until_disconnect(request, ctx.caller.call(run, spec))
     except CallFailed as failure:
         error = failure_to_http(failure.failure, route.chain)
+        ctx.metrics.refused(error.code)
         if saver:
             await saver.forget()
         raise error from None

@@ -6,6 +6,7 @@ drops the key from this process's auth cache so it takes effect on the very next
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import secrets
@@ -18,10 +19,11 @@ from sqlmodel import Session, col, select
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from api.auth import KeyCache, hash_secret, new_secret, require_admin
+from api.auth import KeyCache, KeyPolicy, hash_secret, new_secret, require_admin
 from api.body import HardenedRoute
 from api.deps import KeyCacheDep, SessionDep, TemporalClientDep
 from api.errors import BadRequest, NotFound
+from api.key_budgets import period_figures, push_policy
 from api.tags import merge_tags
 from db.models import (
     VirtualKey,
@@ -31,9 +33,9 @@ from db.models import (
     VirtualKeyUpdate,
     utcnow,
 )
-from providers.pricing import micros_to_usd, usd_to_micros
 from workflows.agent_run import AgentRun
 from workflows.contracts import Revoke
+from workflows.money import micros_to_usd, usd_to_micros
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,8 @@ def key_public(key: VirtualKey) -> VirtualKeyPublic:
         tpm=key.tpm,
         models=list(key.models),
         tags=list(key.tags),
+        loop_max_repeats=key.loop_max_repeats,
+        loop_window_seconds=key.loop_window_seconds,
         revoked=revoked is not None,
         # SQLite hands back naive times; every stored time is UTC.
         revoked_at=revoked.replace(tzinfo=UTC) if revoked and not revoked.tzinfo else revoked,
@@ -96,6 +100,8 @@ def create(session: Session, body: VirtualKeyCreate) -> VirtualKeyCreated:
         tpm=body.tpm,
         models=list(body.models),
         tags=tags,
+        loop_max_repeats=body.loop_max_repeats,
+        loop_window_seconds=body.loop_window_seconds,
         created_at=utcnow(),
     )
     session.add(key)
@@ -123,7 +129,16 @@ BUDGET_COLUMNS = {
     "budget_usd_per_day": "budget_per_day_micros",
     "budget_usd_per_month": "budget_per_month_micros",
 }
-PLAIN_FIELDS = ("name", "max_parallel", "rpm", "tpm", "models", "timezone")
+PLAIN_FIELDS = (
+    "name",
+    "max_parallel",
+    "rpm",
+    "tpm",
+    "models",
+    "timezone",
+    "loop_max_repeats",
+    "loop_window_seconds",
+)
 
 
 def changes_of(key: VirtualKey, body: VirtualKeyUpdate) -> dict[str, Any]:
@@ -186,17 +201,28 @@ def list_keys(session: SessionDep) -> dict[str, list[VirtualKeyPublic]]:
 
 
 @router.get("/{key_id}")
-def get_key(key_id: str, session: SessionDep) -> VirtualKeyPublic:
-    """One key, without its secret."""
-    return key_public(get(session, key_id))
+async def get_key(key_id: str, session: SessionDep, temporal: TemporalClientDep) -> dict[str, Any]:
+    """One key, without its secret, with each current period's spent, leased and remaining."""
+    key = await asyncio.to_thread(get, session, key_id)
+    periods = await period_figures(temporal, KeyPolicy.of(key))
+    return {**key_public(key).model_dump(mode="json"), "periods": periods}
 
 
 @router.patch("/{key_id}")
-def update_key(
-    key_id: str, body: VirtualKeyUpdate, session: SessionDep, cache: KeyCacheDep
+async def update_key(
+    key_id: str,
+    body: VirtualKeyUpdate,
+    session: SessionDep,
+    cache: KeyCacheDep,
+    temporal: TemporalClientDep,
 ) -> VirtualKeyPublic:
-    """Edit a key's name, budgets, limits, models or tags; the next call sees the change."""
-    return key_public(update(session, cache, key_id, body))
+    """Edit a key's name, budgets, limits, models or tags; the next call sees the change.
+
+    Its running runs and its current day and month take the new caps before this answers.
+    """
+    key = await asyncio.to_thread(update, session, cache, key_id, body)
+    await push_policy(temporal, KeyPolicy.of(key))
+    return key_public(key)
 
 
 @router.post("/{key_id}/revoke")

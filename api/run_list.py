@@ -25,8 +25,8 @@ from temporalio.client import (
 from temporalio.service import RPCError
 
 from api.spend import L, utc
-from providers.pricing import micros_to_usd
 from workflows.contracts import MICROS_PER_USD, RunSpend
+from workflows.money import micros_to_usd
 from workflows.visibility import AGENT_NAME, KEY_ID, RUN_BUDGET, RUN_CALLS, RUN_STATUS, TASK_ID
 
 RUNS = 'WorkflowType = "AgentRun"'

@@ -22,8 +22,9 @@ from api.live import ended_rows, with_unsettled
 from api.run_list import recent_runs
 from api.spend import L, TagsQuery, aggregate, filters, totals, utc
 from db.models import VirtualKey
-from providers.pricing import micros_to_usd
+from workflows.agent_run import AgentRun
 from workflows.contracts import RunSpend, StepSpend, workflow_id
+from workflows.money import micros_to_usd
 
 router = APIRouter(prefix="/admin", tags=["runs"], dependencies=[Depends(require_admin)])
 QUERY_TIMEOUT = timedelta(seconds=5)
@@ -102,7 +103,7 @@ def run_json(spend: RunSpend, source: str) -> dict[str, Any]:
 
 
 def _breakdown(conn: Connection, group_by: str, run_id: str) -> dict[str, StepSpend]:
-    settled = [*filters(run_id=run_id), L.c.status == "ok"]
+    settled = [*filters(run_id=run_id), L.c.status != "failed"]
     rows = aggregate(conn, group_by, settled)
     return {
         r["group"]: StepSpend(
@@ -118,12 +119,9 @@ def _breakdown(conn: Connection, group_by: str, run_id: str) -> dict[str, StepSp
 def ledger_run(engine: Engine, run_id: str) -> RunSpend | None:
     """A run rebuilt from the ledger (its workflow is gone); ``None`` when it has no calls."""
     with engine.connect() as conn:
-        calls, cost = totals(conn, filters(run_id=run_id))
-        if calls == 0:
+        calls, cost, failed = totals(conn, filters(run_id=run_id))
+        if calls + failed == 0:
             return None
-        failed = conn.execute(
-            select(func.count()).where(L.c.run_id == run_id, L.c.status != "ok")
-        ).scalar_one()
         key_id = conn.execute(select(func.min(L.c.key_id)).where(L.c.run_id == run_id)).scalar()
         by_step = _breakdown(conn, "tag:step", run_id)
         by_model = _breakdown(conn, "model", run_id)
@@ -137,8 +135,8 @@ def ledger_run(engine: Engine, run_id: str) -> RunSpend | None:
         spent_micros=cost,
         reserved_micros=0,
         remaining_micros=max(budget_micros - cost, 0),
-        calls=calls - int(failed),
-        failed_calls=int(failed),
+        calls=calls,
+        failed_calls=failed,
         overruns=0,
         overrun_micros=0,
         by_step=by_step,
@@ -181,3 +179,16 @@ async def get_run(run_id: str, engine: EngineDep, client: TemporalClientDep) -> 
     if source == "stale":
         answer.update(status="unknown", stale=True)
     return answer
+
+
+@router.post("/runs/{run_id}/resume")
+async def resume_run(run_id: str, client: TemporalClientDep) -> dict[str, Any]:
+    """Resume a run the loop guard paused, and reopen targets an overrun closed."""
+    handle = client.get_workflow_handle(workflow_id(run_id))
+    try:
+        spend = await handle.execute_update(AgentRun.resume)
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise NotFound(f"no running run {run_id!r}") from None
+        raise Unavailable(f"run {run_id!r} cannot be reached now; retry") from None
+    return run_json(spend, "workflow")

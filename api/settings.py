@@ -12,9 +12,9 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from api.wire import DEFAULT_MAX_OUTPUT_TOKENS
-from providers.pricing import usd_to_micros
 from settings import RuncapSettings
 from workflows.contracts import TASK_QUEUE, Price
+from workflows.money import usd_to_micros
 
 MIB = 1024 * 1024
 
@@ -27,13 +27,14 @@ class Settings(RuncapSettings):
     data_dir: Path = Path(".runcap")
     admin_key: SecretStr | None = None
     """Bearer token of ``/admin/*``; unset disables the admin endpoints (503)."""
+    metrics_token: SecretStr | None = None
+    """Bearer token ``GET /metrics`` asks for; unset (the usual scrape setup) asks for none."""
     temporal_connect_timeout_seconds: float = 5.0
     temporal_ui_url: str | None = None
     """The Temporal UI's address (``make run`` sets it): the dashboard links each run there."""
     max_body_bytes: int = 8 * MIB
     responses_default_max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS
     """The output bound of a Responses call that sets none (see ``api.wire``)."""
-    alert_webhook_url: str | None = None
     price_overrides_file: Path | None = None
     floor_price_input_per_mtok_usd: str | None = None
     """Price of a model missing from the table; unset refuses such models (no free calls)."""

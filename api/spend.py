@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
-from sqlalchemy import ColumnElement, Connection, FromClause, and_, exists, func, select
+from sqlalchemy import ColumnElement, Connection, FromClause, and_, case, exists, func, select
 from sqlalchemy import literal_column as lc
 
 from api.auth import require_admin
@@ -23,8 +23,8 @@ from api.deps import EngineDep
 from api.errors import BadRequest
 from api.tags import validate_tag
 from db.models import LedgerEntry, LedgerTag
-from providers.pricing import micros_to_usd
 from workflows.budget import NO_STEP
+from workflows.money import micros_to_usd
 
 router = APIRouter(prefix="/admin", tags=["spend"], dependencies=[Depends(require_admin)])
 L = LedgerEntry.__table__  # type: ignore[attr-defined]
@@ -99,8 +99,10 @@ def _group(group_by: str, dialect: str) -> tuple[ColumnElement[Any], FromClause]
 
 
 def _sums() -> list[ColumnElement[Any]]:
+    failed = L.c.status == "failed"
     return [
-        func.count().label("calls"),
+        func.coalesce(func.sum(case((failed, 0), else_=1)), 0).label("calls"),
+        func.coalesce(func.sum(case((failed, 1), else_=0)), 0),
         func.coalesce(func.sum(L.c.cost_micros), 0),
         func.coalesce(func.sum(L.c.input_tokens), 0),
         func.coalesce(func.sum(L.c.output_tokens), 0),
@@ -110,10 +112,12 @@ def _sums() -> list[ColumnElement[Any]]:
 
 
 def _figures(
-    calls: Any, cost: Any, inp: Any, out: Any, cached: Any, written: Any
+    calls: Any, failed: Any, cost: Any, inp: Any, out: Any, cached: Any, written: Any
 ) -> dict[str, Any]:
+    """Billed calls and failed ones apart: a failed call costs nothing and served no model."""
     return {
         "calls": int(calls),
+        "failed_calls": int(failed),
         "cost_usd": micros_to_usd(int(cost)),
         "cost_micros": int(cost),
         "input_tokens": int(inp),
@@ -133,7 +137,7 @@ def aggregate(
         .select_from(source)
         .where(*conds)
         .group_by(lc("grp"))
-        .order_by(lc("3").desc(), lc("grp"))
+        .order_by(lc("4").desc(), lc("grp"))
     )
     return [{"group": str(grp), **_figures(*sums)} for grp, *sums in conn.execute(stmt)]
 
@@ -157,11 +161,10 @@ def series(
     ]
 
 
-def totals(conn: Connection, conds: list[ColumnElement[bool]]) -> tuple[int, int]:
-    """(calls, cost micros) of the filtered ledger; each call counted once."""
-    stmt = select(func.count(), func.coalesce(func.sum(L.c.cost_micros), 0)).where(*conds)
-    calls, cost = conn.execute(stmt).one()
-    return int(calls), int(cost)
+def totals(conn: Connection, conds: list[ColumnElement[bool]]) -> tuple[int, int, int]:
+    """(billed calls, cost micros, failed calls) of the filtered ledger."""
+    calls, failed, cost, *_ = conn.execute(select(*_sums()).where(*conds)).one()
+    return int(calls), int(cost), int(failed)
 
 
 def csv_text(rows: list[dict[str, Any]]) -> str:
@@ -183,14 +186,18 @@ def spend(
 ) -> dict[str, Any]:
     """Spend grouped as asked; ``tag`` may repeat (calls carrying all of them)."""
     conds = filters(tag, since, until)
+    # A failed call served no model or provider: it is counted in ``failed_calls``, not as a
+    # model named "".
+    served = [L.c.status != "failed"] if group_by in ("model", "provider") else []
     with engine.connect() as conn:
-        rows = aggregate(conn, group_by, conds)
-        calls, cost = totals(conn, conds)
+        rows = aggregate(conn, group_by, [*conds, *served])
+        calls, cost, failed = totals(conn, conds)
     return {
         "group_by": group_by,
         "rows": rows,
         "total_calls": calls,
         "total_cost_usd": micros_to_usd(cost),
+        "failed_calls": failed,
     }
 
 

@@ -1,7 +1,8 @@
 """``make bench``: print runcap's latency and throughput figures as markdown tables.
 
 ``python -m bench core`` measures ``AgentRun`` through the caller-side helper, ``python -m bench
-gateway`` the api; with no argument, both. Each starts its own stack on 127.0.0.1.
+gateway`` the api, ``python -m bench telemetry`` what tracing costs a call; with no argument,
+core and gateway. Each starts its own stack on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 import platform
 import tempfile
 
-from bench import core, gateway
+from bench import core, gateway, telemetry
 from bench.harness import stack
 
 
@@ -25,13 +26,17 @@ async def main(parts: list[str]) -> None:
         if "gateway" in parts:
             async with stack(with_api=True, data_dir=data_dir) as running:
                 await gateway.run(running)
+        if "telemetry" in parts:
+            await telemetry.run(data_dir)
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("parts", nargs="*", help="core, gateway, or both (the default)")
+    parser.add_argument(
+        "parts", nargs="*", help="core, gateway, telemetry; core and gateway by default"
+    )
     parts = parser.parse_args().parts or ["core", "gateway"]
-    if unknown := set(parts) - {"core", "gateway"}:
+    if unknown := set(parts) - {"core", "gateway", "telemetry"}:
         parser.error(f"unknown part(s): {', '.join(sorted(unknown))}")
     asyncio.run(main(parts))

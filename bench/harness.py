@@ -44,16 +44,25 @@ async def wait_port(port: int, process: asyncio.subprocess.Process, within: floa
 
 
 @asynccontextmanager
-async def child(argv: list[str], env: dict[str, str], port: int | None) -> AsyncIterator[None]:
+async def child(
+    argv: list[str], env: dict[str, str], port: int | None
+) -> AsyncIterator[asyncio.subprocess.Process]:
     process = await asyncio.create_subprocess_exec(
         sys.executable, *argv, env=env, stdout=asyncio.subprocess.DEVNULL
     )
     try:
         if port is not None:
             await wait_port(port, process)
-        yield
+        yield process
     finally:
         await stop_process(process)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far (Linux ``/proc``)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -62,11 +71,16 @@ class Stack:
     fake_url: str
     api_url: str | None
     env: dict[str, str]
+    pids: dict[str, int]
+    """The worker's and the api's, to read their CPU time."""
 
 
 @asynccontextmanager
-async def stack(*, with_api: bool, data_dir: str) -> AsyncIterator[Stack]:
-    """Dev server, fake provider, worker, and (optionally) the api, ready to serve."""
+async def stack(
+    *, with_api: bool, data_dir: str, extra_env: dict[str, str] | None = None
+) -> AsyncIterator[Stack]:
+    """Dev server, fake provider, worker, and (optionally) the api, ready to serve;
+    ``extra_env`` goes to the worker and the api."""
     async with AsyncExitStack() as exits:
         server = await exits.enter_async_context(DevServer(ui=False))
         fake_port = free_port()
@@ -77,6 +91,7 @@ async def stack(*, with_api: bool, data_dir: str) -> AsyncIterator[Stack]:
             "RUNCAP_FAKE_PROVIDER_URL": fake_url,
             "RUNCAP_DATABASE_URL": f"sqlite:///{data_dir}/bench.db",
             "RUNCAP_ADMIN_KEY": ADMIN_KEY,
+            **(extra_env or {}),
         }
         fake_argv = [
             "-m",
@@ -93,14 +108,16 @@ async def stack(*, with_api: bool, data_dir: str) -> AsyncIterator[Stack]:
         )
         if await migrate.wait() != 0:
             raise RuntimeError("python -m db upgrade failed")
-        await exits.enter_async_context(child(["-m", "worker"], env, None))
+        worker = await exits.enter_async_context(child(["-m", "worker"], env, None))
+        pids = {"worker": worker.pid}
         api_url = None
         if with_api:
             api_port = free_port()
             env = {**env, "RUNCAP_API_PORT": str(api_port)}
-            await exits.enter_async_context(child(["-m", "api"], env, api_port))
+            api = await exits.enter_async_context(child(["-m", "api"], env, api_port))
+            pids["api"] = api.pid
             api_url = f"http://127.0.0.1:{api_port}"
-        yield Stack(server.target, fake_url, api_url, env)
+        yield Stack(server.target, fake_url, api_url, env, pids)
 
 
 def percentiles(samples: list[float]) -> tuple[float, float, float]:

@@ -18,6 +18,7 @@ from typing import Any
 from caller.errors import CallFailed
 from caller.walk import Served, Walk
 from providers.base import StreamProgress
+from telemetry.genai import CallTrace
 from workflows.budget import settled_cost
 from workflows.contracts import (
     CallResult,
@@ -66,6 +67,7 @@ class GrantedCall:
         walk: Walk,
         progress: StreamProgress,
         record: Record,
+        trace: CallTrace,
     ) -> None:
         self.run_id = run_id
         self.key_id = key_id
@@ -76,6 +78,7 @@ class GrantedCall:
         self.walk = walk
         self.progress = progress
         self.record = record
+        self.trace = trace
         self.started = time.monotonic()
         self.started_at = datetime.now(UTC).isoformat()
         self.ended = False
@@ -152,6 +155,7 @@ class GrantedCall:
         )
         # Shielded: a client leaving now must not stop the row or the settlement half-way.
         await asyncio.shield(asyncio.ensure_future(self.record(self.run_id, row, settlement)))
+        self.trace.ended(row, self.walk.ended)
         return CallResult(
             call_id=grant.call_id,
             status=status,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field, replace
@@ -26,6 +27,7 @@ from caller.runs import Runs, run_id_of
 from caller.settler import Settler
 from caller.walk import Walk, WalkPolicy
 from providers.base import Provider, ProviderCall, StreamProgress
+from telemetry.genai import CallObserver, CallTrace
 from workflows import errors
 from workflows.budget import estimate_input_tokens
 from workflows.contracts import (
@@ -63,6 +65,11 @@ class CallSpec:
     """An upper bound of the prompt's tokens; measured from the body when not given."""
     first_byte_timeout: float | None = None
     """Overrides the policy's first-byte timeout (routes may set their own)."""
+    fingerprint: str = ""
+    """A hash of the request's messages and tools, for the run's loop guard."""
+    received_at: float | None = None
+    """``time.perf_counter()`` when the request arrived (the api sets it): the call's total time,
+    and so runcap's added latency, counts from there rather than from ``call()``."""
 
 
 class Caller:
@@ -79,6 +86,7 @@ class Caller:
         settle_interval: float = 0.2,
         heartbeat: float = 5.0,
         caller_id: str | None = None,
+        observer: CallObserver | None = None,
     ) -> None:
         self.providers = providers
         self.policy = policy or WalkPolicy()
@@ -89,6 +97,8 @@ class Caller:
         )
         self.ledger = LedgerWriter(engine) if engine is not None else None
         """Without a database the run writes the ledger rows itself, a moment later."""
+        self.observer = observer
+        """Told how each granted call ended (the api's metrics)."""
 
     async def __aenter__(self) -> Caller:
         await self.settler.start()
@@ -99,10 +109,13 @@ class Caller:
 
     async def call(self, run: RunInput | str, spec: CallSpec) -> CallReply:
         """A non-streaming call. ``run`` is a run id, or a ``RunInput`` to start it if needed."""
-        granted = await self._grant(run, spec, stream=False)
-        if isinstance(granted, CallReply):
-            return granted
-        return await self._bounded(granted, granted.complete())
+        call_trace = self._trace(run, spec, stream=False)
+        with call_trace.opening():
+            granted = await self._grant(run, spec, call_trace, stream=False)
+            if isinstance(granted, CallReply):
+                call_trace.replayed(granted.result)
+                return granted
+            return await self._bounded(granted, granted.complete())
 
     async def stream(self, run: RunInput | str, spec: CallSpec) -> CallStream:
         """A streaming call; returns once the first chunk arrived or the call ended.
@@ -115,20 +128,44 @@ class Caller:
         async def sink(chunk: bytes) -> None:
             queue.put_nowait(chunk)
 
-        granted = await self._grant(run, spec, stream=True, sink=sink)
-        if isinstance(granted, CallReply):
-            raise CallFailed.of(errors.BAD_CALL, f"call {granted.result.call_id} already settled")
-        call_stream = CallStream(granted.grant.call_id, queue)
+        call_trace = self._trace(run, spec, stream=True)
+        with call_trace.opening():
+            granted = await self._grant(run, spec, call_trace, stream=True, sink=sink)
+            if isinstance(granted, CallReply):
+                raise CallFailed.of(
+                    errors.BAD_CALL, f"call {granted.result.call_id} already settled"
+                )
+            call_stream = CallStream(granted.grant.call_id, queue)
 
-        async def run_stream() -> StreamEnd:
-            return StreamEnd(*await self._bounded(granted, granted.stream()))
+            async def run_stream() -> StreamEnd:
+                return StreamEnd(*await self._bounded(granted, granted.stream()))
 
-        call_stream.task = asyncio.create_task(run_stream())
-        await call_stream.first()
-        return call_stream
+            # Created while the call's span is current: the attempts' spans are its children.
+            call_stream.task = asyncio.create_task(run_stream())
+            await call_stream.first()
+            return call_stream
+
+    def _trace(self, run: RunInput | str, spec: CallSpec, *, stream: bool) -> CallTrace:
+        return CallTrace(
+            run_id=run_id_of(run),
+            key_id=run.key_id if isinstance(run, RunInput) else "",
+            requested_model=spec.requested_model,
+            chain=spec.chain,
+            tags=spec.tags,
+            max_tokens=spec.max_tokens,
+            stream=stream,
+            observer=self.observer,
+            started=spec.received_at if spec.received_at is not None else time.perf_counter(),
+        )
 
     async def _grant(
-        self, run: RunInput | str, spec: CallSpec, *, stream: bool, sink: Any = None
+        self,
+        run: RunInput | str,
+        spec: CallSpec,
+        call_trace: CallTrace,
+        *,
+        stream: bool,
+        sink: Any = None,
     ) -> GrantedCall | CallReply:
         input_tokens = spec.input_tokens
         if input_tokens is None:
@@ -142,6 +179,7 @@ class Caller:
             requested_model=spec.requested_model,
             tags=spec.tags,
             stream=stream,
+            fingerprint=spec.fingerprint,
         )
         run_id = run_id_of(run)
         grant = await self._reserve(run, req)
@@ -177,6 +215,7 @@ class Caller:
             walk=walk,
             progress=progress,
             record=self._record,
+            trace=call_trace,
         )
 
     async def _reserve(self, run: RunInput | str, req: ReserveRequest) -> Grant:
@@ -208,3 +247,8 @@ class Caller:
             with contextlib.suppress(Exception):
                 settlement.ledger_written = await self.ledger.write(row)
         self.settler.add(run_id, settlement)
+        if row.cost_micros > row.reserved_micros:
+            # An overrun: the run must close the target before this client's next call can
+            # reserve, so this settlement goes now, before the answer, not with the next batch.
+            with contextlib.suppress(Exception):
+                await self.settler.flush(run_id)

@@ -58,9 +58,15 @@ class Settler:
         self._queued[run_id].append(settlement)
         self._first_queued.setdefault(run_id, time.monotonic())
 
+    def in_flight(self) -> tuple[int, int]:
+        """Runs where this caller has calls in flight, and those calls (for the api's gauges)."""
+        counts = [len(calls) for calls in self._open.values() if calls]
+        return len(counts), sum(counts)
+
     def pending(self, run_id: str) -> bool:
-        """Whether settlements for ``run_id`` wait to be sent (their money is still held)."""
-        return bool(self._queued.get(run_id))
+        """Whether settlements for ``run_id`` wait to be sent or are on their way (their money
+        is still held in the run)."""
+        return bool(self._queued.get(run_id)) or run_id in self._sending
 
     async def flush(self, run_id: str | None = None, tries: int = 20) -> None:
         """Send what is queued now (for one run, or all), and wait until the runs have it.

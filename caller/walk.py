@@ -27,6 +27,7 @@ from providers.base import (
     ProviderReply,
     StreamResult,
 )
+from telemetry.genai import AttemptEnd, attempt_span
 from workflows import errors
 from workflows.contracts import Attempt, Target, Usage
 from workflows.errors import Failure
@@ -71,6 +72,8 @@ class Walk:
     """Set for a streaming call: chunks go straight to the client."""
     attempts: list[Attempt] = field(default_factory=list)
     current: Target | None = None
+    ended: list[AttemptEnd] = field(default_factory=list)
+    """Each attempt's outcome and provider time (its span's), for the call's metrics."""
 
     async def run(self) -> Served:
         """The first target's answer that came; ``CallFailed`` when none could serve."""
@@ -101,11 +104,16 @@ class Walk:
     async def _try(self, target: Target) -> Served:
         provider = self.providers[target.provider]
         call = self.make_call(target)
-        if self.sink is None:
-            reply = await provider.complete(call)
-            self.attempts.append(Attempt(target.provider, target.model, True, usage=reply.usage))
-            return Served(target, self.attempts, reply=reply)
-        streamed = await provider.stream(call, self.sink)
+        with attempt_span(target, self.ended) as span:
+            if self.sink is None:
+                reply = await provider.complete(call)
+                span.served(reply.usage)
+                self.attempts.append(
+                    Attempt(target.provider, target.model, True, usage=reply.usage)
+                )
+                return Served(target, self.attempts, reply=reply)
+            streamed = await provider.stream(call, self.sink)
+            span.served(streamed.usage, streamed.broken)
         self.attempts.append(
             Attempt(
                 target.provider, target.model, not streamed.broken, streamed.broken, streamed.usage

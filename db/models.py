@@ -44,6 +44,10 @@ class VirtualKeyBase(SQLModel):
     """Default tags added to every call made with the key."""
     timezone: str = Field(default="UTC", max_length=64)
     """IANA zone whose midnight starts the key's day and month budgets."""
+    loop_max_repeats: int = Field(default=0, ge=0, le=10_000)
+    """Loop guard: a run that sends the same request this many times within
+    ``loop_window_seconds`` is paused (0: off)."""
+    loop_window_seconds: int = Field(default=300, ge=1, le=86_400)
 
 
 def valid_models(models: list[str] | None) -> list[str] | None:
@@ -131,6 +135,8 @@ class VirtualKeyUpdate(SQLModel):
     models: list[str] | None = None
     tags: list[str] | None = None
     timezone: str | None = Field(default=None, max_length=64)
+    loop_max_repeats: int | None = Field(default=None, ge=0, le=10_000)
+    loop_window_seconds: int | None = Field(default=None, ge=1, le=86_400)
 
     _models = field_validator("models")(valid_models)
     _timezone = field_validator("timezone")(valid_timezone)
@@ -241,30 +247,48 @@ class IdempotentRequest(SQLModel, table=True):
 
 
 class AlertRecordBase(SQLModel):
-    """What an alert was about: which run and key, which threshold, the figures then."""
+    """What an alert was about: which run or key period, which kind, the sentence."""
 
     run_id: str = Field(index=True, max_length=200)
     key_id: str = Field(default="", max_length=40)
     kind: str = Field(max_length=16)
-    """``threshold`` (a share of the budget was crossed) or ``refused`` (a call was refused)."""
+    """``threshold``, ``refused``, ``overrun`` or ``loop`` (see ``workflows.contracts.Alert``)."""
     threshold_percent: int = 0
+    scope: str = Field(default="run", max_length=8)
+    """``run`` (the run's own budget), or the key's ``day`` or ``month``."""
+    period: str = Field(default="", max_length=16)
+    """The day (``2026-11-28``) or month (``2026-11``) of a period alert; empty for a run."""
+    detail: str = Field(default="", max_length=1000)
+    """The sentence a human reads: what happened and what to do."""
+    attempts: int = 0
+    """Webhook deliveries tried (a retried activity adds one each)."""
+    delivered_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    """When the webhook accepted it (a 2xx); set once, and then never sent again."""
+    last_error: str = Field(default="", max_length=200)
+    """Why the latest delivery failed, if it did (never the URL: it may hold a token)."""
 
 
 class AlertRecord(AlertRecordBase, table=True):
-    """One alert, recorded before its webhook delivery; the id makes a retried record one row."""
+    """One alert, recorded before its webhook delivery. The id is the alert's event id, so a
+    retried activity, or the same alert decided twice, is one row and one delivery."""
 
     __tablename__ = "alerts"
 
-    id: str = Field(primary_key=True, max_length=64)
+    id: str = Field(primary_key=True, max_length=200)
     budget_micros: int = Field(default=0, sa_type=BigInteger)
     spent_micros: int = Field(default=0, sa_type=BigInteger)
     at: datetime = Field(sa_type=DateTime(timezone=True), index=True)
+    claimed_until: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    """Held while one attempt is posting, so two attempts of one event never post at once; a
+    crashed attempt's hold simply expires."""
 
 
 class AlertRecordPublic(AlertRecordBase):
-    """An alert as the admin api shows it, with a sentence saying what happened."""
+    """An alert as the admin api shows it: its event id, money in USD strings, its sentence
+    (``message``) and how its delivery went."""
 
     id: str
+    event_id: str
     budget_usd: str
     spent_usd: str
     at: datetime

@@ -24,6 +24,8 @@ for name in postgres_password temporal_db_password runcap_db_password runcap_api
     make "$name" "$(random)"
 done
 make runcap_admin_key "rc-admin-$(random)"
-make runcap_openai_api_key ""
-make runcap_anthropic_api_key ""
+for name in runcap_openai_api_key runcap_anthropic_api_key runcap_metrics_token \
+    runcap_alert_webhook_url runcap_alert_webhook_secret; do
+    make "$name" ""  # optional: empty is unset
+done
 echo "put a provider key in $dir/runcap_openai_api_key or runcap_anthropic_api_key"

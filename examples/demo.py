@@ -1,16 +1,28 @@
-"""``make demo``: an agent written as a workflow fixes a bug against the fake provider.
+"""``make demo``: an agent written as a workflow fixes a bug, on the gateway ``make run`` started.
 
-Everything runs on this machine: an in-memory Temporal dev server, the fake provider, the worker.
 The agent plans, edits, runs the tests, reads the failure and edits again; every model call goes
-through the budget core, and the demo prints what each step cost.
+through the budget core, and the demo prints what each step cost and where to look at the run.
+
+When ``make run`` is up (a Temporal server answers at ``RUNCAP_TEMPORAL_ADDRESS``, by default
+127.0.0.1 on ``RUNCAP_TEMPORAL_PORT``), the demo runs there, so its run shows in that Temporal UI,
+in ``/admin/spend`` and in the dashboard. The production worker never registers examples, so the
+demo brings its own worker for the example agent, on its own task queue, writing the gateway's
+database (``RUNCAP_DATABASE_URL``, else ``.runcap/runcap.db``) and calling the provider ``make run``
+uses (its fake provider on ``RUNCAP_FAKE_PROVIDER_URL`` or port 9100, or the real keys). Only when
+no Temporal server answers does it start a private stack: an in-memory dev server, the fake
+provider and a throwaway database, all gone when it ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import tempfile
+import uuid
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from temporalio.client import Client
 
 from db.engine import make_engine
@@ -19,51 +31,129 @@ from examples.agent import AgentReport, AgentTask, ExampleAgent
 from examples.suite import run_tests
 from fake_provider import FakeProvider
 from providers.base import ProviderConfig
-from providers.pricing import PriceBook, micros_to_usd
+from providers.pricing import PriceBook
 from providers.registry import build_providers, make_http_client
+from settings import RuncapSettings
 from worker.app import build_worker
 from worker.devserver import DevServer
+from worker.launch import LaunchSettings, database_url, uses_fake_provider
 from workflows.contracts import Target
+from workflows.converter import DATA_CONVERTER
+from workflows.money import micros_to_usd
 
 DEMO_QUEUE = "runcap-demo"
+CONNECT_SECONDS = 3.0
+DEMO_MODELS = {
+    "fake": ("fake-large", "fake-small"),
+    "openai": ("gpt-4.1-mini", "gpt-4.1-nano"),
+    "anthropic": ("claude-haiku-4-5",),
+}
+"""The chain of the demo's agent, from the providers configured, in this order."""
 
 
-async def main() -> AgentReport:
-    prices = PriceBook()
+class DemoSettings(LaunchSettings):
+    """``make run``'s settings (the same ``RUNCAP_*`` variables), plus where its parts are."""
+
+    temporal_ui_url: str | None = None
+
+    def temporal_target(self) -> str:
+        if "temporal_address" in self.model_fields_set:  # the base has a default; was it set?
+            return self.temporal_address
+        return f"127.0.0.1:{self.temporal_port}"
+
+    def fake_url(self) -> str:
+        return self.fake_provider_url or f"http://127.0.0.1:{self.fake_provider_port}"
+
+
+@dataclass
+class DemoRun:
+    report: AgentReport
+    workflow_id: str
+    on_gateway: bool
+    """True when it ran on a running gateway, False on a private stack."""
+
+
+async def running_temporal(address: str, namespace: str = "default") -> Client | None:
+    """A client of the Temporal server at ``address``, or ``None`` when none answers soon."""
+    host, _, port = address.rpartition(":")
+    try:
+        async with asyncio.timeout(CONNECT_SECONDS):
+            _, writer = await asyncio.open_connection(host or "127.0.0.1", int(port))
+            writer.close()
+            return await Client.connect(address, namespace=namespace, data_converter=DATA_CONVERTER)
+    except (OSError, ValueError, RuntimeError, TimeoutError):
+        return None
+
+
+async def answers(url: str) -> bool:
+    """Whether an HTTP server answers at ``url`` (any status will do)."""
+    try:
+        async with httpx.AsyncClient(timeout=CONNECT_SECONDS) as http:
+            await http.get(url)
+    except httpx.HTTPError:
+        return False
+    return True
+
+
+def demo_chain(configs: list[ProviderConfig], prices: PriceBook) -> list[Target]:
+    configured = {config.name: config for config in configs}
     chain = [
-        Target("fake", "fake-large", "openai", prices.price_of("fake-large")),
-        Target("fake", "fake-small", "openai", prices.price_of("fake-small")),
+        Target(name, model, configured[name].api, prices.price_of(model))
+        for name, models in DEMO_MODELS.items()
+        if name in configured
+        for model in models
     ]
-    with tempfile.TemporaryDirectory() as tmp:
-        engine = make_engine(f"sqlite:///{Path(tmp) / 'demo.db'}")
-        upgrade(engine)
-        async with (
-            DevServer(ui=False) as server,
-            FakeProvider.running() as fake,
-            make_http_client() as http,
-        ):
-            print(f"Temporal dev server on {server.target}, fake provider on {fake.base_url}")
-            client = await Client.connect(server.target)
-            providers = build_providers(
-                [ProviderConfig("fake", "openai", f"{fake.base_url}/v1")], http
+    if not chain:
+        raise SystemExit("runcap demo: no provider configured (fake, openai or anthropic)")
+    return chain
+
+
+async def main(settings: DemoSettings | None = None) -> DemoRun:
+    settings = settings or DemoSettings()
+    async with AsyncExitStack() as stack:
+        client = await running_temporal(settings.temporal_target(), settings.temporal_namespace)
+        on_gateway = client is not None
+        if client is None:
+            print(f"No Temporal at {settings.temporal_target()}: starting a private stack.")
+            server = await stack.enter_async_context(DevServer(ui=False))
+            client = await Client.connect(server.target, data_converter=DATA_CONVERTER)
+            tmp = stack.enter_context(tempfile.TemporaryDirectory())
+            db_url = f"sqlite:///{Path(tmp) / 'demo.db'}"
+        else:
+            print(f"Running on the gateway's Temporal at {settings.temporal_target()}.")
+            db_url = database_url(settings)
+        if uses_fake_provider(settings):
+            fake_url = settings.fake_url()
+            if not (on_gateway and await answers(fake_url)):
+                fake_url = (await stack.enter_async_context(FakeProvider.running())).base_url
+            configs = RuncapSettings(fake_provider_url=fake_url).provider_configs()
+        else:
+            configs = RuncapSettings().provider_configs()
+        print(f"Database {db_url}; providers {', '.join(c.name for c in configs)}")
+        engine = make_engine(db_url)
+        stack.callback(engine.dispose)
+        await asyncio.to_thread(upgrade, engine)
+        http = await stack.enter_async_context(make_http_client())
+        worker = build_worker(
+            client,
+            engine=engine,
+            http=http,
+            providers=build_providers(configs, http),
+            task_queue=DEMO_QUEUE,
+            extra_workflows=[ExampleAgent],
+            extra_activities=[run_tests],
+        )
+        task_id = f"demo-{uuid.uuid4().hex[:8]}"
+        chain = demo_chain(configs, PriceBook())
+        task = AgentTask(task_id, "fix the empty-input crash in the parser", 50_000, chain)
+        workflow_id = f"agent-{task_id}"
+        async with worker:
+            report: AgentReport = await client.execute_workflow(
+                ExampleAgent.run, task, id=workflow_id, task_queue=DEMO_QUEUE
             )
-            worker = build_worker(
-                client,
-                engine=engine,
-                http=http,
-                providers=providers,
-                task_queue=DEMO_QUEUE,
-                extra_workflows=[ExampleAgent],
-                extra_activities=[run_tests],
-            )
-            async with worker:
-                task = AgentTask("demo-1", "fix the empty-input crash in the parser", 50_000, chain)
-                report: AgentReport = await client.execute_workflow(
-                    ExampleAgent.run, task, id="agent-demo-1", task_queue=DEMO_QUEUE
-                )
-        engine.dispose()
     print_report(report)
-    return report
+    print_where(settings, task_id, workflow_id, on_gateway)
+    return DemoRun(report, workflow_id, on_gateway)
 
 
 def print_report(report: AgentReport) -> None:
@@ -76,6 +166,18 @@ def print_report(report: AgentReport) -> None:
             f"{micros_to_usd(row.cost_micros):>14}"
         )
     print(f"{'total':<50}{micros_to_usd(report.spent_micros):>14}")
+
+
+def print_where(settings: DemoSettings, run_id: str, workflow_id: str, on_gateway: bool) -> None:
+    if not on_gateway:
+        print("\nThe private stack is gone with its run; start `make run` first to keep it.")
+        return
+    ui = settings.temporal_ui_url or f"http://127.0.0.1:{settings.temporal_ui_port}"
+    namespace = settings.temporal_namespace
+    api = f"http://{settings.api_host}:{settings.api_port}"
+    print(f"\n  Temporal UI  {ui.rstrip('/')}/namespaces/{namespace}/workflows/{workflow_id}")
+    print(f"  Dashboard    {api}/ui/runs/{run_id}")
+    print(f"  Spend        {api}/admin/spend?group_by=step&tag=task:{run_id}  (admin key)")
 
 
 if __name__ == "__main__":

@@ -82,8 +82,9 @@ class Stack:
                      "runcap_api_db_password", "runcap_worker_db_password"):  # fmt: skip
             (self.secret_files / name).write_text(_password())
         (self.secret_files / "runcap_admin_key").write_text("rc-admin-" + secrets.token_urlsafe(24))
-        for name in ("runcap_openai_api_key", "runcap_anthropic_api_key"):
-            (self.secret_files / name).write_text("")  # no real provider: the fake profile
+        for name in ("runcap_openai_api_key", "runcap_anthropic_api_key", "runcap_metrics_token",
+                     "runcap_alert_webhook_url", "runcap_alert_webhook_secret"):  # fmt: skip
+            (self.secret_files / name).write_text("")  # unset: the fake profile, no alerts
 
     def secret(self, source: str) -> str:
         """The content of a secret file (as deploy/secrets holds it)."""

@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 from providers import price_catalogue
-from workflows.contracts import MICROS_PER_USD, Price
+from workflows.contracts import Price
+from workflows.money import usd_to_micros
 
 _DATED = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
 _FIELDS = ("input", "output", "cached_input", "cache_write")
@@ -56,29 +56,6 @@ class FreeModelRefused(UnknownModel):
 
     def __init__(self, model: str) -> None:
         super().__init__(model, "is priced at $0 for input and output")
-
-
-def usd_to_micros(usd: str | Decimal | int) -> int:
-    """Exact conversion; refuses floats and anything finer than one micro-dollar."""
-    if isinstance(usd, float | bool):
-        raise TypeError("give money as a decimal string, never a float")
-    try:
-        value = Decimal(usd)
-    except InvalidOperation:
-        raise ValueError(f"not a decimal amount: {usd!r}") from None
-    if not value.is_finite():
-        raise ValueError(f"not a finite amount: {usd!r}")
-    micros = value * MICROS_PER_USD
-    if micros != micros.to_integral_value():
-        raise ValueError(f"{usd} USD is more precise than one micro-dollar")
-    return int(micros)
-
-
-def micros_to_usd(micros: int) -> str:
-    """Micro-dollars as a USD string with exactly six decimals (``1500000`` -> ``"1.500000"``)."""
-    sign = "-" if micros < 0 else ""
-    whole, frac = divmod(abs(micros), MICROS_PER_USD)
-    return f"{sign}{whole}.{frac:06d}"
 
 
 def parse_price(entry: Mapping[str, Any]) -> Price:

@@ -21,6 +21,7 @@ from providers.registry import build_providers, make_http_client
 from tests.databases import sqlite_at_head
 from worker.devserver import DevServer
 from workflows.contracts import Target, WireFormat
+from workflows.converter import DATA_CONVERTER
 
 SUGGEST_CONTINUE_AS_NEW = {"limit.historyCount.suggestContinueAsNew": 400}
 
@@ -37,7 +38,7 @@ async def dev_server() -> AsyncIterator[DevServer]:
 @pytest.fixture(scope="session")
 async def temporal_client(dev_server: DevServer) -> Client:
     """A client on the session's dev server, default namespace."""
-    return await Client.connect(dev_server.target)
+    return await Client.connect(dev_server.target, data_converter=DATA_CONVERTER)
 
 
 @pytest.fixture
@@ -113,3 +114,12 @@ def postgres_server() -> Iterator[LocalPostgres]:
 def postgres_url(postgres_server: LocalPostgres) -> str:
     """The session's ``runcap`` database, as its superuser."""
     return postgres_server.url("runcap", "runcap").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def gateway_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """The gateway's database for the session (the gateway tests' api and the demo share it)."""
+    path: Path = tmp_path_factory.mktemp("gateway") / "runcap.db"
+    engine = sqlite_at_head(path)
+    yield engine
+    engine.dispose()

@@ -288,6 +288,7 @@ def test_prod_check_reads_each_process_from_the_compose_file() -> None:
     assert targets == {
         "runcap_database_password",
         "runcap_admin_key",
+        "runcap_metrics_token",
         "runcap_openai_api_key",
         "runcap_anthropic_api_key",
     }

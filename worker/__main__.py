@@ -19,9 +19,11 @@ from db.engine import engine_from
 from db.migrate import SchemaError, check_schema
 from providers.registry import build_providers, make_http_client
 from settings import SettingsError
+from telemetry import setup as telemetry
 from worker.app import build_worker
 from worker.health import clear, heartbeat
 from worker.settings import WorkerSettings, get_settings
+from workflows.converter import DATA_CONVERTER
 
 
 async def run(settings: WorkerSettings) -> None:
@@ -30,7 +32,10 @@ async def run(settings: WorkerSettings) -> None:
     try:
         await asyncio.to_thread(check_schema, engine)
         client = await Client.connect(
-            settings.temporal_address, namespace=settings.temporal_namespace
+            settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            data_converter=DATA_CONVERTER,
+            interceptors=telemetry.temporal_interceptors(),  # workers use their client's
         )
         async with make_http_client() as http:
             providers = build_providers(settings.provider_configs(), http)
@@ -39,10 +44,12 @@ async def run(settings: WorkerSettings) -> None:
                 engine=engine,
                 http=http,
                 providers=providers,
-                alert_webhook_url=settings.alert_webhook_url,
+                alert_webhook=settings.alert_webhook(),
                 max_concurrent_activities=settings.max_concurrent_activities,
                 task_queue=settings.task_queue,
             )
+            if settings.alert_webhook_url is not None and settings.alert_webhook_secret is None:
+                logging.warning("alerts are posted unsigned: set RUNCAP_ALERT_WEBHOOK_SECRET")
             logging.info(
                 "runcap worker polling %s on %s", worker.task_queue, settings.temporal_address
             )
@@ -65,14 +72,21 @@ def main() -> int:
         settings = get_settings()
         settings.require_provider()
         clear(settings.health_file)
+    except (SettingsError, ValidationError) as error:
+        print(f"runcap worker: {error}", file=sys.stderr)
+        return 2
+    telemetry.configure("runcap-worker")
+    try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(run(settings))
-    except (SettingsError, SchemaError, ValidationError) as error:
+    except SchemaError as error:
         print(f"runcap worker: {error}", file=sys.stderr)
         return 2
     except SQLAlchemyError as error:
         print(f"runcap worker: database error: {type(error).__name__}: {error}", file=sys.stderr)
         return 2
+    finally:
+        telemetry.shutdown()
     return 0
 
 

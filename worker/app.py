@@ -13,14 +13,16 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.alerts import AlertActivities
+from activities.alerts import AlertActivities, AlertWebhook
+from activities.key_budget import KeyBudgetActivities
 from activities.ledger import LedgerActivities
 from activities.model_call import ModelCallActivities
 from providers.base import Provider
 from workflows.agent_run import AgentRun
 from workflows.contracts import TASK_QUEUE
+from workflows.key_budget import KeyBudget
 
-WORKFLOWS = [AgentRun]
+WORKFLOWS = [AgentRun, KeyBudget]
 
 
 def build_worker(
@@ -29,7 +31,7 @@ def build_worker(
     engine: Engine,
     http: httpx.AsyncClient,
     providers: Mapping[str, Provider],
-    alert_webhook_url: str | None = None,
+    alert_webhook: AlertWebhook | None = None,
     task_queue: str = TASK_QUEUE,
     max_concurrent_activities: int = 200,
     extra_workflows: Sequence[type] = (),
@@ -41,8 +43,9 @@ def build_worker(
     ``extra_*`` add an application's own workflows (the example agent in the demo and tests).
     """
     ledger = LedgerActivities(engine)
-    alerts = AlertActivities(http, alert_webhook_url, engine)
+    alerts = AlertActivities(http, alert_webhook or AlertWebhook(), engine)
     model_calls = ModelCallActivities(providers)
+    periods = KeyBudgetActivities(client, task_queue)
     return Worker(
         client,
         task_queue=task_queue,
@@ -52,6 +55,8 @@ def build_worker(
             ledger.recorded_calls,
             alerts.send_alert,
             model_calls.call_target,
+            periods.draw_lease,
+            periods.give_back,
             *extra_activities,
         ],
         max_concurrent_activities=max_concurrent_activities,

@@ -103,6 +103,8 @@ def child_env(
     }
     if temporal_ui:
         env["RUNCAP_TEMPORAL_UI_URL"] = temporal_ui  # the dashboard links each run there
+    if not env.get("RUNCAP_DASHBOARD_URL"):  # alerts link to the run's page there
+        env["RUNCAP_DASHBOARD_URL"] = f"http://{settings.api_host}:{settings.api_port}/ui"
     if uses_fake_provider(settings):
         env["RUNCAP_FAKE_PROVIDER_URL"] = f"http://127.0.0.1:{settings.fake_provider_port}"
     return env

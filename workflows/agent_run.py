@@ -1,19 +1,21 @@
 """``AgentRun``: one agent task, one workflow, one budget.
 
-A call costs the run one update (``reserve``). The handler has no await, so the reservation is
-atomic among interleaved handlers: a burst of 200 cannot slip past the cap. The caller walks the
-chain in its own process and reports how its calls ended in batches (``settle``), which double as
-its heartbeat. A caller silent too long has its open calls settled at their reservations, as
-``unknown``: the provider may have done the work, so the cap must cover it.
-The main loop does the slow, batchable work off the call path: ledger rows the caller could not
-write, alerts, search attributes. It closes the run when idle and continues as new when told.
+A call costs the run one update (``reserve``). The reservation is taken with no await between
+its check and its hold, so it is atomic among interleaved handlers: a burst of 200 cannot slip
+past the cap. Only a call that needs a new slice of its key's day or month budget waits for one
+(one hop per lease, not per call). The caller walks the chain in its own process and reports how
+its calls ended in batches (``settle``), which double as its heartbeat; a caller silent too long
+has its calls settled as it recorded them, or at their reservations (``unknown``).
+The decisions themselves are in ``RunBook``; this class adds Temporal: handlers, the main loop,
+and the slow, batchable work off the call path (leases given back, ledger rows the caller could
+not write, alerts, search attributes). It closes when idle and continues as new when told.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -21,16 +23,15 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.alerts import AlertActivities
+    from activities.key_budget import KeyBudgetActivities
     from activities.ledger import LedgerActivities
     from workflows import errors
-    from workflows.budget import Budget, BudgetExceeded, settled_cost
-    from workflows.calls import budget_error, check_call, ledger_row
+    from workflows.budget import BudgetExceeded
+    from workflows.calls import budget_error
     from workflows.contracts import (
-        Alert,
-        CallResult,
         Grant,
+        LeaseReturn,
         LedgerBatch,
-        OpenCall,
         RecordedCall,
         ReserveRequest,
         Revoke,
@@ -40,22 +41,23 @@ with workflow.unsafe.imports_passed_through():
         RunStatus,
         SettleAck,
         SettleBatch,
-        Settlement,
         TopUp,
-        Usage,
     )
+    from workflows.key_contracts import LeaseRequest, RunPolicy
+    from workflows.leases import Draw, GiveBack
+    from workflows.run_book import RunBook, as_settlement
     from workflows.visibility import memo, search_attribute_updates
 
 FLUSH_PAUSE = timedelta(seconds=1)
 """Coalesces search-attribute upserts and ledger writes: at most one flush per pause."""
-KEPT_RESULTS = 256
 BOOKKEEPING_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=10,
 )
-UNKNOWN_OUTCOME = "the caller stopped reporting; billed at its reservation"
+LEASE_RETRY = RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=2))
 LOOKUP_RETRY = RetryPolicy(maximum_attempts=3, maximum_interval=timedelta(seconds=2))
+LIVE: tuple[RunStatus, ...] = ("open", "looping")
 
 
 @workflow.defn(sandboxed=False)
@@ -63,53 +65,45 @@ class AgentRun:
     @workflow.init
     def __init__(self, run: RunInput) -> None:
         self.run_input = run
-        self.state = run.state or RunState(
-            budget_micros=run.budget_micros, spent_micros=run.spent_before_micros
+        state = run.state or RunState(
+            budget_micros=run.budget_micros,
+            spent_micros=run.spent_before_micros,
+            periods=list(run.periods),
         )
-        self.budget = Budget(self.state)
+        self.book = RunBook(run, state)
+        self.state = state
         self.draining = False
-        self.dirty = True
         self.last_call_at = workflow.now()
         self.flush_lock = asyncio.Lock()
+        self.lease_lock = asyncio.Lock()
 
     # ---- calls -------------------------------------------------------------------------
 
     @workflow.update
-    def reserve(self, req: ReserveRequest) -> Grant:
-        """Hold the call's worst case and say which targets it may try; no await, so atomic.
+    async def reserve(self, req: ReserveRequest) -> Grant:
+        """Hold the call's worst case and say which targets it may try.
 
-        A repeated call id gets its open grant again, or its settled result.
+        A repeated call id gets its open grant again, or its settled result. A call whose key
+        budgets need a new lease waits for it; the check and the hold that follow have no
+        await between them.
         """
         done = self.state.results.get(req.call_id)
         if done is not None and done.status != "failed":
-            return self._grant(req.call_id, self.state.open_calls.get(req.call_id), done)
+            return self.book.grant(req.call_id, self.state.open_calls.get(req.call_id), done)
         held = self.state.open_calls.get(req.call_id)
         if held is not None:
-            return self._grant(req.call_id, held)
-        self._admit(req)
+            return self.book.grant(req.call_id, held)
+        self.book.admit(req, workflow.now(), draining=self.draining)
+        if self.book.draws(req, workflow.now()):
+            async with self.lease_lock:
+                for draw in self.book.draws(req, workflow.now()):
+                    await self._draw(draw)
+            self.book.admit(req, workflow.now(), draining=self.draining)
         now = workflow.now()
-        try:
-            plan = self.budget.plan(
-                req.chain, req.input_tokens, req.max_tokens, self.run_input.min_output_tokens
-            )
-            about = OpenCall(
-                caller_id=req.caller_id,
-                reserved_micros=plan.reserved_micros,
-                max_tokens=plan.max_tokens,
-                chain=req.chain,
-                tags=req.tags,
-                requested_model=req.requested_model,
-                started_at=now.isoformat(),
-                deadline=(now + timedelta(seconds=self.run_input.call_timeout_seconds)).isoformat(),
-            )
-            held = self.budget.reserve(req.call_id, plan, about)
-        except BudgetExceeded as exc:
-            self._refused()
-            raise budget_error(exc) from None
-        self.state.results.pop(req.call_id, None)  # a failed call id tried again
-        self.state.callers[req.caller_id] = now.isoformat()
+        self.book.check_loop(req, now)
+        held = self.book.reserve(req, now)
         self.last_call_at = now
-        return self._grant(req.call_id, held)
+        return self.book.grant(req.call_id, held)
 
     @reserve.validator
     def _validate_reserve(self, req: ReserveRequest) -> None:
@@ -118,44 +112,53 @@ class AgentRun:
             return
         if self.state.budget_micros <= 0:
             raise ApplicationError("the run's budget must be positive", type=errors.BAD_CALL)
-        self._admit(req, validating=True)
-
-    def _admit(self, req: ReserveRequest, *, validating: bool = False) -> None:
-        if self.state.status != "open":
-            raise ApplicationError(
-                f"run {self.run_input.run_id} is {self.state.status}",
-                type=errors.RUN_NOT_OPEN,
-                non_retryable=True,
-            )
-        if self.draining:
-            raise ApplicationError("run is continuing as new; retry", type=errors.RUN_DRAINING)
-        check_call(req.call_id, req.chain, req.input_tokens, req.max_tokens)
-        limit = self.run_input.max_parallel_calls
-        if limit and len(self.state.open_calls) >= limit:
-            raise ApplicationError(
-                f"run already has {limit} calls in flight", type=errors.TOO_MANY_CALLS
-            )
+        self.book.admit(req, workflow.now(), draining=self.draining)
         # The first refusal is let through to the handler so it can raise the alert once.
-        if validating and self.state.refused_alerted:
+        if self.state.refused_alerted:
             try:
-                self.budget.plan(
-                    req.chain, req.input_tokens, req.max_tokens, self.run_input.min_output_tokens
+                self.book.budget.plan(
+                    self.book.usable(req.chain),
+                    req.input_tokens,
+                    req.max_tokens,
+                    self.run_input.min_output_tokens,
+                    factors=self.state.output_factors,
                 )
             except BudgetExceeded as exc:
                 raise budget_error(exc) from None
 
-    def _grant(self, call_id: str, held: OpenCall | None, done: CallResult | None = None) -> Grant:
-        return Grant(
-            call_id=call_id,
-            chain=held.chain if held else [],
-            max_tokens=held.max_tokens if held else 0,
-            reserved_micros=held.reserved_micros if held else 0,
-            deadline=held.deadline if held else "",
-            budget_micros=self.state.budget_micros,
-            spent_micros=self.state.spent_micros,
-            remaining_micros=max(self.budget.remaining_micros, 0),
-            settled=done,
+    async def _draw(self, draw: Draw) -> None:
+        """A new slice of a period budget for this run (none when the period is spent)."""
+        self.state.lease_requests += 1
+        budget = draw.budget
+        req = LeaseRequest(
+            key_id=self.run_input.key_id,
+            kind=budget.kind,
+            period=draw.period,
+            ends_at=draw.ends_at,
+            cap_micros=budget.cap_micros,
+            timezone=budget.timezone,
+            run_id=self.run_input.run_id,
+            need_micros=draw.need_micros,
+            floor_micros=draw.floor_micros,
+            want_micros=draw.want_micros,
+            request_id=f"{self.run_input.run_id}:{self.state.lease_requests}",
         )
+        try:
+            grant = await workflow.execute_activity_method(
+                KeyBudgetActivities.draw_lease,
+                req,
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=LEASE_RETRY,
+            )
+        except Exception:
+            # Only ApplicationError may leave an update handler; the call is refused, not lost.
+            workflow.logger.warning("lease draw failed", exc_info=True)
+            raise ApplicationError(
+                f"the key's {budget.kind} budget could not be reached; retry",
+                type=errors.TEMPORAL_UNAVAILABLE,
+            ) from None
+        self.book.leases.granted(draw, grant.granted_micros)
+        self.book.dirty = True
 
     @workflow.update
     def settle(self, batch: SettleBatch) -> SettleAck:
@@ -164,55 +167,18 @@ class AgentRun:
         A call id that is not open (settled before, or already expired) is ignored: no call is
         ever charged twice.
         """
+        now = workflow.now()
         for settlement in batch.settlements:
-            self._settle_one(settlement)
-        callers = self.state.callers
-        if any(c.caller_id == batch.caller_id for c in self.state.open_calls.values()):
-            callers[batch.caller_id] = workflow.now().isoformat()
-        else:
-            callers.pop(batch.caller_id, None)
+            self.book.settle(settlement, now)
+        self.book.heard_from(batch.caller_id, now)
         if batch.settlements:
-            self.last_call_at = workflow.now()
+            self.last_call_at = now
         return SettleAck(
             status=self.state.status,
             budget_micros=self.state.budget_micros,
             spent_micros=self.state.spent_micros,
-            reserved_micros=self.budget.reserved_micros,
+            reserved_micros=self.book.budget.reserved_micros,
         )
-
-    def _settle_one(self, s: Settlement) -> None:
-        held = self.state.open_calls.get(s.call_id)
-        if held is None:
-            return
-        if s.status == "failed":
-            self.budget.release(s.call_id)
-            self.state.failed_calls += 1
-            cost = 0
-        else:
-            price = (s.target or held.chain[0]).price
-            cost = settled_cost(s.status, price, s.usage, s.usage_known, held.reserved_micros)
-            model = s.target.model if s.target else held.requested_model
-            self.budget.settle(s.call_id, cost, s.usage, held.tags, model)
-        self._remember(
-            CallResult(
-                call_id=s.call_id,
-                status=s.status,
-                cost_micros=cost,
-                budget_micros=self.state.budget_micros,
-                spent_micros=self.state.spent_micros,
-                remaining_micros=max(self.budget.remaining_micros, 0),
-                max_tokens=held.max_tokens,
-                target=s.target,
-                usage=s.usage,
-                attempts=s.attempts,
-                error=s.error,
-            )
-        )
-        if not s.ledger_written:
-            row = ledger_row(self.run_input.run_id, self.run_input.key_id, s.call_id, held, s, cost)
-            self.state.pending_ledger.append(row)
-        self.dirty = True
-        self._check_thresholds()
 
     async def _expire_silent_callers(self) -> None:
         """Settle the calls of callers silent past their timeout, and calls past their deadline.
@@ -221,23 +187,15 @@ class AgentRun:
         answering left its call's real usage there: such a call settles as recorded. Every
         other expired call settles at its reservation, as ``unknown``: never as free.
         """
-        now = workflow.now()
-        silence = timedelta(seconds=self.run_input.caller_timeout_seconds)
-        expired = [
-            call_id
-            for call_id, held in self.state.open_calls.items()
-            if now - _at(self.state.callers.get(held.caller_id, held.started_at)) >= silence
-            or now >= _at(held.deadline)
-        ]
+        expired = self.book.expired(workflow.now())
         if expired:
             recorded = await self._recorded(expired)
+            now = workflow.now()
             for call_id in expired:
                 held = self.state.open_calls.get(call_id)
                 if held is not None:  # a late settle may have landed meanwhile
-                    self._settle_one(_as_settlement(call_id, held, recorded.get(call_id)))
-        live = {held.caller_id for held in self.state.open_calls.values()}
-        for caller_id in [c for c in self.state.callers if c not in live]:
-            del self.state.callers[caller_id]
+                    self.book.settle(as_settlement(call_id, held, recorded.get(call_id)), now)
+        self.book.forget_silent_callers()
 
     async def _recorded(self, call_ids: list[str]) -> dict[str, RecordedCall]:
         try:
@@ -254,47 +212,6 @@ class AgentRun:
             return {}
         return {call.call_id: call for call in found}
 
-    def _next_expiry(self) -> timedelta | None:
-        """How long until some open call must be expired, if any is open."""
-        if not self.state.open_calls:
-            return None
-        silence = timedelta(seconds=self.run_input.caller_timeout_seconds)
-        soonest = min(
-            min(
-                _at(self.state.callers.get(held.caller_id, held.started_at)) + silence,
-                _at(held.deadline),
-            )
-            for held in self.state.open_calls.values()
-        )
-        return max(soonest - workflow.now(), timedelta(0))
-
-    def _remember(self, result: CallResult) -> None:
-        results = self.state.results
-        results[result.call_id] = result
-        while len(results) > KEPT_RESULTS:
-            del results[next(iter(results))]
-
-    def _refused(self) -> None:
-        if not self.state.refused_alerted:
-            self.state.refused_alerted = True
-            self.state.pending_alerts.append(self._alert("refused", 0))
-            self.dirty = True
-
-    def _check_thresholds(self) -> None:
-        for pct in self.budget.crossed_thresholds():
-            self.state.pending_alerts.append(self._alert("threshold", pct))
-
-    def _alert(self, kind: str, pct: int) -> Alert:
-        return Alert(
-            run_id=self.run_input.run_id,
-            key_id=self.run_input.key_id,
-            kind="refused" if kind == "refused" else "threshold",
-            threshold_percent=pct,
-            budget_micros=self.state.budget_micros,
-            spent_micros=self.state.spent_micros,
-            at=workflow.now().isoformat(),
-        )
-
     # ---- run control -------------------------------------------------------------------
 
     @workflow.update
@@ -310,33 +227,56 @@ class AgentRun:
         return self.spend()
 
     @workflow.update
+    async def resume(self) -> RunSpend:
+        """An operator's word: a run paused by the loop guard takes calls again, and targets
+        closed by overruns reopen."""
+        self.book.resume()
+        return self.spend()
+
+    @workflow.update
     async def top_up(self, top_up: TopUp) -> RunSpend:
         """Raise the cap; the alert thresholds re-arm for the new budget."""
-        self.state.budget_micros += top_up.amount_micros
-        self.state.refused_alerted = False
-        self.state.alerted_thresholds = [
-            pct
-            for pct in self.state.alerted_thresholds
-            if self.state.spent_micros * 100 >= pct * self.state.budget_micros
-        ]
-        self.dirty = True
+        self._rearm(self.state.budget_micros + top_up.amount_micros)
         return self.spend()
 
     @top_up.validator
     def _validate_top_up(self, top_up: TopUp) -> None:
         if top_up.amount_micros <= 0:
             raise ApplicationError("top_up amount must be positive", type=errors.BAD_CALL)
-        if self.state.status != "open":
+        if self.state.status not in LIVE:
             raise ApplicationError("run is not open", type=errors.RUN_NOT_OPEN)
 
+    @workflow.update
+    async def set_policy(self, policy: RunPolicy) -> RunSpend:
+        """The key's policy changed: a new per-run cap and period caps, from the next call."""
+        self.state.periods = list(policy.periods)
+        self._rearm(policy.budget_micros)
+        return self.spend()
+
+    @set_policy.validator
+    def _validate_policy(self, policy: RunPolicy) -> None:
+        if policy.budget_micros <= 0:
+            raise ApplicationError("the run's budget must be positive", type=errors.BAD_CALL)
+
+    def _rearm(self, budget_micros: int) -> None:
+        state = self.state
+        state.budget_micros = budget_micros
+        state.refused_alerted = False
+        state.alerted_thresholds = [
+            pct
+            for pct in state.alerted_thresholds
+            if state.spent_micros * 100 >= pct * budget_micros
+        ]
+        self.book.dirty = True
+
     def _set_status(self, status: RunStatus) -> None:
-        if self.state.status == "open":
+        if self.state.status in LIVE:
             self.state.status = status
-            self.dirty = True
+            self.book.dirty = True
 
     @workflow.query
     def spend(self) -> RunSpend:
-        return self.budget.report(self.run_input.run_id)
+        return self.book.budget.report(self.run_input.run_id)
 
     @workflow.query
     def status(self) -> RunStatus:
@@ -346,18 +286,17 @@ class AgentRun:
 
     @workflow.run
     async def run(self, run: RunInput) -> RunSpend:
-        """Flush bookkeeping; expire silent callers; close on idle; continue as new when told.
-
-        A closed run completes once its open calls have settled or expired.
-        """
+        """Flush bookkeeping; expire silent callers; give leases back; close on idle; continue
+        as new when told. A closed run completes once its open calls have settled or expired
+        and its leases are back."""
         if self.state.budget_micros <= 0:
             raise ApplicationError(
                 f"budget must be positive, got {self.state.budget_micros} micro-USD",
                 type=errors.BAD_CALL,
                 non_retryable=True,
             )
-        while self.state.status == "open" or self.state.open_calls:
-            if self.state.status == "open" and workflow.info().is_continue_as_new_suggested():
+        while self.state.status in LIVE or self.state.open_calls:
+            if self.state.status in LIVE and workflow.info().is_continue_as_new_suggested():
                 await self._drain()
                 workflow.continue_as_new(
                     RunInput(**{**run.__dict__, "state": self.state, "spent_before_micros": 0})
@@ -374,25 +313,29 @@ class AgentRun:
             with contextlib.suppress(TimeoutError):  # a close ends the pause early
                 await workflow.wait_condition(
                     lambda: (
-                        self.state.status != "open"
+                        self.state.status not in LIVE
                         or workflow.info().is_continue_as_new_suggested()
                     ),
                     timeout=FLUSH_PAUSE,
                 )
             await self._flush()
         await self._drain()
+        await self._give_back(closing=True)
         return self.spend()
 
     def _should_wake(self) -> bool:
+        live = self.state.status in LIVE
         return (
             self._has_bookkeeping()
-            or (self.state.status != "open" and not self.state.open_calls)
-            or (self.state.status == "open" and workflow.info().is_continue_as_new_suggested())
+            or (not live and not self.state.open_calls)
+            or (live and workflow.info().is_continue_as_new_suggested())
         )
 
     def _next_wake(self) -> timedelta:
         wake = self._idle_left()
-        expiry = self._next_expiry()
+        if self._lease_idle_left() > timedelta(0):
+            wake = min(wake, self._lease_idle_left())
+        expiry = self.book.next_expiry(workflow.now())
         if expiry is not None:
             wake = min(wake, expiry)
         return max(wake, timedelta(seconds=1))
@@ -401,8 +344,19 @@ class AgentRun:
         idle = timedelta(seconds=self.run_input.idle_timeout_seconds)
         return idle - (workflow.now() - self.last_call_at)
 
+    def _lease_idle_left(self) -> timedelta:
+        if not self.state.leases:
+            return timedelta(0)
+        idle = timedelta(seconds=self.run_input.lease_idle_seconds)
+        return idle - (workflow.now() - self.last_call_at)
+
     def _has_bookkeeping(self) -> bool:
-        return bool(self.dirty or self.state.pending_ledger or self.state.pending_alerts)
+        state = self.state
+        leases_due = bool(self.book.leases.give_backs(idle=self._lease_idle(), closing=False))
+        return bool(self.book.dirty or state.pending_ledger or state.pending_alerts or leases_due)
+
+    def _lease_idle(self) -> bool:
+        return bool(self.state.leases) and self._lease_idle_left() <= timedelta(0)
 
     async def _drain(self) -> None:
         self.draining = True
@@ -410,8 +364,10 @@ class AgentRun:
         await self._flush()
 
     async def _flush(self) -> None:
-        """Write ledger rows and alerts, then refresh search attributes and memo, in one pass."""
+        """Give leases back, write ledger rows and alerts, then refresh search attributes and
+        memo, in one pass."""
         async with self.flush_lock:
+            await self._give_back(closing=False)
             self._upsert_visibility()
             rows, self.state.pending_ledger = self.state.pending_ledger, []
             alerts, self.state.pending_alerts = self.state.pending_alerts, []
@@ -438,35 +394,45 @@ class AgentRun:
                 except Exception:
                     workflow.logger.warning("alert could not be delivered", exc_info=True)
 
+    async def _give_back(self, *, closing: bool) -> None:
+        """Report spend to the key's periods and hand back leases no call will use.
+
+        A report leaves the run's lease at once and waits in ``unsent_reports`` until its
+        period takes it; its request id makes a repeat harmless.
+        """
+        async with self.lease_lock:
+            for back in self.book.leases.give_backs(idle=self._lease_idle(), closing=closing):
+                self.state.lease_requests += 1
+                self.state.unsent_reports.append(self._report(back))
+                self.book.leases.given_back(back)
+            while self.state.unsent_reports:
+                try:
+                    await workflow.execute_activity_method(
+                        KeyBudgetActivities.give_back,
+                        self.state.unsent_reports[0],
+                        start_to_close_timeout=timedelta(seconds=10),
+                        retry_policy=LEASE_RETRY,
+                    )
+                except Exception:
+                    workflow.logger.warning("lease report failed; will retry", exc_info=True)
+                    return
+                self.state.unsent_reports.pop(0)
+
+    def _report(self, back: GiveBack) -> LeaseReturn:
+        lease = back.lease
+        return LeaseReturn(
+            key_id=self.run_input.key_id,
+            kind=lease.kind,
+            period=lease.period,
+            run_id=self.run_input.run_id,
+            spent_micros=back.spent_micros,
+            unused_micros=back.unused_micros,
+            request_id=f"{self.run_input.run_id}:{self.state.lease_requests}",
+        )
+
     def _upsert_visibility(self) -> None:
-        if not self.dirty:
+        if not self.book.dirty:
             return
-        self.dirty = False
+        self.book.dirty = False
         workflow.upsert_search_attributes(search_attribute_updates(self.run_input, self.state))
         workflow.upsert_memo(memo(self.state))
-
-
-def _at(iso: str) -> datetime:
-    return datetime.fromisoformat(iso)
-
-
-def _as_settlement(call_id: str, held: OpenCall, recorded: RecordedCall | None) -> Settlement:
-    """How an expired call settles: as its caller recorded it, else ``unknown``."""
-    if recorded is None:
-        target = held.chain[0] if held.chain else None
-        return Settlement(call_id, "unknown", target=target, error=UNKNOWN_OUTCOME)
-    target = next(
-        (t for t in held.chain if (t.provider, t.model) == (recorded.provider, recorded.model)),
-        None,
-    )
-    return Settlement(
-        call_id,
-        recorded.status,
-        target=target,
-        usage=recorded.usage,
-        usage_known=recorded.usage != Usage(),
-        attempts=recorded.attempts,
-        latency_ms=recorded.latency_ms,
-        error=recorded.error,
-        ledger_written=True,
-    )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from workflows.contracts import (
@@ -79,24 +79,47 @@ def _worst_input_price(price: Price) -> int:
     return max(price.input, price.cached_input, price.cache_write)
 
 
-def worst_case_micros(target: Target, input_tokens: int, max_tokens: int) -> int:
-    """The most one call to ``target`` can cost: every input token at the dearest input rate."""
-    scaled = input_tokens * _worst_input_price(target.price) + max_tokens * target.price.output
+Factors = Mapping[str, int]
+"""Per ``provider/model``: output tokens a provider really returns per ``max_tokens`` asked,
+in thousandths (absent: 1000, the provider honours ``max_tokens``)."""
+NO_FACTORS: Factors = {}
+
+
+def target_key(target: Target) -> str:
+    return f"{target.provider}/{target.model}"
+
+
+def _factor(target: Target, factors: Factors) -> int:
+    return max(1000, factors.get(target_key(target), 1000))
+
+
+def worst_case_micros(
+    target: Target, input_tokens: int, max_tokens: int, factors: Factors = NO_FACTORS
+) -> int:
+    """The most one call to ``target`` can cost: every input token at the dearest input rate,
+    and the output a provider that ignores ``max_tokens`` has been seen to return."""
+    output = _ceil_div(max_tokens * _factor(target, factors), 1000)
+    scaled = input_tokens * _worst_input_price(target.price) + output * target.price.output
     return _ceil_div(scaled, TOKENS_PER_PRICE_UNIT)
 
 
-def reservation_micros(chain: Sequence[Target], input_tokens: int, max_tokens: int) -> int:
+def reservation_micros(
+    chain: Sequence[Target], input_tokens: int, max_tokens: int, factors: Factors = NO_FACTORS
+) -> int:
     """Any target of the chain may serve the call, so the call reserves the dearest."""
-    return max(worst_case_micros(t, input_tokens, max_tokens) for t in chain)
+    return max(worst_case_micros(t, input_tokens, max_tokens, factors) for t in chain)
 
 
-def affordable_max_tokens(chain: Sequence[Target], input_tokens: int, remaining: int) -> int:
+def affordable_max_tokens(
+    chain: Sequence[Target], input_tokens: int, remaining: int, factors: Factors = NO_FACTORS
+) -> int:
     """The largest ``max_tokens`` whose reservation fits in ``remaining`` (may be negative)."""
     best: int | None = None
     for target in chain:
         room = remaining * TOKENS_PER_PRICE_UNIT - input_tokens * _worst_input_price(target.price)
         if target.price.output > 0:
-            fits = room // target.price.output
+            outputs = room // target.price.output  # output tokens the room pays for
+            fits = outputs * 1000 // _factor(target, factors) if outputs >= 0 else -1
         else:
             fits = 1 << 40 if room >= 0 else -1
         best = fits if best is None else min(best, fits)
@@ -162,19 +185,34 @@ class Budget:
         return self.state.budget_micros - self.state.spent_micros - self.reserved_micros
 
     def plan(
-        self, chain: Sequence[Target], input_tokens: int, max_tokens: int, min_output_tokens: int
+        self,
+        chain: Sequence[Target],
+        input_tokens: int,
+        max_tokens: int,
+        min_output_tokens: int,
+        *,
+        limit: int | None = None,
+        factors: Factors = NO_FACTORS,
     ) -> Plan:
-        """Clamp ``max_tokens`` to what the budget affords; refuse below ``min_output_tokens``."""
-        remaining = self.remaining_micros
+        """Clamp ``max_tokens`` to what the budget (and ``limit``, another cap's room) affords;
+        refuse below ``min_output_tokens``."""
+        remaining = self.remaining_micros if limit is None else min(self.remaining_micros, limit)
         floor = min(max_tokens, min_output_tokens)
-        fits = affordable_max_tokens(chain, input_tokens, remaining)
+        fits = affordable_max_tokens(chain, input_tokens, remaining, factors)
         if fits < floor or remaining <= 0:
-            raise BudgetExceeded(self.refusal(chain, input_tokens, max_tokens, floor))
+            refusal = self.refusal(chain, input_tokens, max_tokens, floor, factors)
+            refusal.remaining_micros = max(remaining, 0)
+            raise BudgetExceeded(refusal)
         granted = min(max_tokens, fits)
-        return Plan(granted, reservation_micros(chain, input_tokens, granted))
+        return Plan(granted, reservation_micros(chain, input_tokens, granted, factors))
 
     def refusal(
-        self, chain: Sequence[Target], input_tokens: int, max_tokens: int, floor: int
+        self,
+        chain: Sequence[Target],
+        input_tokens: int,
+        max_tokens: int,
+        floor: int,
+        factors: Factors = NO_FACTORS,
     ) -> Refusal:
         """The figures a refused call is told: what it needs, what the run has, what would fit."""
         state = self.state
@@ -183,13 +221,13 @@ class Budget:
             spent_micros=state.spent_micros,
             reserved_micros=self.reserved_micros,
             remaining_micros=max(self.remaining_micros, 0),
-            needed_micros=reservation_micros(chain, input_tokens, floor),
-            requested_micros=reservation_micros(chain, input_tokens, max_tokens),
+            needed_micros=reservation_micros(chain, input_tokens, floor, factors),
+            requested_micros=reservation_micros(chain, input_tokens, max_tokens, factors),
             input_tokens=input_tokens,
             max_tokens=max_tokens,
             min_output_tokens=floor,
             max_tokens_that_fit_budget=max(
-                affordable_max_tokens(chain, input_tokens, state.budget_micros), 0
+                affordable_max_tokens(chain, input_tokens, state.budget_micros, factors), 0
             ),
         )
 
@@ -212,15 +250,10 @@ class Budget:
                     max_tokens=plan.max_tokens,
                 )
             )
-        held = OpenCall(
-            caller_id=about.caller_id if about else "",
+        held = replace(
+            about or OpenCall("", 0, 0, [], [], "", "", ""),
             reserved_micros=plan.reserved_micros,
             max_tokens=plan.max_tokens,
-            chain=list(about.chain) if about else [],
-            tags=list(about.tags) if about else [],
-            requested_model=about.requested_model if about else "",
-            started_at=about.started_at if about else "",
-            deadline=about.deadline if about else "",
         )
         self.state.open_calls[call_id] = held
         return held

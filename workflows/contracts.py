@@ -22,8 +22,9 @@ CallStatus = Literal["ok", "failed", "cancelled", "broken", "unknown"]
 """``cancelled``: the client left mid-call; ``broken``: the provider's stream broke after bytes
 reached the client. Both are billed what was received. ``unknown``: the caller went silent, so
 the call is billed at its reservation (the provider may have done the work)."""
-RunStatus = Literal["open", "closed", "revoked", "expired"]
-"""``expired``: closed after the idle timeout; a later call reopens the run with its spend."""
+RunStatus = Literal["open", "looping", "closed", "revoked", "expired"]
+"""``looping``: paused by the loop guard until someone resumes it; ``expired``: closed after the
+idle timeout (a later call reopens the run with its spend)."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,56 @@ class Usage:
     cache_write_tokens: int = 0
 
 
+PeriodKind = Literal["day", "month"]
+
+
+@dataclass
+class PeriodBudget:
+    """A key's cap for one kind of period, in its time zone (calendar days and months)."""
+
+    kind: PeriodKind
+    cap_micros: int
+    timezone: str = "UTC"
+
+
+@dataclass
+class Lease:
+    """A slice of one period's cap held by a run.
+
+    The rule across midnight: money counts in the period its lease was taken in, even when it
+    is spent after that period ended. So a period's cap bounds everything spent from its leases,
+    and a run never stops at midnight; once its lease runs out it draws from the current period.
+    """
+
+    kind: PeriodKind
+    period: str
+    """``2026-11-28`` for a day, ``2026-11`` for a month (in the key's time zone)."""
+    ends_at: str
+    """ISO-8601 UTC: when the period ends and the next one starts fresh."""
+    granted_micros: int = 0
+    """Held from the period and not yet given back."""
+    spent_micros: int = 0
+    """Spent under this lease since the run last reported to the period."""
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind}:{self.period}"
+
+
+@dataclass
+class LeaseReturn:
+    """A run reporting to its period: spend since its last report, and money it gives back."""
+
+    key_id: str
+    kind: PeriodKind
+    period: str
+    run_id: str
+    spent_micros: int
+    unused_micros: int
+    request_id: str = ""
+    """Unique per report: a retried report is applied once."""
+
+
 @dataclass
 class ReserveRequest:
     """One model call, as the run sees it: no prompt, no answer, only what budget needs."""
@@ -74,6 +125,8 @@ class ReserveRequest:
     requested_model: str = ""
     tags: list[str] = field(default_factory=list)
     stream: bool = False
+    fingerprint: str = ""
+    """A hash of the normalised messages and tools, for the loop guard (empty: not checked)."""
 
 
 @dataclass
@@ -90,6 +143,8 @@ class OpenCall:
     started_at: str
     deadline: str
     """ISO-8601: settled at its reservation (outcome ``unknown``) if still open then."""
+    leases: list[str] = field(default_factory=list)
+    """The period leases (``Lease.id``) this reservation also counts against."""
 
 
 @dataclass
@@ -110,6 +165,10 @@ class Refusal:
     min_output_tokens: int = 0
     max_tokens_that_fit_budget: int = 0
     """With nothing spent or held, the largest ``max_tokens`` the whole budget affords."""
+    cap: str = "run"
+    """Which cap refused: ``run``, or the key's ``day`` or ``month``."""
+    resets_at: str = ""
+    """For a period cap: when the next period starts (ISO-8601 UTC)."""
 
 
 @dataclass
@@ -321,6 +380,23 @@ class RunState:
     """Finished calls by id, so a repeated reserve or settle of one call id is a no-op."""
     pending_ledger: list[LedgerRow] = field(default_factory=list)
     pending_alerts: list[Alert] = field(default_factory=list)
+    periods: list[PeriodBudget] = field(default_factory=list)
+    """The key's period caps this run draws leases from (a key's policy may change them)."""
+    leases: dict[str, Lease] = field(default_factory=dict)
+    """The current lease of each period kind."""
+    retired_leases: list[Lease] = field(default_factory=list)
+    """Leases of past periods, still to be reported (calls under them may be open)."""
+    blocked_targets: dict[str, str] = field(default_factory=dict)
+    """``provider/model`` closed to new calls after an overrun, with why."""
+    output_factors: dict[str, int] = field(default_factory=dict)
+    """Per ``provider/model``: output seen per ``max_tokens`` asked, in thousandths, when a
+    provider returned more than asked; reservations use it from then on."""
+    fingerprints: dict[str, list[str]] = field(default_factory=dict)
+    """Recent admission times (ISO-8601) of each request fingerprint, for the loop guard."""
+    lease_requests: int = 0
+    """Draws and reports sent to periods so far: each gets a unique request id from it."""
+    unsent_reports: list[LeaseReturn] = field(default_factory=list)
+    """Reports already taken out of the run's leases, waiting for their period to take them."""
 
 
 @dataclass
@@ -345,6 +421,13 @@ class RunInput:
     ``unknown`` at their reservations."""
     call_timeout_seconds: int = 900
     """The deadline of every grant: no call holds money longer, whatever its caller says."""
+    periods: list[PeriodBudget] = field(default_factory=list)
+    loop_max_repeats: int = 0
+    """The same request admitted this many times within ``loop_window_seconds`` is enough: the
+    next one is refused and the run pauses (0: no loop guard)."""
+    loop_window_seconds: int = 300
+    lease_idle_seconds: int = 30
+    """An idle run gives its unused period leases back after this long."""
     state: RunState | None = None
 
 

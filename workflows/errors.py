@@ -9,6 +9,8 @@ api) as ``Failure``, never as positional details, so a provider's status or usag
     ├── RunNotOpen           the run was closed, revoked or expired
     ├── RunDraining          the run is continuing as new; retry, the new run takes the call
     ├── TooManyCalls         the run already has its maximum of parallel calls in flight
+    ├── LoopDetected         the run kept sending the same request and is paused
+    ├── TargetBlocked        every target of the call is closed after an overrun
     ├── BadCall              the request itself is wrong (empty chain, absurd max_tokens...)
     ├── ProviderRejected     a provider refused the request (4xx): final, not billed
     ├── ProviderUnavailable  408/429/5xx/529/timeout: retried briefly, then the next target
@@ -29,6 +31,8 @@ RUN_NOT_OPEN = "RunNotOpen"
 RUN_DRAINING = "RunDraining"
 BAD_CALL = "BadCall"
 TOO_MANY_CALLS = "TooManyCalls"
+LOOP_DETECTED = "LoopDetected"
+TARGET_BLOCKED = "TargetBlocked"
 PROVIDER_REJECTED = "ProviderRejected"
 PROVIDER_UNAVAILABLE = "ProviderUnavailable"
 ALL_TARGETS_FAILED = "AllTargetsFailed"

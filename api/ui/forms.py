@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from api.errors import GatewayError
 from db.models import VirtualKey, VirtualKeyCreate, VirtualKeyUpdate
-from providers.pricing import micros_to_usd
+from workflows.money import micros_to_usd
 
 BUDGETS = {
     "run": "budget_usd_per_run",

@@ -111,7 +111,7 @@ def explore(engine: Engine, query: SpendQuery) -> dict[str, Any]:
     with engine.connect() as conn:
         groups = aggregate(conn, query.group, conds)
         points = series(conn, query.bucket, query.group, conds)
-        calls, cost = totals(conn, conds)
+        calls, cost, _ = totals(conn, conds)
     return {"groups": groups, "points": points, "calls": calls, "cost": cost}
 
 

@@ -16,7 +16,7 @@ from fastapi.templating import Jinja2Templates
 
 from api.settings import Settings
 from api.ui.session import COOKIE, COOKIE_PATH, SessionSigner, UiSession
-from providers.pricing import micros_to_usd
+from workflows.money import micros_to_usd
 
 HERE = Path(__file__).parent
 NONE = "\u2013"

@@ -78,7 +78,9 @@ async def test_patch_changes_policy_and_takes_effect_on_next_call(
     assert (after.rpm, after.max_parallel, after.budget_per_day_micros) == (5, 2, 3_000_000)
     assert after.budget_micros == 3_000_000  # a day budget bounds each run too
     again = (await client.get(f"/admin/keys/{key['id']}", headers=ADMIN)).json()
+    periods = again.pop("periods")
     assert again == edited
+    assert [(p["kind"], p["cap_usd"]) for p in periods] == [("day", "3.000000")]
 
 
 async def test_patch_sends_only_what_changes(client: httpx.AsyncClient) -> None:

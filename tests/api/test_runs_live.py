@@ -6,10 +6,12 @@ from functools import partial
 from typing import Any
 
 import httpx
+from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from tests.api.helpers import ADMIN
+from db.ledger import upsert_rows
+from tests.api.helpers import ADMIN, row
 from tests.polling import eventually
 from workflows.agent_run import AgentRun
 from workflows.contracts import RunInput, workflow_id
@@ -69,3 +71,33 @@ async def test_runs_from_temporal_are_listed_with_live_figures(
         ended = await eventually(partial(listed, live=False))
     assert ended is not None and ended["status"] == "terminated"
     assert ended["budget_usd"] == "2.500001" and ended["closed_at"] is not None
+
+
+async def test_a_run_whose_worker_is_down_is_never_shown_closed(
+    client: httpx.AsyncClient, temporal_client: Client, task_queue: str, engine: Engine
+) -> None:
+    """The workflow exists but no worker answers its query: the ledger's figures come back
+    marked stale with status unknown (never an open run shown as closed); with no ledger rows
+    either, a 503 that says to retry."""
+    handles = []
+    for name in ("stale-a", "stale-b"):
+        handles.append(
+            await temporal_client.start_workflow(
+                AgentRun.run,
+                RunInput(run_id=f"{name}-{task_queue}", budget_micros=1_000_000),
+                id=workflow_id(f"{name}-{task_queue}"),
+                task_queue=task_queue,  # no worker polls it
+            )
+        )
+    with engine.begin() as conn:
+        upsert_rows(conn, [row("s1", run_id=f"stale-a-{task_queue}", cost=7)])
+    try:
+        stale = await client.get(f"/admin/runs/stale-a-{task_queue}", headers=ADMIN)
+        unknown = await client.get(f"/admin/runs/stale-b-{task_queue}", headers=ADMIN)
+    finally:
+        for handle in handles:
+            await handle.terminate("test over")
+    assert stale.status_code == 200, stale.text
+    body = stale.json()
+    assert (body["status"], body["stale"], body["spent_usd"]) == ("unknown", True, "0.000007")
+    assert unknown.status_code == 503 and unknown.headers["retry-after"]

@@ -39,15 +39,18 @@ def by_group(body: dict[str, Any]) -> dict[str, tuple[int, str]]:
 
 
 async def test_group_by_step_for_one_task(client: httpx.AsyncClient, engine: Engine) -> None:
-    """group_by=tag:step&tag=task:123 sums each step exactly; untagged calls are '(none)'."""
+    """group_by=tag:step&tag=task:123 sums each step exactly; untagged calls are '(none)'; a
+    failed call is counted apart from billed ones."""
     seed(engine, task_rows())
     body = await spend(client, group_by="tag:step", tag="task:123")
     assert by_group(body) == {
         "step:plan": (1, "1.000001"),
-        "step:edit": (3, "0.001233"),
+        "step:edit": (2, "0.001233"),
         "(none)": (1, "0.000005"),
     }
-    assert body["total_cost_usd"] == "1.001239" and body["total_calls"] == 5
+    assert body["total_cost_usd"] == "1.001239" and body["total_calls"] == 4
+    assert body["failed_calls"] == 1
+    assert next(r for r in body["rows"] if r["group"] == "step:edit")["failed_calls"] == 1
     edit = next(r for r in body["rows"] if r["group"] == "step:edit")
     assert edit["input_tokens"] == 30 and edit["output_tokens"] == 15
     assert body["rows"][0]["group"] == "step:plan"  # dearest first
@@ -64,15 +67,15 @@ async def test_group_by_key_model_provider_run(client: httpx.AsyncClient, engine
     """Plain columns group in SQL with exact totals."""
     seed(engine, task_rows())
     assert by_group(await spend(client, group_by="key")) == {
-        "key_a": (5, "1.001239"),
+        "key_a": (4, "1.001239"),
         "key_b": (1, "0.000007"),
     }
     assert by_group(await spend(client, group_by="model")) == {
         "fake-large": (1, "1.000001"),
-        "fake-small": (5, "0.001245"),
+        "fake-small": (4, "0.001245"),
     }
     assert by_group(await spend(client, group_by="run"))["run2"] == (1, "0.000007")
-    assert by_group(await spend(client, group_by="provider")) == {"fake": (6, "1.001246")}
+    assert by_group(await spend(client, group_by="provider")) == {"fake": (5, "1.001246")}
 
 
 async def test_group_by_day_and_time_window(client: httpx.AsyncClient, engine: Engine) -> None:

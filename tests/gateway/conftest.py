@@ -2,35 +2,35 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from pydantic import SecretStr
 from sqlalchemy import Engine
 from temporalio.client import Client
 
+from activities.alerts import AlertWebhook
 from api.app import create_app
 from api.settings import Settings
 from caller import run_handle
 from fake_provider import FakeProvider
 from providers.registry import build_providers, make_http_client
-from tests.databases import sqlite_at_head
 from tests.polling import eventually
+from tests.serving import serving
+from tests.webhook_receiver import WebhookReceiver, receiving
 from worker.app import build_worker
 from workflows.agent_run import AgentRun
 from workflows.contracts import RunSpend
 
 ADMIN_KEY = "rc-admin-test"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+ALERT_SECRET = "whsec-test"
+"""Alerts are signed with it; the sink refuses any whose signature does not verify."""
 TEMPORAL_UI = "http://127.0.0.1:8233"
 """Where the dashboard links runs (no UI runs in tests; only the links are checked)."""
 ROUTE_CODER = {"model": "coder", "chain": ["fake/fake-large", "fake/fake-small"]}
@@ -59,6 +59,8 @@ class Gateway:
     temporal: Client
     alerts: list[dict[str, Any]]
     settings: Settings
+    seen: Counter[tuple[str, str]]
+    """Requests the api received, by (path, the first 12 characters of the key sent)."""
 
     async def create_key(self, **fields: Any) -> dict[str, Any]:
         """A virtual key through the admin api; returns its JSON (secret in ``key``)."""
@@ -69,25 +71,6 @@ class Gateway:
         return created
 
 
-@asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[str]:
-    """``app`` served by uvicorn on a free port of 127.0.0.1 until the block ends."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-
-
 @pytest.fixture(scope="session")
 async def gateway_fake() -> AsyncIterator[FakeProvider]:
     async with FakeProvider.running() as server:
@@ -95,33 +78,10 @@ async def gateway_fake() -> AsyncIterator[FakeProvider]:
 
 
 @pytest.fixture(scope="session")
-def gateway_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    path: Path = tmp_path_factory.mktemp("gateway") / "runcap.db"
-    engine = sqlite_at_head(path)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture(scope="session")
-async def alert_sink() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
-    """A webhook receiver on 127.0.0.1 that keeps what it is sent."""
-    received: list[dict[str, Any]] = []
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        received.append(json.loads(body))
-        await send({"type": "http.response.start", "status": 204, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-
-    async with serving(app) as base:
-        yield f"{base}/hook", received
+async def alert_sink() -> AsyncIterator[WebhookReceiver]:
+    """A webhook receiver on 127.0.0.1 that checks each alert's signature and keeps it."""
+    async with receiving(WebhookReceiver(secret=ALERT_SECRET)) as receiver:
+        yield receiver
 
 
 @pytest.fixture(scope="session")
@@ -129,11 +89,10 @@ async def gateway(
     temporal_client: Client,
     gateway_fake: FakeProvider,
     gateway_engine: Engine,
-    alert_sink: tuple[str, list[dict[str, Any]]],
+    alert_sink: WebhookReceiver,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Gateway]:
     """The api served by uvicorn, with the worker that runs its runs and writes its ledger."""
-    hook, received = alert_sink
     queue = "gateway-tests"
     routes = tmp_path_factory.mktemp("routes") / "routes.json"
     routes.write_text(json.dumps({"routes": [ROUTE_CODER, ROUTE_CROSS, ROUTE_GUARDED]}))
@@ -151,6 +110,7 @@ async def gateway(
         }
     )
     app = create_app(settings, engine=gateway_engine, temporal_client=temporal_client)
+    seen: Counter[tuple[str, str]] = Counter()
     async with make_http_client() as http:
         providers = build_providers(settings.provider_configs(), http)
         worker = build_worker(
@@ -158,16 +118,25 @@ async def gateway(
             engine=gateway_engine,
             http=http,
             providers=providers,
-            alert_webhook_url=hook,
+            alert_webhook=AlertWebhook(
+                url=SecretStr(alert_sink.url), secret=SecretStr(ALERT_SECRET)
+            ),
             task_queue=queue,
         )
         async with (
             worker,
-            serving(app) as base,
+            serving(counting(app, seen)) as base,
             httpx.AsyncClient(base_url=base, headers=ADMIN, timeout=60) as admin,
         ):
             yield Gateway(
-                base, admin, gateway_engine, gateway_fake, temporal_client, received, settings
+                base,
+                admin,
+                gateway_engine,
+                gateway_fake,
+                temporal_client,
+                alert_sink.bodies,
+                settings,
+                seen,
             )
 
 
@@ -182,3 +151,17 @@ async def settled_spend(gateway: Gateway, run_id: str) -> RunSpend:
     spend = await eventually(query, within=15)
     assert spend is not None, f"run {run_id} kept calls open"
     return spend
+
+
+def counting(app: Any, seen: Counter[tuple[str, str]]) -> Any:
+    """``app``, counting each request by path and key, so a test can tell a client's retries."""
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            secret = headers.get(b"x-api-key") or headers.get(b"authorization", b"")
+            key = secret.decode(errors="replace").removeprefix("Bearer ")[:12]
+            seen[(scope["path"], key)] += 1
+        await app(scope, receive, send)
+
+    return wrapped

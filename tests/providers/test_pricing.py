@@ -11,15 +11,9 @@ import genai_prices
 import pytest
 
 from providers import price_catalogue
-from providers.pricing import (
-    FreeModelRefused,
-    PriceBook,
-    UnknownModel,
-    micros_to_usd,
-    parse_price,
-    usd_to_micros,
-)
+from providers.pricing import FreeModelRefused, PriceBook, UnknownModel, parse_price
 from workflows.contracts import Price
+from workflows.money import micros_to_usd, usd_to_micros
 
 CURRENT_MODELS = [
     "claude-opus-4-8", "claude-sonnet-5", "claude-opus-5-5", "claude-haiku-4-5",

@@ -1,7 +1,7 @@
 """runcap's tables as the first migration found them: keys, ledger and its tags, alerts,
 idempotent requests (databases made before migrations, by create_all, are not adopted).
 
-Created: 2026-11-28 05:04:21.014119
+Created: 2026-11-28 05:34:01.310947
 """
 
 from collections.abc import Sequence
@@ -24,10 +24,17 @@ def upgrade() -> None:
         sa.Column("key_id", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
         sa.Column("kind", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
         sa.Column("threshold_percent", sa.Integer(), nullable=False),
-        sa.Column("id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("scope", sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
+        sa.Column("period", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("detail", sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_error", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+        sa.Column("id", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
         sa.Column("budget_micros", sa.BigInteger(), nullable=False),
         sa.Column("spent_micros", sa.BigInteger(), nullable=False),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("claimed_until", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("alerts", schema=None) as batch_op:
@@ -92,6 +99,8 @@ def upgrade() -> None:
         sa.Column("models", sa.JSON(), nullable=False),
         sa.Column("tags", sa.JSON(), nullable=False),
         sa.Column("timezone", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("loop_max_repeats", sa.Integer(), nullable=False),
+        sa.Column("loop_window_seconds", sa.Integer(), nullable=False),
         sa.Column("id", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
         sa.Column("key_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("key_prefix", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),

@@ -86,7 +86,8 @@ async def test_run_burns_down_live_while_calls_are_made(
     async def alerted() -> list[dict[str, str]]:
         found = await gateway.admin.get("/admin/alerts", params={"run_id": run_id})
         alerts: list[dict[str, str]] = found.json()["alerts"]
-        return alerts if len(alerts) >= 2 else []
+        delivered = all(alert["delivered_at"] for alert in alerts)
+        return alerts if len(alerts) >= 2 and delivered else []
 
     alerts = await eventually(alerted)
     # A call reserves its worst case, so refusals start before the cap is spent: the run
@@ -98,6 +99,10 @@ async def test_run_burns_down_live_while_calls_are_made(
     table = page.get_by_test_id("alerts")
     await expect(table).to_contain_text(f"run {run_id} crossed 50% of its $0.000200 budget")
     await expect(table).to_contain_text(f"run {run_id}: a call was refused")
+    # Each row says the alert's scope and how its (signed) webhook delivery went.
+    crossed = table.locator("tr", has_text=f"run {run_id} crossed 50%")
+    await expect(crossed.get_by_test_id("scope")).to_have_text("run")
+    await expect(crossed.get_by_test_id("delivery")).to_have_text("delivered")
     await shoot(page, artifacts, "08-alerts")
 
 
