@@ -37,8 +37,9 @@ from api import (
 from api.auth import KeyCache
 from api.errors import BodyTooLarge, GatewayError, error_response, install_error_handlers
 from api.gateway import gateway_lifespan
+from api.limits import shared_limiter
 from api.openapi import install_openapi
-from api.ratelimit import RateLimiter
+from api.revocations import RevocationWatch
 from api.settings import Settings, get_settings
 from api.ui.guard import install_ui_errors, make_signer
 from api.ui.router import STATIC_PATH, static_files
@@ -186,8 +187,11 @@ def create_app(
             app.state.engine = db
             app.state.temporal = client
             app.state.http = http
-            app.state.key_cache = KeyCache(db, ttl=settings.key_cache_ttl_seconds)
-            app.state.rate_limiter = RateLimiter()
+            cache = KeyCache(db, ttl=settings.key_cache_ttl_seconds)
+            app.state.key_cache = cache
+            every = settings.revocation_poll_seconds
+            await stack.enter_async_context(RevocationWatch(db, cache, every=every))
+            app.state.rate_limiter = await stack.enter_async_context(shared_limiter(db, settings))
             hooks: list[Lifespan] = [gateway_lifespan, *app.state.extra_lifespans]
             for hook in hooks:
                 await stack.enter_async_context(hook(app))

@@ -1,8 +1,10 @@
 """Who may call: the admin bearer token and the virtual keys of ``/v1`` calls.
 
 Why a cache: every model call authenticates, and the hot path should not wait on the database
-each time. Entries live ``ttl`` seconds (so a revoke made by another api process lands within
-that bound) and a revoke through this process drops them at once (effective on the next call).
+each time. Entries live ``ttl`` seconds (so an edit made through another api process lands
+within that bound), a revoke through this process drops them at once (effective on the next
+call), and ``api.revocations`` drops a key revoked through another process within a fraction of
+a second. A load that overlaps a drop is not cached, so it cannot bring a revoked key back.
 """
 
 from __future__ import annotations
@@ -107,6 +109,8 @@ class KeyCache:
         self.ttl = ttl
         self.clock = clock
         self._entries: dict[str, tuple[KeyPolicy, float]] = {}
+        self._drops = 0
+        """How many drops so far: a load that saw the count change meanwhile is not kept."""
 
     def load(self, key_hash: str) -> KeyPolicy | None:
         """The active key with this hash, straight from the database (blocking)."""
@@ -125,17 +129,20 @@ class KeyCache:
         hit = self._entries.get(key_hash)
         if hit is not None and hit[1] > now:
             return hit[0]
+        drops = self._drops
         policy = await asyncio.to_thread(self.load, key_hash)
         if policy is None:
             self._entries.pop(key_hash, None)
             raise AuthError("invalid api key: unknown or revoked")
-        if len(self._entries) >= _MAX_CACHED:
-            self._entries.clear()
-        self._entries[key_hash] = (policy, now + self.ttl)
+        if drops == self._drops:
+            if len(self._entries) >= _MAX_CACHED:
+                self._entries.clear()
+            self._entries[key_hash] = (policy, now + self.ttl)
         return policy
 
     def invalidate(self, key_id: str | None = None) -> None:
         """Forget one key (after a revoke or an update) or every key."""
+        self._drops += 1
         if key_id is None:
             self._entries.clear()
             return

@@ -16,7 +16,6 @@ from sqlmodel import Session
 from temporalio.client import Client
 
 from api.auth import KeyCache, KeyPolicy, authenticate_key, require_admin
-from api.ratelimit import RateLimiter
 from api.settings import Settings
 
 
@@ -51,17 +50,11 @@ def get_key_cache(request: Request) -> KeyCache:
     return cache
 
 
-def get_rate_limiter(request: Request) -> RateLimiter:
-    limiter: RateLimiter = request.app.state.rate_limiter
-    return limiter
-
-
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SessionDep = Annotated[Session, Depends(get_session)]
 TemporalClientDep = Annotated[Client, Depends(get_temporal)]
 HttpClientDep = Annotated[httpx.AsyncClient, Depends(get_http)]
 KeyCacheDep = Annotated[KeyCache, Depends(get_key_cache)]
-RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
 AdminDep = Annotated[None, Depends(require_admin)]
 VirtualKeyDep = Annotated[KeyPolicy, Depends(authenticate_key)]

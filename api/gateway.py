@@ -33,8 +33,8 @@ from api.idempotency import (
     request_hash,
     wait_for_outcome,
 )
+from api.limits import CallLimiter, Limits
 from api.metrics import GatewayMetrics
-from api.ratelimit import RateLimiter
 from api.routing import Router, load_routes
 from api.settings import Settings
 from api.tags import agent_of, call_tags, task_of
@@ -134,7 +134,7 @@ class CallContext:
     settings: Settings
     caller: Caller
     router: Router
-    limiter: RateLimiter
+    limiter: CallLimiter
     idempotency: IdempotencyStore
     metrics: GatewayMetrics
 
@@ -192,21 +192,22 @@ async def handle_call(
     )
     saver = _Saver(ctx.idempotency, key.id, idem) if idem is not None else None
     try:
-        ctx.limiter.admit(key.id, rpm=key.rpm, tpm=key.tpm, tokens=len(raw) + max_tokens)
-        ctx.limiter.acquire(run.run_id, key.max_parallel)
+        limits = Limits(rpm=key.rpm, tpm=key.tpm, max_parallel=key.max_parallel)
+        permit = await ctx.limiter.take(key.id, limits, tokens=len(raw) + max_tokens)
     except GatewayError as refused:
         ctx.metrics.refused(refused.code)
         if saver:
             await saver.forget()
         raise
-    release = _once(lambda: ctx.limiter.release(run.run_id))
+    streaming = False
     try:
         if wire.stream:
             call_stream = await ctx.caller.stream(run, spec)
             # The slot is the call's, not the response's: it frees when the call ends, even if
             # the client leaves before the body is ever read.
             assert call_stream.task is not None
-            call_stream.task.add_done_callback(lambda _: release())
+            call_stream.task.add_done_callback(lambda _: permit.release())
+            streaming = True
             return StreamingResponse(
                 _relay(call_stream, stream_error, saver),
                 media_type="text/event-stream",
@@ -220,8 +221,8 @@ async def handle_call(
             await saver.forget()
         raise error from None
     finally:
-        if not wire.stream:
-            release()
+        if not streaming:  # also a stream that failed before its first byte
+            await permit.end()
     if reply.body is None:  # the run says this call id already settled: a replay
         raise interrupted(reply.result)
     headers = cost_headers(reply.result)
@@ -281,18 +282,6 @@ class _Saver:
 
     async def forget(self) -> None:
         await asyncio.to_thread(self.store.forget, self.key_id, self.idem)
-
-
-def _once(action: Callable[[], None]) -> Callable[[], None]:
-    done = False
-
-    def run() -> None:
-        nonlocal done
-        if not done:
-            done = True
-            action()
-
-    return run
 
 
 async def _until_disconnect(request: Request, work: Any) -> Any:

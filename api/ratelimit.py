@@ -1,10 +1,10 @@
-"""Per-key rate limits in the api process: requests/min, tokens/min, parallel calls.
+"""Per-key rate limits counted in one api process: requests/min, tokens/min, parallel calls.
 
-Why in-process and a sliding log: limits protect providers and wallets from one runaway agent;
-an exact 60-second window per key is cheap at agent call rates and needs no shared store
-(limits are per api process; the budget cap, which must be exact, lives in the workflow).
-Tokens are charged at admission with the caller's estimate. 0 means unlimited. The clock is
-injected so the tests need no sleeps.
+With more than one api instance each counts alone, so N instances let N times the limit
+through: the api uses ``api.limits.SharedLimiter``. This one stays as the in-process baseline
+that ``bench/limits.py`` measures the shared one against. A sliding log gives an exact
+60-second window per key. Tokens are charged at admission with the caller's estimate. 0 means
+unlimited. The clock is injected so the tests need no sleeps.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from api.errors import RateLimited
+from api.limits import Limits, Permit
 
 WINDOW_SECONDS = 60.0
 
@@ -92,6 +93,17 @@ class RateLimiter:
         """Parallel calls of ``key`` now running."""
         return self._running.get(key, 0)
 
+    async def take(self, key_id: str, limits: Limits, tokens: int) -> Permit:
+        """``api.limits.CallLimiter``: a slot first, then the minute's counts (a refused call
+        takes neither)."""
+        self.acquire(key_id, limits.max_parallel)
+        try:
+            self.admit(key_id, rpm=limits.rpm, tpm=limits.tpm, tokens=tokens)
+        except RateLimited:
+            self.release(key_id)
+            raise
+        return _LocalPermit(self, key_id)
+
     @asynccontextmanager
     async def parallel(self, key: str, limit: int) -> AsyncIterator[None]:
         """Hold one parallel slot of ``key`` for the duration of the block."""
@@ -100,3 +112,14 @@ class RateLimiter:
             yield
         finally:
             self.release(key)
+
+
+class _LocalPermit(Permit):
+    def __init__(self, limiter: RateLimiter, key_id: str) -> None:
+        self._limiter, self._key_id = limiter, key_id
+        self._released = False
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._limiter.release(self._key_id)

@@ -53,6 +53,13 @@ class Settings(RuncapSettings):
     settle_heartbeat_seconds: float = 5.0
     max_concurrent_calls: int = 1000
     key_cache_ttl_seconds: float = 1.0
+    """How long a key's policy is reused; an edit through another instance lands within it."""
+    revocation_poll_seconds: float = 0.25
+    """How often each instance looks for keys revoked through another one."""
+    limit_slot_lease_seconds: float = 15.0
+    """How long the parallel-call slots of an api instance that died still count."""
+    limit_renew_seconds: float = 5.0
+    """How often an instance renews the leases of its parallel-call slots (one statement)."""
     http_timeout_seconds: float = 300.0
     """Longest silence between two chunks of an answer being read."""
     http_max_connections: int = 512

@@ -1,8 +1,9 @@
 """``make bench``: print runcap's latency and throughput figures as markdown tables.
 
 ``python -m bench core`` measures ``AgentRun`` through the caller-side helper, ``python -m bench
-gateway`` the api, ``python -m bench telemetry`` what tracing costs a call; with no argument,
-core and gateway. Each starts its own stack on 127.0.0.1.
+gateway`` the api, ``python -m bench telemetry`` what tracing costs a call, ``python -m bench
+limits`` what the shared rate limits cost a call (a database only, no stack); with no
+argument, core and gateway. Each starts what it needs on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 import platform
 import tempfile
 
-from bench import core, gateway, telemetry
+from bench import core, gateway, limits, telemetry
 from bench.harness import stack
 
 
@@ -28,15 +29,17 @@ async def main(parts: list[str]) -> None:
                 await gateway.run(running)
         if "telemetry" in parts:
             await telemetry.run(data_dir)
+    if "limits" in parts:
+        await limits.run()
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "parts", nargs="*", help="core, gateway, telemetry; core and gateway by default"
+        "parts", nargs="*", help="core, gateway, telemetry, limits; core and gateway by default"
     )
     parts = parser.parse_args().parts or ["core", "gateway"]
-    if unknown := set(parts) - {"core", "gateway", "telemetry"}:
+    if unknown := set(parts) - {"core", "gateway", "telemetry", "limits"}:
         parser.error(f"unknown part(s): {', '.join(sorted(unknown))}")
     asyncio.run(main(parts))

@@ -53,9 +53,18 @@ def database_url(url: str, password: SecretStr | None = None) -> URL:
 
 
 def make_engine(
-    url: str | URL = DEFAULT_URL, *, pool_size: int = 10, max_overflow: int = 20
+    url: str | URL = DEFAULT_URL,
+    *,
+    pre_ping: bool = True,
+    pool_size: int = 10,
+    max_overflow: int | None = None,
 ) -> Engine:
-    """An engine for ``url``: SQLite (file created with its directory) or PostgreSQL (psycopg)."""
+    """An engine for ``url``: SQLite (file created with its directory) or PostgreSQL (psycopg).
+
+    ``pre_ping`` tests each PostgreSQL connection as it leaves the pool (a round trip, so a
+    connection the server dropped never fails a request); an engine on the hot path whose
+    statements are cheap to retry may go without. ``max_overflow`` defaults to twice the pool.
+    """
     parsed = url if isinstance(url, URL) else database_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
@@ -71,7 +80,12 @@ def make_engine(
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(parsed, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow)
+    return create_engine(
+        parsed,
+        pool_pre_ping=pre_ping,
+        pool_size=pool_size,
+        max_overflow=2 * pool_size if max_overflow is None else max_overflow,
+    )
 
 
 def engine_from(settings: RuncapSettings) -> Engine:

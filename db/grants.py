@@ -41,6 +41,10 @@ TABLE_PRIVILEGES: Final[Mapping[str, Privileges]] = MappingProxyType(
         "alerts": {"api": READ, "worker": UPSERT},
         # The api's own: answers kept for Idempotency-Key retries, claimed, finished, expired.
         "idempotent_requests": {"api": (*UPSERT, "DELETE"), "worker": ()},
+        # The api instances' shared rate limits (db/limits.py): request and token windows,
+        # and parallel-call slots they lease, renew, give back and expire.
+        "rate_windows": {"api": (*UPSERT, "DELETE"), "worker": ()},
+        "call_slots": {"api": (*UPSERT, "DELETE"), "worker": ()},
     }
 )
 PROCESSES: Final = ("api", "worker")

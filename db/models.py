@@ -1,4 +1,4 @@
-"""Database tables: virtual keys, the ledger and alerts, as SQLModel families
+"""Database tables: virtual keys, the ledger, alerts and shared rate limits, as SQLModel families
 (Base -> table/Create/Update/Public).
 
 Why a ``ledger_tags`` child table: spend queries group and filter by tag (``group_by=tag:step``,
@@ -15,7 +15,18 @@ from typing import Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import field_validator, model_validator
-from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, LargeBinary, String
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Connection,
+    DateTime,
+    ForeignKey,
+    LargeBinary,
+    String,
+    Table,
+    event,
+)
 from sqlmodel import Field, SQLModel
 
 MAX_BUDGET_USD = 1_000_000
@@ -293,3 +304,51 @@ class AlertRecordPublic(AlertRecordBase):
     spent_usd: str
     at: datetime
     message: str
+
+
+class RateWindow(SQLModel, table=True):
+    """Requests and tokens one key used in one fixed minute, counted by every api instance.
+
+    ``window_start`` is in epoch seconds (a multiple of 60): the limiter compares and adds these
+    numbers inside one SQL statement, the same on SQLite and PostgreSQL. Unlogged on PostgreSQL
+    (see ``LIMIT_TABLES``).
+    """
+
+    __tablename__ = "rate_windows"
+
+    key_id: str = Field(primary_key=True, max_length=40)
+    window_start: int = Field(primary_key=True, sa_type=BigInteger)
+    requests: int = 0
+    tokens: int = Field(default=0, sa_type=BigInteger)
+
+
+class CallSlot(SQLModel, table=True):
+    """One running call of a key that has ``max_parallel``; gone when the call ends.
+
+    ``owner`` is the api instance running the call; it pushes ``expires_at_ms`` (epoch
+    milliseconds) forward every few seconds, so the slots of an instance that died stop
+    counting once their lease runs out. Unlogged on PostgreSQL (see ``LIMIT_TABLES``).
+    """
+
+    __tablename__ = "call_slots"
+
+    slot_id: str = Field(primary_key=True, max_length=32)
+    key_id: str = Field(index=True, max_length=40)
+    owner: str = Field(index=True, max_length=32)
+    expires_at_ms: int = Field(sa_type=BigInteger)
+
+
+LIMIT_TABLES = ("rate_windows", "call_slots")
+"""UNLOGGED on PostgreSQL: a count worth keeping for a minute needs no write-ahead log, so a
+call's admission and release commit without waiting for a disk flush (measured in
+``bench/limits.py``); after a server crash these tables come back empty, and the limits start
+afresh, which is harmless."""
+
+
+def _unlogged(table: Table, connection: Connection, **_: Any) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"ALTER TABLE {table.name} SET UNLOGGED")
+
+
+for _name in LIMIT_TABLES:
+    event.listen(SQLModel.metadata.tables[_name], "after_create", _unlogged)

@@ -115,6 +115,13 @@ class FakeControl:
         result: dict[str, dict[str, int]] = response.json()
         return result
 
+    async def concurrency(self) -> dict[str, dict[str, int]]:
+        """Per-model ``{"running": n, "peak": m}``: requests being answered now, and at most."""
+        response = await self._control.get("/_control/concurrency")
+        response.raise_for_status()
+        result: dict[str, dict[str, int]] = response.json()
+        return result
+
     async def requests(self, model: str | None = None) -> list[JSON]:
         """The request bodies the provider received (most recent last)."""
         params = {"model": model} if model else {}

@@ -71,6 +71,10 @@ class Counter:
     failures: int = 0
     cancelled: int = 0
     """Requests whose client went away before the answer ended (the caller cancelled them)."""
+    running: int = 0
+    """Requests being answered now (a stream until its last chunk)."""
+    peak: int = 0
+    """The most requests ever answered at once."""
 
 
 class FakeState:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -108,6 +108,15 @@ def _stream(
     return StreamingResponse(body(), media_type="text/event-stream")
 
 
+async def _counted(chunks: AsyncIterable[Any], counter: Counter) -> AsyncIterator[Any]:
+    """A stream's chunks; the request stops running when the stream ends, however it ends."""
+    try:
+        async for chunk in chunks:
+            yield chunk
+    finally:
+        counter.running -= 1
+
+
 def create_app(prices: PriceBook | None = None) -> FastAPI:
     """The ASGI app; its state lives in ``app.state.fake`` and is reset over the control API."""
     book = prices or PriceBook()
@@ -142,7 +151,23 @@ def create_app(prices: PriceBook | None = None) -> FastAPI:
                 counter.failures += 1
             return _error(api, *problem)
         assert isinstance(body, dict) and counter is not None
-        script = state.script_for(str(model))
+        counter.running += 1
+        counter.peak = max(counter.peak, counter.running)
+        try:
+            response = await serve(request, api, body, str(model), counter)
+        except BaseException:
+            counter.running -= 1
+            raise
+        if isinstance(response, StreamingResponse):
+            response.body_iterator = _counted(response.body_iterator, counter)
+        else:
+            counter.running -= 1
+        return response
+
+    async def serve(
+        request: Request, api: FakeFormat, body: JSON, model: str, counter: Counter
+    ) -> Response:
+        script = state.script_for(model)
         fault = state.next_fault(script) or Fault(times=None)
         if fault.status or fault.timeout or fault.drop_stream_after is not None:
             counter.failures += 1
@@ -159,18 +184,16 @@ def create_app(prices: PriceBook | None = None) -> FastAPI:
         result = plan_answer(api, body, script, cap)
         if body.get("stream") is True:
             if api == "anthropic":
-                events = render_anthropic_stream(str(model), result)
+                events = render_anthropic_stream(model, result)
             elif api == "responses":
-                events = render_responses_stream(str(model), result)
+                events = render_responses_stream(model, result)
             else:
                 options = body.get("stream_options") or {}
-                events = render_openai_stream(
-                    str(model), result, bool(options.get("include_usage"))
-                )
+                events = render_openai_stream(model, result, bool(options.get("include_usage")))
             return _stream(events, fault.drop_stream_after, script.chunk_delay_ms, counter)
         if fault.drop_stream_after is not None:
             raise DroppedStream("dropped before the answer")
-        return JSONResponse(render_body(api, str(model), result))
+        return JSONResponse(render_body(api, model, result))
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
@@ -209,6 +232,10 @@ def create_app(prices: PriceBook | None = None) -> FastAPI:
             m: {"calls": c.calls, "failures": c.failures, "cancelled": c.cancelled}
             for m, c in state.counters.items()
         }
+
+    @app.get("/_control/concurrency")
+    async def concurrency() -> JSON:
+        return {m: {"running": c.running, "peak": c.peak} for m, c in state.counters.items()}
 
     @app.get("/_control/requests")
     async def requests(model: str | None = None) -> list[JSON]:

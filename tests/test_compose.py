@@ -17,6 +17,7 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
+from api.limits import LIMITER_POOL_SIZE
 from api.settings import Settings
 from db.grants import PROCESSES
 from prodcheck import compose as prod_compose
@@ -242,7 +243,7 @@ def test_postgres_connections_cover_the_pools(
     compose: dict[str, Any], services: dict[str, Any]
 ) -> None:
     """Defect 12: max_connections is at least Temporal's pools, each scaled api and worker's
-    pool and overflow, the migrations and the superuser's reserve."""
+    pools and overflow, the migrations and the superuser's reserve."""
     command = services["postgresql"]["command"]
     max_connections = int(command[command.index("-c") + 1].split("=")[1])
     temporal = services["temporal"]["environment"]
@@ -250,6 +251,8 @@ def test_postgres_connections_cover_the_pools(
     for name, count in compose["x-sized-for"].items():
         env = services[name]["environment"]
         pool = int(env["RUNCAP_DATABASE_POOL_SIZE"]) + int(env["RUNCAP_DATABASE_MAX_OVERFLOW"])
+        if name == "api":  # its rate limiter's own pool, overflow twice the size
+            pool += 3 * LIMITER_POOL_SIZE
         need += count * pool
     assert max_connections >= need, (max_connections, need)
 

@@ -13,26 +13,18 @@ not write, alerts, search attributes). It closes when idle and continues as new 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.alerts import AlertActivities
-    from activities.key_budget import KeyBudgetActivities
-    from activities.ledger import LedgerActivities
     from workflows import errors
     from workflows.budget import BudgetExceeded
     from workflows.calls import budget_error
     from workflows.contracts import (
         Grant,
-        LeaseReturn,
-        LedgerBatch,
-        RecordedCall,
         ReserveRequest,
         Revoke,
         RunInput,
@@ -43,20 +35,12 @@ with workflow.unsafe.imports_passed_through():
         SettleBatch,
         TopUp,
     )
-    from workflows.key_contracts import LeaseRequest, RunPolicy
-    from workflows.leases import Draw, GiveBack
+    from workflows.key_contracts import RunPolicy
     from workflows.run_book import RunBook, as_settlement
-    from workflows.visibility import memo, search_attribute_updates
+    from workflows.run_chores import RunChores
 
 FLUSH_PAUSE = timedelta(seconds=1)
 """Coalesces search-attribute upserts and ledger writes: at most one flush per pause."""
-BOOKKEEPING_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=10,
-)
-LEASE_RETRY = RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=2))
-LOOKUP_RETRY = RetryPolicy(maximum_attempts=3, maximum_interval=timedelta(seconds=2))
 LIVE: tuple[RunStatus, ...] = ("open", "looping")
 
 
@@ -72,10 +56,9 @@ class AgentRun:
         )
         self.book = RunBook(run, state)
         self.state = state
+        self.chores = RunChores(run, self.book)
         self.draining = False
         self.last_call_at = workflow.now()
-        self.flush_lock = asyncio.Lock()
-        self.lease_lock = asyncio.Lock()
 
     # ---- calls -------------------------------------------------------------------------
 
@@ -87,23 +70,32 @@ class AgentRun:
         budgets need a new lease waits for it; the check and the hold that follow have no
         await between them.
         """
-        done = self.state.results.get(req.call_id)
-        if done is not None and done.status != "failed":
-            return self.book.grant(req.call_id, self.state.open_calls.get(req.call_id), done)
-        held = self.state.open_calls.get(req.call_id)
-        if held is not None:
-            return self.book.grant(req.call_id, held)
+        known = self._known(req)
+        if known is not None:
+            return known
         self.book.admit(req, workflow.now(), draining=self.draining)
         if self.book.draws(req, workflow.now()):
-            async with self.lease_lock:
+            async with self.chores.lease_lock:
                 for draw in self.book.draws(req, workflow.now()):
-                    await self._draw(draw)
+                    await self.chores.draw(draw)
+            # While this waited, the same call id may have been reserved (a caller's retry).
+            known = self._known(req)
+            if known is not None:
+                return known
             self.book.admit(req, workflow.now(), draining=self.draining)
         now = workflow.now()
         self.book.check_loop(req, now)
         held = self.book.reserve(req, now)
         self.last_call_at = now
         return self.book.grant(req.call_id, held)
+
+    def _known(self, req: ReserveRequest) -> Grant | None:
+        """The answer for a call id the run already has: its open grant, or its result."""
+        done = self.state.results.get(req.call_id)
+        if done is not None and done.status != "failed":
+            return self.book.grant(req.call_id, self.state.open_calls.get(req.call_id), done)
+        held = self.state.open_calls.get(req.call_id)
+        return None if held is None else self.book.grant(req.call_id, held)
 
     @reserve.validator
     def _validate_reserve(self, req: ReserveRequest) -> None:
@@ -125,40 +117,6 @@ class AgentRun:
                 )
             except BudgetExceeded as exc:
                 raise budget_error(exc) from None
-
-    async def _draw(self, draw: Draw) -> None:
-        """A new slice of a period budget for this run (none when the period is spent)."""
-        self.state.lease_requests += 1
-        budget = draw.budget
-        req = LeaseRequest(
-            key_id=self.run_input.key_id,
-            kind=budget.kind,
-            period=draw.period,
-            ends_at=draw.ends_at,
-            cap_micros=budget.cap_micros,
-            timezone=budget.timezone,
-            run_id=self.run_input.run_id,
-            need_micros=draw.need_micros,
-            floor_micros=draw.floor_micros,
-            want_micros=draw.want_micros,
-            request_id=f"{self.run_input.run_id}:{self.state.lease_requests}",
-        )
-        try:
-            grant = await workflow.execute_activity_method(
-                KeyBudgetActivities.draw_lease,
-                req,
-                start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=LEASE_RETRY,
-            )
-        except Exception:
-            # Only ApplicationError may leave an update handler; the call is refused, not lost.
-            workflow.logger.warning("lease draw failed", exc_info=True)
-            raise ApplicationError(
-                f"the key's {budget.kind} budget could not be reached; retry",
-                type=errors.TEMPORAL_UNAVAILABLE,
-            ) from None
-        self.book.leases.granted(draw, grant.granted_micros)
-        self.book.dirty = True
 
     @workflow.update
     def settle(self, batch: SettleBatch) -> SettleAck:
@@ -189,28 +147,13 @@ class AgentRun:
         """
         expired = self.book.expired(workflow.now())
         if expired:
-            recorded = await self._recorded(expired)
+            recorded = await self.chores.recorded(expired)
             now = workflow.now()
             for call_id in expired:
                 held = self.state.open_calls.get(call_id)
                 if held is not None:  # a late settle may have landed meanwhile
                     self.book.settle(as_settlement(call_id, held, recorded.get(call_id)), now)
         self.book.forget_silent_callers()
-
-    async def _recorded(self, call_ids: list[str]) -> dict[str, RecordedCall]:
-        try:
-            found = await workflow.execute_activity_method(
-                LedgerActivities.recorded_calls,
-                call_ids,
-                start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=LOOKUP_RETRY,
-            )
-        except Exception:
-            workflow.logger.warning(
-                "ledger look-up failed; settling at reservations", exc_info=True
-            )
-            return {}
-        return {call.call_id: call for call in found}
 
     # ---- run control -------------------------------------------------------------------
 
@@ -318,9 +261,9 @@ class AgentRun:
                     ),
                     timeout=FLUSH_PAUSE,
                 )
-            await self._flush()
+            await self.chores.flush(idle=self._lease_idle())
         await self._drain()
-        await self._give_back(closing=True)
+        await self.chores.give_back(idle=False, closing=True)
         return self.spend()
 
     def _should_wake(self) -> bool:
@@ -361,78 +304,4 @@ class AgentRun:
     async def _drain(self) -> None:
         self.draining = True
         await workflow.wait_condition(workflow.all_handlers_finished)
-        await self._flush()
-
-    async def _flush(self) -> None:
-        """Give leases back, write ledger rows and alerts, then refresh search attributes and
-        memo, in one pass."""
-        async with self.flush_lock:
-            await self._give_back(closing=False)
-            self._upsert_visibility()
-            rows, self.state.pending_ledger = self.state.pending_ledger, []
-            alerts, self.state.pending_alerts = self.state.pending_alerts, []
-            if rows:
-                try:
-                    await workflow.execute_activity_method(
-                        LedgerActivities.write_ledger,
-                        LedgerBatch(rows),
-                        start_to_close_timeout=timedelta(seconds=30),
-                        retry_policy=BOOKKEEPING_RETRY,
-                    )
-                except Exception:
-                    # Never lose a row: put the batch back and try again on the next pass.
-                    self.state.pending_ledger[:0] = rows
-                    workflow.logger.warning("ledger write failed; will retry", exc_info=True)
-            for alert in alerts:
-                try:
-                    await workflow.execute_activity_method(
-                        AlertActivities.send_alert,
-                        alert,
-                        start_to_close_timeout=timedelta(seconds=15),
-                        retry_policy=BOOKKEEPING_RETRY,
-                    )
-                except Exception:
-                    workflow.logger.warning("alert could not be delivered", exc_info=True)
-
-    async def _give_back(self, *, closing: bool) -> None:
-        """Report spend to the key's periods and hand back leases no call will use.
-
-        A report leaves the run's lease at once and waits in ``unsent_reports`` until its
-        period takes it; its request id makes a repeat harmless.
-        """
-        async with self.lease_lock:
-            for back in self.book.leases.give_backs(idle=self._lease_idle(), closing=closing):
-                self.state.lease_requests += 1
-                self.state.unsent_reports.append(self._report(back))
-                self.book.leases.given_back(back)
-            while self.state.unsent_reports:
-                try:
-                    await workflow.execute_activity_method(
-                        KeyBudgetActivities.give_back,
-                        self.state.unsent_reports[0],
-                        start_to_close_timeout=timedelta(seconds=10),
-                        retry_policy=LEASE_RETRY,
-                    )
-                except Exception:
-                    workflow.logger.warning("lease report failed; will retry", exc_info=True)
-                    return
-                self.state.unsent_reports.pop(0)
-
-    def _report(self, back: GiveBack) -> LeaseReturn:
-        lease = back.lease
-        return LeaseReturn(
-            key_id=self.run_input.key_id,
-            kind=lease.kind,
-            period=lease.period,
-            run_id=self.run_input.run_id,
-            spent_micros=back.spent_micros,
-            unused_micros=back.unused_micros,
-            request_id=f"{self.run_input.run_id}:{self.state.lease_requests}",
-        )
-
-    def _upsert_visibility(self) -> None:
-        if not self.book.dirty:
-            return
-        self.book.dirty = False
-        workflow.upsert_search_attributes(search_attribute_updates(self.run_input, self.state))
-        workflow.upsert_memo(memo(self.state))
+        await self.chores.flush(idle=self._lease_idle())

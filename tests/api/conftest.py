@@ -17,7 +17,15 @@ from api.settings import Settings
 from tests.api.helpers import ADMIN_KEY, stand_in_router
 from tests.databases import migrated, sqlite_at_head
 
-OUR_TABLES = ("ledger_tags", "ledger", "virtual_keys", "alerts", "idempotent_requests")
+OUR_TABLES = (
+    "ledger_tags",
+    "ledger",
+    "virtual_keys",
+    "alerts",
+    "idempotent_requests",
+    "rate_windows",
+    "call_slots",
+)
 
 
 @pytest.fixture(scope="session")

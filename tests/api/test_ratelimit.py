@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from api.errors import RateLimited
+from api.limits import Limits
 from api.ratelimit import RateLimiter
 
 
@@ -81,4 +82,23 @@ async def test_parallel_calls_are_capped_and_released() -> None:
     with pytest.raises(ValueError):
         async with limiter.parallel("k", 2):
             raise ValueError("the slot is released on error too")
+    assert limiter.in_flight("k") == 0
+
+
+async def test_take_admits_per_key_and_a_refusal_takes_nothing() -> None:
+    """The in-process ``take``: one slot per call of the key, released by the permit; a call
+    refused by rpm holds no slot, and one refused for its slot is not counted."""
+    limiter = RateLimiter(Clock())
+    limits = Limits(rpm=2, max_parallel=1)
+    permit = await limiter.take("k", limits, 10)
+    with pytest.raises(RateLimited):
+        await limiter.take("k", limits, 10)
+    assert limiter.in_flight("k") == 1
+    await permit.end()
+    permit.release()  # idempotent
+    assert limiter.in_flight("k") == 0
+    (await limiter.take("k", limits, 10)).release()
+    with pytest.raises(RateLimited) as caught:
+        await limiter.take("k", limits, 10)
+    assert "requests per minute" in caught.value.message
     assert limiter.in_flight("k") == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -9,6 +10,7 @@ import httpx
 
 from fake_provider import FakeProvider
 from fake_provider.script import compact
+from tests.polling import eventually
 
 MESSAGES = [{"role": "user", "content": "What is two plus two?"}]
 
@@ -249,3 +251,28 @@ async def test_tool_round_trip_ends_with_text(fake: FakeProvider) -> None:
         second = json.dumps((await _post(fake, path, second_body)).json())
         assert "echo: file says 4" in second, api
         assert "call_fake_1" not in second, api
+
+
+async def test_concurrency_counts_requests_being_answered(fake: FakeProvider) -> None:
+    """Three held requests run at once (a stream until its last chunk); when their clients
+    leave nothing runs, and the peak stays three."""
+    await fake.script("fake-small", latency_ms=60_000)
+    body = {"model": "fake-small", "messages": MESSAGES, "max_tokens": 5}
+    async with httpx.AsyncClient(base_url=fake.base_url, timeout=60) as client:
+        held = [
+            asyncio.create_task(client.post("/v1/chat/completions", json={**body, "stream": s}))
+            for s in (False, False, True)
+        ]
+
+        async def running(n: int) -> bool:
+            return (await fake.concurrency()).get("fake-small", {}).get("running") == n
+
+        assert await eventually(lambda: running(3)), await fake.concurrency()
+        for task in held:
+            task.cancel()
+        await asyncio.gather(*held, return_exceptions=True)
+        assert await eventually(lambda: running(0)), await fake.concurrency()
+    await fake.script("fake-small", chunk_delay_ms=1)
+    stream = await _post(fake, "/v1/chat/completions", {**body, "stream": True})
+    assert stream.status_code == 200
+    assert (await fake.concurrency())["fake-small"] == {"running": 0, "peak": 3}

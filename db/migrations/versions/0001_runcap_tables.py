@@ -1,7 +1,8 @@
 """runcap's tables as the first migration found them: keys, ledger and its tags, alerts,
-idempotent requests (databases made before migrations, by create_all, are not adopted).
+idempotent requests, rate windows and call slots (databases made before migrations, by
+create_all, are not adopted).
 
-Created: 2026-11-28 05:34:01.310947
+Created: 2026-11-28 06:05:44.881677
 """
 
 from collections.abc import Sequence
@@ -40,6 +41,18 @@ def upgrade() -> None:
     with op.batch_alter_table("alerts", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_alerts_at"), ["at"], unique=False)
         batch_op.create_index(batch_op.f("ix_alerts_run_id"), ["run_id"], unique=False)
+
+    op.create_table(
+        "call_slots",
+        sa.Column("slot_id", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+        sa.Column("key_id", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+        sa.Column("owner", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+        sa.Column("expires_at_ms", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("slot_id"),
+    )
+    with op.batch_alter_table("call_slots", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_call_slots_key_id"), ["key_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_call_slots_owner"), ["owner"], unique=False)
 
     op.create_table(
         "idempotent_requests",
@@ -91,6 +104,14 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_ledger_started_at"), ["started_at"], unique=False)
 
     op.create_table(
+        "rate_windows",
+        sa.Column("key_id", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+        sa.Column("window_start", sa.BigInteger(), nullable=False),
+        sa.Column("requests", sa.Integer(), nullable=False),
+        sa.Column("tokens", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("key_id", "window_start"),
+    )
+    op.create_table(
         "virtual_keys",
         sa.Column("name", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
         sa.Column("max_parallel", sa.Integer(), nullable=False),
@@ -140,6 +161,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_virtual_keys_key_hash"))
 
     op.drop_table("virtual_keys")
+    op.drop_table("rate_windows")
     with op.batch_alter_table("ledger", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_ledger_started_at"))
         batch_op.drop_index(batch_op.f("ix_ledger_settled_at"))
@@ -151,6 +173,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_idempotent_requests_created_at"))
 
     op.drop_table("idempotent_requests")
+    with op.batch_alter_table("call_slots", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_call_slots_owner"))
+        batch_op.drop_index(batch_op.f("ix_call_slots_key_id"))
+
+    op.drop_table("call_slots")
     with op.batch_alter_table("alerts", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_alerts_run_id"))
         batch_op.drop_index(batch_op.f("ix_alerts_at"))

@@ -1,0 +1,81 @@
+"""Recorded histories of ``AgentRun`` and ``KeyBudget`` replay on today's code.
+
+The histories under ``histories/`` were recorded from real runs on the dev server (calls,
+settles, a period lease, an overrun, the loop guard). A workflow change that would break a run
+already in flight fails here: gate it with ``workflow.patched``. Re-record deliberately with
+``RUNCAP_RECORD_HISTORIES=1 pytest tests/workflows/test_replay_histories.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client, WorkflowHistory
+from temporalio.worker import Replayer
+
+from caller import Caller, CallFailed, run_handle
+from fake_provider import FakeProvider
+from providers.base import Provider
+from tests.conftest import TargetFactory
+from tests.workflows.test_agent_run import spec
+from workflows.agent_run import AgentRun
+from workflows.contracts import PeriodBudget, RunInput
+from workflows.converter import DATA_CONVERTER
+from workflows.key_budget import KeyBudget
+from workflows.key_contracts import key_budget_id
+from workflows.periods import period_of
+
+HISTORIES = Path(__file__).with_name("histories")
+RECORD = os.environ.get("RUNCAP_RECORD_HISTORIES") == "1"
+
+
+@pytest.mark.skipif(not RECORD, reason="records histories only when asked to")
+async def test_record_histories(
+    caller: Caller,
+    temporal_client: Client,
+    fake: FakeProvider,
+    providers: dict[str, Provider],
+    target: TargetFactory,
+) -> None:
+    """Run the scenarios and write their histories (only with RUNCAP_RECORD_HISTORIES=1)."""
+    await fake.reset()
+    small = target("fake-small")
+    key_id = f"key_{uuid.uuid4().hex[:16]}"
+    run = RunInput(
+        run_id=f"replay-{uuid.uuid4().hex[:8]}",
+        budget_micros=1_000_000,
+        key_id=key_id,
+        periods=[PeriodBudget("day", 1_000_000)],
+        loop_max_repeats=2,
+        loop_window_seconds=300,
+    )
+    for n in range(3):
+        await caller.call(run, spec([small], tags=[f"step:s{n}"]))
+    await fake.script("fake-small", completion_tokens=500)  # an overrun
+    await caller.call(run.run_id, spec([small], max_tokens=100))
+    await fake.reset()
+    with pytest.raises(CallFailed):
+        await caller.call(run.run_id, spec([small]))  # the target is closed now
+    await caller.settler.flush()
+    await run_handle(temporal_client, run.run_id).execute_update(AgentRun.resume)
+    await run_handle(temporal_client, run.run_id).execute_update(AgentRun.close)
+    await run_handle(temporal_client, run.run_id).result()
+    HISTORIES.mkdir(exist_ok=True)
+    history = await run_handle(temporal_client, run.run_id).fetch_history()
+    (HISTORIES / "agent_run.json").write_text(history.to_json())
+    period, _ = period_of("day", datetime.now(UTC), "UTC")
+    budget = temporal_client.get_workflow_handle(key_budget_id(key_id, "day", period))
+    (HISTORIES / "key_budget.json").write_text((await budget.fetch_history()).to_json())
+
+
+@pytest.mark.parametrize("name", ["agent_run", "key_budget"])
+async def test_recorded_histories_replay(name: str) -> None:
+    """Each recorded history replays without a nondeterminism error."""
+    path = HISTORIES / f"{name}.json"
+    history = WorkflowHistory.from_json(f"{name}-recorded", path.read_text())
+    replayer = Replayer(workflows=[AgentRun, KeyBudget], data_converter=DATA_CONVERTER)
+    await replayer.replay_workflow(history)
