@@ -18,8 +18,8 @@ AFFORDABLE = 8
 
 async def test_two_api_instances_share_one_run_budget(gateway: Gateway, fake: FakeControl) -> None:
     """Calls on one key and task through two api instances at once draw on the same run: the
-    cap holds across both, the refusals are budget_exceeded, both instances answered, and the
-    ledger equals the run."""
+    cap holds across both, fewer calls pass than two budgets would allow, the refusals are
+    budget_exceeded, and the ledger equals the run."""
     if len(gateway.stack.apis) < 2:
         await gateway.stack.start_api()
     per_call = await gateway.reservation_micros()
@@ -33,8 +33,10 @@ async def test_two_api_instances_share_one_run_budget(gateway: Gateway, fake: Fa
     for answer in answers:
         answer.assert_answered_or_retryable()
     ok = [a for a in answers if a.ok]
-    assert {a.api for a in ok} == {0, 1}
-    assert 0 < len(ok) < BURST
+    # Both instances took part (which one won the race for the money varies), and together
+    # they passed fewer calls than two budgets would have: one run, one cap.
+    assert {a.api for a in answers if a.ok or a.budget_exceeded} == {0, 1}
+    assert 0 < len(ok) < 2 * AFFORDABLE
     assert all(a.ok or a.budget_exceeded for a in answers), [a.body for a in answers if not a.ok]
     assert watch.highest_micros <= watch.budget_micros
     await assert_settled(gateway, run_id, answers)
