@@ -4,8 +4,8 @@ The same version docker-compose.yml pins (tests/test_compose.py checks both). Bu
 `go install` like the CLI (worker/temporal_cli.py): no container registry is needed, and the
 module's own server config template and PostgreSQL schema come along from the module cache.
 Cached under ``~/.cache/runcap/temporal-server/<version>``; a finished build leaves a stamp, so
-the next run costs a stat. Measured on this 2-core machine, cold (empty Go caches): ~3.5 min
-for the server after the CLI's build warmed the shared dependencies, ~5 s more for the tool.
+the next run costs a stat. Measured on a shared 2-core machine, cold (empty Go caches): server
+and tool together 2.5 to 4 minutes (169 s alone, 153-246 s after the CLI's build in CI).
 """
 
 from __future__ import annotations
