@@ -66,8 +66,10 @@ fmt: venv
 demo: venv temporal
 	$(PY) -m examples.demo
 
+# Side by side with LiteLLM's proxy (installed once into ~/.cache/runcap, never by `make test`).
+# BENCH_ARGS picks parts and options, e.g. BENCH_ARGS='compare --rounds 6' or 'profile'.
 bench: venv temporal
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH_ARGS)
 
 # Build and tool caches only; the venv and local data (.runcap: keys, databases) are kept.
 clean:

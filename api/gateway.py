@@ -66,7 +66,8 @@ async def gateway_lifespan(app: FastAPI) -> AsyncIterator[None]:
         workflow_task_queue=settings.workflow_task_queue,
         policy=policy,
         settle_interval=settings.settle_interval_seconds,
-        heartbeat=settings.settle_heartbeat_seconds,
+        # A run counts this instance silent after its caller timeout: beat well within it.
+        heartbeat=min(settings.settle_heartbeat_seconds, settings.run_caller_timeout_seconds / 3),
         observer=app.state.metrics.observe,
     ) as caller:
         app.state.caller = caller

@@ -1,43 +1,85 @@
-"""What a call through ``AgentRun`` adds over calling the fake provider directly.
+"""What a call through ``AgentRun`` adds over calling the fake provider directly, and where
+that time goes.
 
-The caller-side helper runs here (as it would in an agent or the api), the worker and the fake
-provider in their own processes, the fake answering with no latency.
+The ``Caller`` runs here, configured as the api configures its own (a ledger database, the
+settle loop), so this is the api's call path without its HTTP server. The worker and the fake
+provider run in their own processes, the fake answering with no latency. Each phase of a call
+is timed by wrapping it: the reserve (one Temporal update, the round trip to the run), the
+provider call, the ledger write (waited for before the answer), and the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 from temporalio.client import Client
 
-from bench.harness import HEADER, Stack, row, timed
+from bench.harness import Stack, percentiles, timed
+from bench.report import table
 from caller.caller import Caller, CallSpec
+from db.engine import make_engine
+from db.migrate import upgrade
 from providers.base import ProviderConfig
 from providers.pricing import PriceBook
 from providers.registry import build_providers, make_http_client
 from workflows.contracts import MICROS_PER_USD, RunInput, Target
 
 BODY = {"model": "fake-small", "messages": [{"role": "user", "content": "fix the bug"}]}
-CALLS = {1: 300, 16: 800}
+CALLS = {1: 300, 10: 600, 50: 1000}
+PHASES = ("reserve (Temporal update)", "provider call", "ledger write", "the rest")
+
+
+class Phases:
+    """Durations of wrapped coroutine methods, by label."""
+
+    def __init__(self) -> None:
+        self.samples: dict[str, list[float]] = defaultdict(list)
+
+    def wrap(self, obj: object, attr: str, label: str) -> None:
+        original: Callable[..., Awaitable[Any]] = getattr(obj, attr)
+
+        async def timed_call(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return await original(*args, **kwargs)
+            finally:
+                self.samples[label].append(time.perf_counter() - start)
+
+        setattr(obj, attr, timed_call)
+
+    def clear(self) -> None:
+        self.samples.clear()
 
 
 async def run(stack: Stack) -> None:
     client = await Client.connect(stack.temporal)
     prices = PriceBook()
     chain = [Target("fake", "fake-small", "openai", prices.price_of("fake-small"))]
+    engine = make_engine(f"sqlite:///{stack.data_dir}/core.db")
+    await asyncio.to_thread(upgrade, engine)
     async with make_http_client() as http:
         providers = build_providers(
             [ProviderConfig("fake", "openai", f"{stack.fake_url}/v1")], http
         )
-        async with Caller(client, providers) as caller:
-            await _latency(stack, http, caller, chain)
+        async with Caller(client, providers, engine=engine) as caller:
+            phases = Phases()
+            phases.wrap(caller.runs, "reserve", PHASES[0])
+            phases.wrap(providers["fake"], "complete", PHASES[1])
+            assert caller.ledger is not None
+            phases.wrap(caller.ledger, "write", PHASES[2])
+            phases.wrap(caller, "call", "total")
+            await _latency(stack, http, caller, chain, phases)
             await _bursts(caller, chain)
 
 
 async def _latency(
-    stack: Stack, http: httpx.AsyncClient, caller: Caller, chain: list[Target]
+    stack: Stack, http: httpx.AsyncClient, caller: Caller, chain: list[Target], phases: Phases
 ) -> None:
     url = f"{stack.fake_url}/v1/chat/completions"
     run_input = RunInput(
@@ -52,12 +94,37 @@ async def _latency(
 
     await timed(through, concurrency=4, total=50)  # warm-up: run started, pools open
     await timed(direct, concurrency=4, total=50)
-    print("\n### A call through AgentRun vs. a direct httpx call to the fake (ms)\n")
-    print(HEADER)
+    rows, phase_rows = [], []
     for concurrency, total in CALLS.items():
         base, _ = await timed(direct, concurrency=concurrency, total=total)
-        via, _ = await timed(through, concurrency=concurrency, total=total)
-        print(row(f"concurrency {concurrency}", base, via))
+        phases.clear()
+        via, took = await timed(through, concurrency=concurrency, total=total)
+        b, t = percentiles(base), percentiles(via)
+        cells = [f"{v:.1f}" for v in (*b[:2], *t[:2], t[0] - b[0], t[1] - b[1])]
+        rows.append([str(concurrency), *cells, f"{total / took:.0f}"])
+        phase_rows += _phase_rows(concurrency, phases)
+    print("\n### A call through AgentRun (the Caller, no api) vs. a direct call to the fake\n")
+    header = ["conc", "direct p50", "p95", "Caller p50", "p95", "added p50", "added p95"]
+    print(table([*header, "calls/s"], rows))
+    print("\n### Where a Caller call's time goes (ms; mean, p50, p95 of each phase)\n")
+    print("The ledger write includes the wait for its batch; the rest is the caller's own work")
+    print("and the event loop's queue (shared here with the load generator).\n")
+    print(table(["conc", "phase", "mean", "p50", "p95"], phase_rows))
+
+
+def _phase_rows(concurrency: int, phases: Phases) -> list[list[str]]:
+    rows, accounted = [], 0.0
+    for label in PHASES[:3]:
+        values = phases.samples[label]
+        mean = sum(values) / len(values) * 1000
+        accounted += mean
+        p50, p95, _ = percentiles(values)
+        rows.append([str(concurrency), label, f"{mean:.1f}", f"{p50:.1f}", f"{p95:.1f}"])
+    # The rest has no percentiles: the phases of one call cannot be paired up afterwards.
+    total = phases.samples["total"]
+    rest = sum(total) / len(total) * 1000 - accounted
+    rows.append([str(concurrency), PHASES[3], f"{rest:.1f}", "", ""])
+    return rows
 
 
 async def _bursts(caller: Caller, chain: list[Target]) -> None:

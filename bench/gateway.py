@@ -7,12 +7,11 @@ dev server; the load comes from this process over loopback, non-stream and strea
 from __future__ import annotations
 
 import itertools
-import uuid
 from collections.abc import Awaitable, Callable
 
 import httpx
 
-from bench.harness import ADMIN_KEY, HEADER, Stack, row, timed
+from bench.harness import HEADER, Stack, create_key, row, timed
 
 BODY = {
     "model": "fake-small",
@@ -27,7 +26,7 @@ async def run(stack: Stack) -> None:
     assert stack.api_url is not None
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     async with httpx.AsyncClient(limits=limits, timeout=120) as http:
-        key = await _key(http, stack.api_url)
+        key = await create_key(http, stack)
         headers = {"Authorization": f"Bearer {key}"}
         api = f"{stack.api_url}/v1/chat/completions"
         fake = f"{stack.fake_url}/v1/chat/completions"
@@ -83,14 +82,3 @@ async def _throughput(cases: list[tuple[str, Callable[[], Awaitable[None]]]]) ->
     for label, call in cases:
         _, took = await timed(call, concurrency=64, total=THROUGHPUT_CALLS)
         print(f"| {label} | {THROUGHPUT_CALLS} | {took:.2f} | {THROUGHPUT_CALLS / took:.0f} |")
-
-
-async def _key(http: httpx.AsyncClient, api: str) -> str:
-    response = await http.post(
-        f"{api}/admin/keys",
-        json={"name": f"bench-{uuid.uuid4().hex[:6]}", "budget_usd": "100000"},
-        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-    )
-    response.raise_for_status()
-    key: str = response.json()["key"]
-    return key

@@ -1,24 +1,35 @@
 """The benchmark's stack, each part its own process as in production, all on 127.0.0.1.
 
 Why processes: a fake provider or worker in the benchmark's own event loop would steal its time
-and flatter (or smear) the figures. The dev server is the real Temporal CLI, in memory.
+and flatter (or smear) the figures. The dev server is the real Temporal CLI, in memory. Every
+child is stopped when the stack exits, however it exits (an error, Ctrl-C, SIGTERM); children
+also get SIGTERM from the kernel should this process die without a chance to stop them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
+import signal
 import socket
 import statistics
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 
+import httpx
+
+from db.engine import make_engine
+from db.migrate import upgrade
 from worker.devserver import DevServer, stop_process
 
 ADMIN_KEY = "rc-admin-bench"
+PR_SET_PDEATHSIG = 1
 
 
 def free_port() -> int:
@@ -28,11 +39,28 @@ def free_port() -> int:
         return port
 
 
-async def wait_port(port: int, process: asyncio.subprocess.Process, within: float = 60) -> None:
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the benchmark dies, even by SIGKILL."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _tail(log: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+async def wait_port(
+    port: int, process: asyncio.subprocess.Process, log: Path, within: float = 60
+) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if process.returncode is not None:
-            raise RuntimeError(f"a child exited with {process.returncode} before port {port}")
+            raise RuntimeError(
+                f"a child exited with {process.returncode} before port {port}:\n{_tail(log)}"
+            )
         try:
             _, writer = await asyncio.open_connection("127.0.0.1", port)
         except OSError:
@@ -40,29 +68,42 @@ async def wait_port(port: int, process: asyncio.subprocess.Process, within: floa
             continue
         writer.close()
         return
-    raise RuntimeError(f"nothing opened port {port} within {within} s")
+    raise RuntimeError(f"nothing opened port {port} within {within} s:\n{_tail(log)}")
 
 
 @asynccontextmanager
 async def child(
-    argv: list[str], env: dict[str, str], port: int | None
+    argv: list[str],
+    env: dict[str, str],
+    port: int | None,
+    log: Path,
+    *,
+    cwd: Path | None = None,
+    within: float = 60,
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, *argv, env=env, stdout=asyncio.subprocess.DEVNULL
-    )
+    """``argv`` as a child process (output to ``log``), ready once ``port`` accepts."""
+    with log.open("ab") as out:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            env=env,
+            cwd=cwd,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            preexec_fn=_die_with_parent,
+        )
     try:
         if port is not None:
-            await wait_port(port, process)
+            await wait_port(port, process, log, within)
         yield process
     finally:
         await stop_process(process)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time a process has used so far (Linux ``/proc``)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def python_child(
+    module: str, env: dict[str, str], port: int | None, log: Path, *args: str
+) -> AbstractAsyncContextManager[asyncio.subprocess.Process]:
+    return child([sys.executable, "-m", module, *args], env, port, log)
 
 
 @dataclass
@@ -71,8 +112,9 @@ class Stack:
     fake_url: str
     api_url: str | None
     env: dict[str, str]
-    pids: dict[str, int]
-    """The worker's and the api's, to read their CPU time."""
+    data_dir: Path
+    pids: dict[str, int] = field(default_factory=dict)
+    """Process name (``temporal``, ``fake``, ``worker``, ``api``...) to its pid, for CPU."""
 
 
 @asynccontextmanager
@@ -81,43 +123,46 @@ async def stack(
 ) -> AsyncIterator[Stack]:
     """Dev server, fake provider, worker, and (optionally) the api, ready to serve;
     ``extra_env`` goes to the worker and the api."""
+    logs = Path(data_dir)
+    database = f"sqlite:///{data_dir}/bench.db"
+    # The schema first, as `python -m db upgrade` does in production: the worker and the api
+    # only check it.
+    engine = make_engine(database)
+    try:
+        await asyncio.to_thread(upgrade, engine)
+    finally:
+        engine.dispose()
     async with AsyncExitStack() as exits:
         server = await exits.enter_async_context(DevServer(ui=False))
+        assert server.pid is not None
         fake_port = free_port()
         fake_url = f"http://127.0.0.1:{fake_port}"
         env = {
             **os.environ,
             "RUNCAP_TEMPORAL_ADDRESS": server.target,
             "RUNCAP_FAKE_PROVIDER_URL": fake_url,
-            "RUNCAP_DATABASE_URL": f"sqlite:///{data_dir}/bench.db",
+            "RUNCAP_DATABASE_URL": database,
             "RUNCAP_ADMIN_KEY": ADMIN_KEY,
-            **(extra_env or {}),
         }
-        fake_argv = [
-            "-m",
-            "fake_provider",
-            "--port",
-            str(fake_port),
-            "--log-level",
-            "warning",
-        ]
-        await exits.enter_async_context(child(fake_argv, env, fake_port))
-        # The schema first, as in production: the worker and the api only check it.
-        migrate = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "db", "upgrade", env=env
+        fake_args = ("--port", str(fake_port), "--log-level", "warning")
+        fake = await exits.enter_async_context(
+            python_child("fake_provider", env, fake_port, logs / "fake.log", *fake_args)
         )
-        if await migrate.wait() != 0:
-            raise RuntimeError("python -m db upgrade failed")
-        worker = await exits.enter_async_context(child(["-m", "worker"], env, None))
-        pids = {"worker": worker.pid}
+        env = {**env, **(extra_env or {})}
+        worker = await exits.enter_async_context(
+            python_child("worker", env, None, logs / "worker.log")
+        )
+        pids = {"temporal": server.pid, "fake": fake.pid, "worker": worker.pid}
         api_url = None
         if with_api:
             api_port = free_port()
             env = {**env, "RUNCAP_API_PORT": str(api_port)}
-            api = await exits.enter_async_context(child(["-m", "api"], env, api_port))
+            api = await exits.enter_async_context(
+                python_child("api", env, api_port, logs / "api.log")
+            )
             pids["api"] = api.pid
             api_url = f"http://127.0.0.1:{api_port}"
-        yield Stack(server.target, fake_url, api_url, env, pids)
+        yield Stack(server.target, fake_url, api_url, env, logs, pids)
 
 
 def percentiles(samples: list[float]) -> tuple[float, float, float]:
@@ -156,3 +201,16 @@ HEADER = (
     "| case                     | direct p50 | p95 | p99 | runcap p50 | p95 | p99 "
     "| added p50 | p95 | p99 |\n|---|---|---|---|---|---|---|---|---|---|"
 )
+
+
+async def create_key(http: httpx.AsyncClient, stack: Stack, budget_usd: str = "100000") -> str:
+    """A fresh runcap key (so a fresh run) with a budget no benchmark comes near."""
+    assert stack.api_url is not None
+    response = await http.post(
+        f"{stack.api_url}/admin/keys",
+        json={"name": f"bench-{uuid.uuid4().hex[:6]}", "budget_usd_per_run": budget_usd},
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+    )
+    response.raise_for_status()
+    key: str = response.json()["key"]
+    return key

@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import os
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 import httpx
 
-from bench.gateway import BODY, _key
-from bench.harness import child, cpu_seconds, free_port, percentiles, stack, timed
+from bench.cpu import tree_seconds
+from bench.gateway import BODY
+from bench.harness import create_key, free_port, percentiles, python_child, stack, timed
 
 CALLS = {1: 300, 16: 800}
 
@@ -34,15 +36,18 @@ async def _case(label: str, data_dir: str, *, exporting: bool) -> None:
         if exporting:
             port = free_port()
             sink = f"http://127.0.0.1:{port}"
-            argv = ["-m", "bench.otlp_sink", "--port", str(port)]
-            await exits.enter_async_context(child(argv, dict(os.environ), port))
+            log = Path(data_dir) / "otlp-sink.log"
+            args = ("--port", str(port))
+            await exits.enter_async_context(
+                python_child("bench.otlp_sink", dict(os.environ), port, log, *args)
+            )
             env = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink, "OTEL_METRIC_EXPORT_INTERVAL": "5000"}
         running = await exits.enter_async_context(
             stack(with_api=True, data_dir=data_dir, extra_env=env)
         )
         assert running.api_url is not None
         http = await exits.enter_async_context(httpx.AsyncClient(timeout=120))
-        key = await _key(http, running.api_url)
+        key = await create_key(http, running)
         url = f"{running.api_url}/v1/chat/completions"
         headers = {"Authorization": f"Bearer {key}"}
 
@@ -51,10 +56,10 @@ async def _case(label: str, data_dir: str, *, exporting: bool) -> None:
 
         await timed(call, concurrency=8, total=100)  # warm-up
         for concurrency, total in CALLS.items():
-            before = {name: cpu_seconds(pid) for name, pid in running.pids.items()}
+            before = {name: tree_seconds(pid) for name, pid in running.pids.items()}
             latencies, _ = await timed(call, concurrency=concurrency, total=total)
             cpu = [
-                (cpu_seconds(running.pids[name]) - before[name]) / total * 1000
+                (tree_seconds(running.pids[name]) - before[name]) / total * 1000
                 for name in ("api", "worker")
             ]
             cells = " | ".join(f"{v:.1f}" for v in (*percentiles(latencies), *cpu))

@@ -14,7 +14,7 @@ not write, alerts, search attributes). It closes when idle and continues as new 
 from __future__ import annotations
 
 import contextlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
@@ -42,6 +42,10 @@ with workflow.unsafe.imports_passed_through():
 FLUSH_PAUSE = timedelta(seconds=1)
 """Coalesces search-attribute upserts and ledger writes: at most one flush per pause."""
 LIVE: tuple[RunStatus, ...] = ("open", "looping")
+ONE_TASK = "one-task-per-settle"
+"""Patch: a settle batch refreshes the run's search attributes in its own workflow task, and a
+call that must expire before the loop's next wake re-arms it (runs recorded before take the
+old path on replay)."""
 
 
 @workflow.defn(sandboxed=False)
@@ -59,6 +63,10 @@ class AgentRun:
         self.chores = RunChores(run, self.book)
         self.draining = False
         self.last_call_at = workflow.now()
+        self.wake_at = workflow.now()
+        """When the main loop's current wait ends; a call that must expire sooner re-arms it."""
+        self.rearm = False
+        self.last_upsert = workflow.now() - FLUSH_PAUSE
 
     # ---- calls -------------------------------------------------------------------------
 
@@ -87,6 +95,9 @@ class AgentRun:
         self.book.check_loop(req, now)
         held = self.book.reserve(req, now)
         self.last_call_at = now
+        expiry = self.book.next_expiry(now)
+        if expiry is not None and now + expiry < self.wake_at and workflow.patched(ONE_TASK):
+            self.rearm = True  # the loop waits longer than this call may stay silent
         return self.book.grant(req.call_id, held)
 
     def _known(self, req: ReserveRequest) -> Grant | None:
@@ -131,6 +142,12 @@ class AgentRun:
         self.book.heard_from(batch.caller_id, now)
         if batch.settlements:
             self.last_call_at = now
+        state = self.state
+        quiet = not state.pending_ledger and not state.pending_alerts
+        if quiet and now - self.last_upsert >= FLUSH_PAUSE and workflow.patched(ONE_TASK):
+            # Nothing else to write: refresh the UI's figures in this task rather than wake the
+            # loop for a task of its own (one workflow task per settle batch, not two).
+            self._upsert_visibility(now)
         return SettleAck(
             status=self.state.status,
             budget_micros=self.state.budget_micros,
@@ -244,8 +261,11 @@ class AgentRun:
                 workflow.continue_as_new(
                     RunInput(**{**run.__dict__, "state": self.state, "spent_before_micros": 0})
                 )
+            wait = self._next_wake()
+            self.wake_at = workflow.now() + wait
             with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(self._should_wake, timeout=self._next_wake())
+                await workflow.wait_condition(self._should_wake, timeout=wait)
+            self.rearm = False
             await self._expire_silent_callers()
             if self._idle_left() <= timedelta(0) and not self.state.open_calls:
                 self._set_status("expired")
@@ -262,14 +282,20 @@ class AgentRun:
                     timeout=FLUSH_PAUSE,
                 )
             await self.chores.flush(idle=self._lease_idle())
+            self.last_upsert = workflow.now()
         await self._drain()
         await self.chores.give_back(idle=False, closing=True)
         return self.spend()
 
+    def _upsert_visibility(self, now: datetime) -> None:
+        self.chores.upsert_visibility()
+        self.last_upsert = now
+
     def _should_wake(self) -> bool:
         live = self.state.status in LIVE
         return (
-            self._has_bookkeeping()
+            self.rearm
+            or self._has_bookkeeping()
             or (not live and not self.state.open_calls)
             or (live and workflow.info().is_continue_as_new_suggested())
         )

@@ -161,3 +161,30 @@ async def test_a_caller_that_died_after_answering_is_billed_what_it_recorded(
     rows = ledger_rows(engine, run)
     assert [(r.status, r.cost_micros) for r in rows] == [("ok", reply.result.cost_micros)]
     await assert_replays(temporal_client, run)
+
+
+async def test_a_silent_call_on_a_quiet_run_expires_in_time(
+    caller: Caller,
+    temporal_client: Client,
+    providers: dict[str, Provider],
+    task_queue: str,
+    target: TargetFactory,
+) -> None:
+    """A run whose loop sleeps on its hour-long idle timer still expires a newly silent caller's
+    call after the caller timeout: the reservation re-arms the loop."""
+    small = target("fake-small")
+    run = RunInput(
+        run_id=uuid.uuid4().hex[:12], budget_micros=MICROS_PER_USD, caller_timeout_seconds=2
+    )
+    await caller.call(run, spec([small]))
+    first = await spend_of(caller, run)  # settled: the loop now waits on the idle timer
+    assert first.calls == 1 and not first.open_calls
+    silent = Caller(temporal_client, providers, workflow_task_queue=task_queue)
+    await silent.call(run.run_id, spec([small]))
+    handle = run_handle(temporal_client, run.run_id)
+
+    async def expired() -> RunSpend | None:
+        spend = await handle.query(AgentRun.spend)
+        return spend if spend.calls == 2 else None
+
+    assert await eventually(expired, within=20), "the silent call was not expired in time"
