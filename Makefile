@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv temporal clis run test lint typecheck pytest fmt demo bench clean clean-data
+.PHONY: venv temporal clis run test lint typecheck pytest faults prod-tools prod-check migration \
+	fmt demo bench clean clean-data
 
 venv: $(STAMP)
 
@@ -28,7 +29,7 @@ clis: venv
 run: venv temporal
 	$(PY) -m worker.launch
 
-test: lint typecheck pytest
+test: lint typecheck pytest faults
 
 lint: venv
 	$(PY) -m ruff check .
@@ -39,6 +40,24 @@ typecheck: venv
 
 pytest: venv temporal clis
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# The fault suite (tests/faults, marker prod) on the dev server and SQLite: cheap, every run.
+faults: venv temporal
+	RUNCAP_STACK=dev $(PY) -m pytest -q -p no:cacheprovider -m prod tests/faults
+
+# Temporal server and its schema tool at the version docker-compose.yml pins, built once.
+prod-tools: venv temporal
+	$(PY) -m prodcheck tools
+
+# The production topology without containers (PostgreSQL, Temporal server, the compose
+# one-shots' scripts, worker and api as the image runs them) and the fault suite against it.
+prod-check: venv temporal prod-tools
+	RUNCAP_PG_BIN="$$(prodcheck/ensure-postgres.sh)" RUNCAP_STACK=production \
+		$(PY) -m pytest -q -p no:cacheprovider -m prod tests/faults
+
+# A new migration from the models: make migration m="add the alerts table"; review the file.
+migration: venv
+	$(PY) -m db revision -m "$(m)"
 
 fmt: venv
 	$(PY) -m ruff format .

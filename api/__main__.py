@@ -1,5 +1,8 @@
 """``python -m api``: serve the gateway with uvicorn, one process, on the configured address.
 
+It checks before it serves, and exits 2 with one line saying what to fix: a provider must be
+configured, and the database schema must be at this code's revision (the migrations run first).
+
 Why uvloop/httptools and no access log: the gateway's added latency is its product figure, and
 those are the cheap wins; they are used when installed and skipped otherwise.
 """
@@ -8,11 +11,17 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import sys
 
 import uvicorn
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from api.app import create_app
-from api.settings import get_settings
+from api.settings import Settings, get_settings
+from db.engine import engine_from
+from db.migrate import SchemaError, check_schema
+from settings import SettingsError
 from telemetry import setup as telemetry
 
 
@@ -20,12 +29,31 @@ def _available(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def main() -> None:
-    """Run the api until interrupted."""
+def preflight() -> Settings:
+    """The settings, once they name a provider and the database's schema is current."""
+    settings = get_settings()
+    settings.require_provider()
+    engine = engine_from(settings)
+    try:
+        check_schema(engine)
+    finally:
+        engine.dispose()
+    return settings
+
+
+def main() -> int:
+    """Run the api until interrupted; the exit status says whether it could start."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # One line per provider request is noise at agent call rates; failures are logged anyway.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    settings = get_settings()
+    try:
+        settings = preflight()
+    except (SettingsError, SchemaError, ValidationError) as error:
+        print(f"runcap api: {error}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as error:
+        print(f"runcap api: database error: {type(error).__name__}: {error}", file=sys.stderr)
+        return 2
     telemetry.configure("runcap-api")
     uvicorn.run(
         create_app(settings),
@@ -40,7 +68,8 @@ def main() -> None:
         timeout_keep_alive=75,
     )
     telemetry.shutdown()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -38,12 +38,14 @@ from api.auth import KeyCache
 from api.errors import BodyTooLarge, GatewayError, error_response, install_error_handlers
 from api.gateway import gateway_lifespan
 from api.limits import shared_limiter
+from api.openapi import install_openapi
 from api.revocations import RevocationWatch
 from api.settings import Settings, get_settings
 from api.ui.guard import install_ui_errors, make_signer
 from api.ui.router import STATIC_PATH, static_files
 from api.ui.router import router as ui_router
-from db.engine import create_tables, make_engine
+from db.engine import engine_from
+from db.migrate import check_schema
 from providers.registry import make_http_client
 from telemetry.setup import temporal_interceptors
 from workflows.converter import DATA_CONVERTER
@@ -168,9 +170,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_engine = engine is None
-        db = engine or make_engine(settings.database_url)
-        await asyncio.to_thread(create_tables, db)
-        client = temporal_client or await connect_temporal(settings)
+        db = engine or engine_from(settings)
         timeout = httpx.Timeout(settings.http_timeout_seconds, connect=5.0)
         limits = httpx.Limits(
             max_connections=settings.http_max_connections,
@@ -179,6 +179,9 @@ def create_app(
         async with AsyncExitStack() as stack:
             if own_engine:
                 stack.callback(db.dispose)
+            # Migrations run before the api (``python -m db upgrade``); it only checks them.
+            await asyncio.to_thread(check_schema, db)
+            client = temporal_client or await connect_temporal(settings)
             http = await stack.enter_async_context(make_http_client(timeout=timeout, limits=limits))
             app.state.engine = db
             app.state.temporal = client
@@ -207,6 +210,7 @@ def create_app(
     app.state.metrics = metrics.GatewayMetrics()
     app.state.ui_signer = make_signer(settings)
     install_error_handlers(app)
+    install_openapi(app)
     install_ui_errors(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(CatchAllMiddleware)

@@ -170,6 +170,8 @@ class CallInterrupted(GatewayError):
 
 
 class Unavailable(GatewayError):
+    """Temporal or the run cannot answer now; the SDKs retry a 503, and Retry-After says when."""
+
     status = 503
     code = "unavailable"
 

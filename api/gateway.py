@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
 from api.auth import KeyPolicy
+from api.body import loads
 from api.errors import BadRequest, ForbiddenModel, GatewayError
 from api.failures import failure_to_http, interrupted
 from api.fingerprint import fingerprint
@@ -76,7 +77,7 @@ async def gateway_lifespan(app: FastAPI) -> AsyncIterator[None]:
 def parse_body(raw: bytes, model: type[BaseModel]) -> tuple[dict[str, Any], Any]:
     """The JSON body and its checked view; a clear 400 for anything malformed."""
     try:
-        body = json.loads(raw)
+        body = loads(raw)
     except (ValueError, UnicodeDecodeError) as err:
         raise BadRequest(f"request body is not valid JSON: {err}") from None
     if not isinstance(body, dict):

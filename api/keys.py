@@ -20,6 +20,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from api.auth import KeyCache, KeyPolicy, hash_secret, new_secret, require_admin
+from api.body import HardenedRoute
 from api.deps import KeyCacheDep, SessionDep, TemporalClientDep
 from api.errors import BadRequest, NotFound
 from api.key_budgets import period_figures, push_policy
@@ -38,7 +39,12 @@ from workflows.money import micros_to_usd, usd_to_micros
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/admin/keys", tags=["keys"], dependencies=[Depends(require_admin)])
+router = APIRouter(
+    prefix="/admin/keys",
+    tags=["keys"],
+    dependencies=[Depends(require_admin)],
+    route_class=HardenedRoute,
+)
 
 
 def _usd(micros: int | None) -> str | None:

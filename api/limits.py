@@ -37,6 +37,9 @@ RENEW_SECONDS = 5.0
 SWEEP_SECONDS = 60.0
 GIVE_BACK_ATTEMPTS = 3
 
+LIMITER_POOL_SIZE = 4
+"""The limiter's own pool (overflow twice that); docker-compose.yml's max_connections counts it."""
+
 
 class Permit:
     """An admitted call; this base holds nothing (the key has no parallel limit)."""
@@ -194,7 +197,7 @@ async def shared_limiter(engine: Engine, settings: Settings) -> AsyncIterator[Sh
     is on every limited call's path, so this pool skips that test and retries instead.
     """
     url = engine.url.render_as_string(hide_password=False)
-    own = make_engine(url, pre_ping=False, pool_size=4)
+    own = make_engine(url, pre_ping=False, pool_size=LIMITER_POOL_SIZE)
     try:
         lease, renew = settings.limit_slot_lease_seconds, settings.limit_renew_seconds
         async with SharedLimiter(own, lease=lease, renew_every=renew) as limiter:

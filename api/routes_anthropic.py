@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request, Response
 from api.deps import VirtualKeyDep
 from api.errors import GatewayError, anthropic_body
 from api.gateway import handle_call, parse_body
+from api.openapi import json_body
 from api.wire import CountTokensRequest, MessagesRequest
 from workflows.budget import estimate_input_tokens
 
@@ -22,13 +23,13 @@ def stream_error(error: GatewayError) -> bytes:
     return f"event: error\ndata: {json.dumps(anthropic_body(error))}\n\n".encode()
 
 
-@router.post("/v1/messages")
+@router.post("/v1/messages", openapi_extra=json_body(MessagesRequest, streams=True))
 async def messages(request: Request, key: VirtualKeyDep) -> Response:
     """A message through the key's run, in Anthropic's format (streaming or not)."""
     return await handle_call(request, key, "anthropic", MessagesRequest, stream_error)
 
 
-@router.post("/v1/messages/count_tokens")
+@router.post("/v1/messages/count_tokens", openapi_extra=json_body(CountTokensRequest))
 async def count_tokens(request: Request, key: VirtualKeyDep) -> dict[str, int]:
     """An estimate of the prompt's tokens, so a client can decide when to compact its context.
 

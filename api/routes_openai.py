@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request, Response
 from api.deps import VirtualKeyDep
 from api.errors import GatewayError, openai_body
 from api.gateway import handle_call
+from api.openapi import json_body
 from api.wire import ChatCompletionRequest
 
 router = APIRouter(tags=["openai"])
@@ -20,7 +21,7 @@ def stream_error(error: GatewayError) -> bytes:
     return f"data: {json.dumps(openai_body(error))}\n\n".encode()
 
 
-@router.post("/v1/chat/completions")
+@router.post("/v1/chat/completions", openapi_extra=json_body(ChatCompletionRequest, streams=True))
 async def chat_completions(request: Request, key: VirtualKeyDep) -> Response:
     """A chat completion through the key's run, in OpenAI's format (streaming or not)."""
     return await handle_call(request, key, "openai", ChatCompletionRequest, stream_error)

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request, Response
 from api.deps import SettingsDep, VirtualKeyDep
 from api.errors import GatewayError, openai_body
 from api.gateway import handle_call
+from api.openapi import json_body
 from api.wire import ResponsesRequest
 
 router = APIRouter(tags=["responses"])
@@ -26,7 +27,7 @@ def stream_error(error: GatewayError) -> bytes:
     return f"event: error\ndata: {json.dumps(event)}\n\n".encode()
 
 
-@router.post("/v1/responses")
+@router.post("/v1/responses", openapi_extra=json_body(ResponsesRequest, streams=True))
 async def create_response(request: Request, key: VirtualKeyDep, settings: SettingsDep) -> Response:
     """A response through the key's run, streamed or not."""
     wire = ResponsesRequest.bounded(settings.responses_default_max_output_tokens)

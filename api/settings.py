@@ -1,4 +1,4 @@
-"""The api process's settings, read once from ``RUNCAP_*`` environment variables.
+"""The api process's settings, read once from ``RUNCAP_*`` variables and secret files.
 
 One settings class per process: the api never reads the environment anywhere else, so tests
 build a ``Settings`` by hand and pass it to ``create_app``.
@@ -10,20 +10,17 @@ from functools import lru_cache
 from pathlib import Path
 
 from pydantic import SecretStr
-from pydantic_settings import SettingsConfigDict
 
 from api.wire import DEFAULT_MAX_OUTPUT_TOKENS
-from providers.settings import ProviderSettings
+from settings import RuncapSettings
 from workflows.contracts import TASK_QUEUE, Price
 from workflows.money import usd_to_micros
 
 MIB = 1024 * 1024
 
 
-class Settings(ProviderSettings):
+class Settings(RuncapSettings):
     """Everything the api needs to start; secrets are ``SecretStr`` so they never print."""
-
-    model_config = SettingsConfigDict(env_prefix="RUNCAP_", extra="ignore")
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -32,9 +29,6 @@ class Settings(ProviderSettings):
     """Bearer token of ``/admin/*``; unset disables the admin endpoints (503)."""
     metrics_token: SecretStr | None = None
     """Bearer token ``GET /metrics`` asks for; unset (the usual scrape setup) asks for none."""
-    database_url: str = "sqlite:///.runcap/runcap.db"
-    temporal_address: str = "127.0.0.1:7233"
-    temporal_namespace: str = "default"
     temporal_connect_timeout_seconds: float = 5.0
     temporal_ui_url: str | None = None
     """The Temporal UI's address (``make run`` sets it): the dashboard links each run there."""
@@ -86,4 +80,4 @@ class Settings(ProviderSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process's settings, parsed once."""
-    return Settings()
+    return Settings.load()

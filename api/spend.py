@@ -217,7 +217,11 @@ def spend_series(
     return {"bucket": bucket, "group_by": group_by, "rows": rows}
 
 
-@router.get("/spend/export.csv")
+@router.get(
+    "/spend/export.csv",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+)
 def spend_csv(
     engine: EngineDep,
     bucket: Bucket = "day",

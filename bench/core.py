@@ -23,7 +23,8 @@ from temporalio.client import Client
 from bench.harness import Stack, percentiles, timed
 from bench.report import table
 from caller.caller import Caller, CallSpec
-from db.engine import create_tables, make_engine
+from db.engine import make_engine
+from db.migrate import upgrade
 from providers.base import ProviderConfig
 from providers.pricing import PriceBook
 from providers.registry import build_providers, make_http_client
@@ -61,7 +62,7 @@ async def run(stack: Stack) -> None:
     prices = PriceBook()
     chain = [Target("fake", "fake-small", "openai", prices.price_of("fake-small"))]
     engine = make_engine(f"sqlite:///{stack.data_dir}/core.db")
-    await asyncio.to_thread(create_tables, engine)
+    await asyncio.to_thread(upgrade, engine)
     async with make_http_client() as http:
         providers = build_providers(
             [ProviderConfig("fake", "openai", f"{stack.fake_url}/v1")], http

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import httpx
 
-from db.engine import create_tables, make_engine
+from db.engine import make_engine
+from db.migrate import upgrade
 from worker.devserver import DevServer, stop_process
 
 ADMIN_KEY = "rc-admin-bench"
@@ -124,9 +125,13 @@ async def stack(
     ``extra_env`` goes to the worker and the api."""
     logs = Path(data_dir)
     database = f"sqlite:///{data_dir}/bench.db"
-    # The worker and the api each create missing tables at start: created here first, they
-    # cannot race each other to it ("table ledger already exists").
-    await asyncio.to_thread(create_tables, make_engine(database))
+    # The schema first, as `python -m db upgrade` does in production: the worker and the api
+    # only check it.
+    engine = make_engine(database)
+    try:
+        await asyncio.to_thread(upgrade, engine)
+    finally:
+        engine.dispose()
     async with AsyncExitStack() as exits:
         server = await exits.enter_async_context(DevServer(ui=False))
         assert server.pid is not None

@@ -22,8 +22,9 @@ from sqlalchemy import Engine, event
 from api.limits import CallLimiter, Permit, shared_limiter
 from api.ratelimit import RateLimiter
 from api.settings import Settings
-from db.engine import create_tables, make_engine
+from db.engine import make_engine
 from db.limits import Limits, LimitStore, Refusal
+from db.migrate import upgrade
 from tests.postgres import pg_bindir, throwaway_postgres
 
 ROUNDS = 5
@@ -90,7 +91,7 @@ async def _statements(limiter: _Blocking, limits: Limits) -> float:
 
 
 async def _measure(engine: Engine, label: str) -> None:
-    create_tables(engine)
+    upgrade(engine)
     print(f"\n### {label}: admission + release, microseconds per call (median of {ROUNDS})\n")
     print(
         "| limits | in-process | shared, one at a time | shared, 32 at once "

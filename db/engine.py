@@ -10,14 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from pydantic import SecretStr
+from sqlalchemy import URL, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlmodel import SQLModel
 
-import db.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from settings import DEFAULT_DATABASE_URL, RuncapSettings
 
-DEFAULT_URL = "sqlite:///.runcap/runcap.db"
+DEFAULT_URL = DEFAULT_DATABASE_URL
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+DATA_DIR_MODE = 0o700
+DATA_FILE_MODE = 0o600
 
 
 def normalise_url(url: str) -> str:
@@ -39,30 +41,57 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
-def make_engine(url: str = DEFAULT_URL, *, pre_ping: bool = True, pool_size: int = 10) -> Engine:
+def database_url(url: str, password: SecretStr | None = None) -> URL:
+    """``url`` with its driver picked and ``password`` set as given: no escaping needed.
+
+    Why a separate password: a raw password in a URL breaks on ``@``, ``/``, ``#`` or ``%``.
+    """
+    parsed = make_url(normalise_url(url))
+    if password is not None and parsed.get_backend_name() != "sqlite":  # SQLite has none
+        parsed = parsed.set(password=password.get_secret_value())
+    return parsed
+
+
+def make_engine(
+    url: str | URL = DEFAULT_URL,
+    *,
+    pre_ping: bool = True,
+    pool_size: int = 10,
+    max_overflow: int | None = None,
+) -> Engine:
     """An engine for ``url``: SQLite (file created with its directory) or PostgreSQL (psycopg).
 
     ``pre_ping`` tests each PostgreSQL connection as it leaves the pool (a round trip, so a
     connection the server dropped never fails a request); an engine on the hot path whose
-    statements are cheap to retry may go without.
+    statements are cheap to retry may go without. ``max_overflow`` defaults to twice the pool.
     """
-    url = normalise_url(url)
-    parsed = make_url(url)
+    parsed = url if isinstance(url, URL) else database_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            # Keys and the ledger live here: private to the owner, like the launcher's data dir.
+            # SQLite gives its -wal and -shm files the database file's mode.
+            path = Path(database).expanduser()
+            path.parent.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)
+            path.touch(mode=DATA_FILE_MODE, exist_ok=True)
         engine = create_engine(
-            url,
+            parsed,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(
-        url, pool_pre_ping=pre_ping, pool_size=pool_size, max_overflow=2 * pool_size
+        parsed,
+        pool_pre_ping=pre_ping,
+        pool_size=pool_size,
+        max_overflow=2 * pool_size if max_overflow is None else max_overflow,
     )
 
 
-def create_tables(engine: Engine) -> None:
-    """Create every missing table (idempotent; no migrations yet)."""
-    SQLModel.metadata.create_all(engine)
+def engine_from(settings: RuncapSettings) -> Engine:
+    """The engine a process's settings describe: url, password and pool bounds."""
+    return make_engine(
+        database_url(settings.database_url, settings.database_password),
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+    )

@@ -61,15 +61,19 @@ class VirtualKeyBase(SQLModel):
     loop_window_seconds: int = Field(default=300, ge=1, le=86_400)
 
 
-def valid_models(models: list[str]) -> list[str]:
-    """Model names, each 1 to 200 characters, duplicates dropped."""
+def valid_models(models: list[str] | None) -> list[str] | None:
+    """Model names, each 1 to 200 characters, duplicates dropped (``None``: not sent)."""
+    if models is None:
+        return None
     if len(models) > MAX_MODELS or any(not 1 <= len(m) <= 200 for m in models):
         raise ValueError(f"at most {MAX_MODELS} model names of 1 to 200 characters")
     return list(dict.fromkeys(models))
 
 
-def valid_timezone(name: str) -> str:
-    """An IANA zone name ``zoneinfo`` knows (``UTC``, ``Europe/Paris``...)."""
+def valid_timezone(name: str | None) -> str | None:
+    """An IANA zone name ``zoneinfo`` knows (``UTC``, ``Europe/Paris``...); ``None``: not sent."""
+    if name is None:
+        return None
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):

@@ -25,14 +25,15 @@ from pathlib import Path
 import httpx
 from temporalio.client import Client
 
-from db.engine import create_tables, make_engine
+from db.engine import make_engine
+from db.migrate import upgrade
 from examples.agent import AgentReport, AgentTask, ExampleAgent
 from examples.suite import run_tests
 from fake_provider import FakeProvider
 from providers.base import ProviderConfig
 from providers.pricing import PriceBook
 from providers.registry import build_providers, make_http_client
-from providers.settings import ProviderSettings
+from settings import RuncapSettings
 from worker.app import build_worker
 from worker.devserver import DevServer
 from worker.launch import LaunchSettings, database_url, uses_fake_provider
@@ -53,13 +54,12 @@ DEMO_MODELS = {
 class DemoSettings(LaunchSettings):
     """``make run``'s settings (the same ``RUNCAP_*`` variables), plus where its parts are."""
 
-    temporal_address: str | None = None
-    temporal_namespace: str = "default"
     temporal_ui_url: str | None = None
-    fake_provider_url: str | None = None
 
     def temporal_target(self) -> str:
-        return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
+        if "temporal_address" in self.model_fields_set:  # the base has a default; was it set?
+            return self.temporal_address
+        return f"127.0.0.1:{self.temporal_port}"
 
     def fake_url(self) -> str:
         return self.fake_provider_url or f"http://127.0.0.1:{self.fake_provider_port}"
@@ -126,13 +126,13 @@ async def main(settings: DemoSettings | None = None) -> DemoRun:
             fake_url = settings.fake_url()
             if not (on_gateway and await answers(fake_url)):
                 fake_url = (await stack.enter_async_context(FakeProvider.running())).base_url
-            configs = ProviderSettings(fake_provider_url=fake_url).provider_configs()
+            configs = RuncapSettings(fake_provider_url=fake_url).provider_configs()
         else:
-            configs = ProviderSettings().provider_configs()
+            configs = RuncapSettings().provider_configs()
         print(f"Database {db_url}; providers {', '.join(c.name for c in configs)}")
         engine = make_engine(db_url)
         stack.callback(engine.dispose)
-        await asyncio.to_thread(create_tables, engine)
+        await asyncio.to_thread(upgrade, engine)
         http = await stack.enter_async_context(make_http_client())
         worker = build_worker(
             client,

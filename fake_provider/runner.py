@@ -83,7 +83,55 @@ def make_server(prices: PriceBook | None, log_level: str) -> _Server:
     return _Server(config)
 
 
-class FakeProvider:
+class FakeControl:
+    """A client of a fake provider's control API, wherever it runs (in a thread of this
+    process, or as ``python -m fake_provider``)."""
+
+    def __init__(self, base_url: str) -> None:
+        self._control = httpx.AsyncClient(base_url=base_url, timeout=10.0)
+
+    async def aclose(self) -> None:
+        """Close the control client."""
+        await self._control.aclose()
+
+    async def _post(self, path: str, payload: Any) -> JSON:
+        response = await self._control.post(path, json=payload)
+        response.raise_for_status()
+        result: JSON = response.json()
+        return result
+
+    async def script(self, model: str, **fields: Any) -> None:
+        """Script ``model`` (see ``Script`` for the fields); replaces its earlier script."""
+        await self._post("/_control/script", {"model": model, **fields})
+
+    async def reset(self) -> None:
+        """Forget every script, counter and logged request."""
+        await self._post("/_control/reset", {})
+
+    async def calls(self) -> dict[str, dict[str, int]]:
+        """Per-model ``{"calls": n, "failures": m, "cancelled": c}``."""
+        response = await self._control.get("/_control/calls")
+        response.raise_for_status()
+        result: dict[str, dict[str, int]] = response.json()
+        return result
+
+    async def concurrency(self) -> dict[str, dict[str, int]]:
+        """Per-model ``{"running": n, "peak": m}``: requests being answered now, and at most."""
+        response = await self._control.get("/_control/concurrency")
+        response.raise_for_status()
+        result: dict[str, dict[str, int]] = response.json()
+        return result
+
+    async def requests(self, model: str | None = None) -> list[JSON]:
+        """The request bodies the provider received (most recent last)."""
+        params = {"model": model} if model else {}
+        response = await self._control.get("/_control/requests", params=params)
+        response.raise_for_status()
+        result: list[JSON] = response.json()
+        return result
+
+
+class FakeProvider(FakeControl):
     """A running fake provider and a small client for its control API."""
 
     def __init__(
@@ -99,7 +147,7 @@ class FakeProvider:
         self.port: int = self._sock.getsockname()[1]
         self._server = make_server(prices, log_level)
         self._thread = threading.Thread(target=self._serve, name="fake-provider", daemon=True)
-        self._control = httpx.AsyncClient(base_url=self.base_url, timeout=10.0)
+        super().__init__(self.base_url)
 
     @property
     def base_url(self) -> str:
@@ -144,39 +192,3 @@ class FakeProvider:
         finally:
             await fake._control.aclose()
             await asyncio.to_thread(fake.stop)
-
-    async def _post(self, path: str, payload: Any) -> JSON:
-        response = await self._control.post(path, json=payload)
-        response.raise_for_status()
-        result: JSON = response.json()
-        return result
-
-    async def script(self, model: str, **fields: Any) -> None:
-        """Script ``model`` (see ``Script`` for the fields); replaces its earlier script."""
-        await self._post("/_control/script", {"model": model, **fields})
-
-    async def reset(self) -> None:
-        """Forget every script, counter and logged request."""
-        await self._post("/_control/reset", {})
-
-    async def calls(self) -> dict[str, dict[str, int]]:
-        """Per-model ``{"calls": n, "failures": m, "cancelled": c}``."""
-        response = await self._control.get("/_control/calls")
-        response.raise_for_status()
-        result: dict[str, dict[str, int]] = response.json()
-        return result
-
-    async def concurrency(self) -> dict[str, dict[str, int]]:
-        """Per-model ``{"running": n, "peak": m}``: requests being answered now, and at most."""
-        response = await self._control.get("/_control/concurrency")
-        response.raise_for_status()
-        result: dict[str, dict[str, int]] = response.json()
-        return result
-
-    async def requests(self, model: str | None = None) -> list[JSON]:
-        """The request bodies the provider received (most recent last)."""
-        params = {"model": model} if model else {}
-        response = await self._control.get("/_control/requests", params=params)
-        response.raise_for_status()
-        result: list[JSON] = response.json()
-        return result

@@ -3,6 +3,7 @@ the fake provider and the providers, prices and ledger database that runs use.""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from uuid import uuid4
@@ -12,11 +13,12 @@ import pytest
 from sqlalchemy import Engine
 from temporalio.client import Client
 
-from db.engine import create_tables, make_engine
 from fake_provider import FakeProvider
+from prodcheck.postgres import LocalPostgres, pg_bindir
 from providers.base import Provider, ProviderConfig
 from providers.pricing import PriceBook
 from providers.registry import build_providers, make_http_client
+from tests.databases import sqlite_at_head
 from worker.devserver import DevServer
 from workflows.contracts import Target, WireFormat
 from workflows.converter import DATA_CONVERTER
@@ -90,17 +92,34 @@ class TargetFactory:
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
-    create_tables(engine)
+    engine = sqlite_at_head(tmp_path / "ledger.db")
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[LocalPostgres]:
+    """A real PostgreSQL server for the session (initdb + pg_ctl on 127.0.0.1), superuser
+    ``runcap``; without its binaries PostgreSQL tests skip locally and fail in CI."""
+    if pg_bindir() is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL binaries (initdb, pg_ctl) are required in CI")
+        pytest.skip("no PostgreSQL binaries on PATH or under /usr/lib/postgresql/*/bin")
+    with LocalPostgres(superuser="runcap") as server:
+        server.psql("CREATE DATABASE runcap")
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: LocalPostgres) -> str:
+    """The session's ``runcap`` database, as its superuser."""
+    return postgres_server.url("runcap", "runcap").render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")
 def gateway_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     """The gateway's database for the session (the gateway tests' api and the demo share it)."""
     path: Path = tmp_path_factory.mktemp("gateway") / "runcap.db"
-    engine = make_engine(f"sqlite:///{path}")
-    create_tables(engine)
+    engine = sqlite_at_head(path)
     yield engine
     engine.dispose()

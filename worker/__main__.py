@@ -1,55 +1,94 @@
-"""``python -m worker``: run runcap's worker until interrupted."""
+"""``python -m worker``: run runcap's worker until interrupted.
+
+It checks before it polls, and exits 2 with one line saying what to fix: a provider must be
+configured, and the database schema must be at this code's revision (the migrations run first).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import sys
 
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import Client
 
-from db.engine import create_tables, make_engine
+from db.engine import engine_from
+from db.migrate import SchemaError, check_schema
 from providers.registry import build_providers, make_http_client
+from settings import SettingsError
 from telemetry import setup as telemetry
 from worker.app import build_worker
-from worker.settings import get_settings
+from worker.health import clear, heartbeat
+from worker.settings import WorkerSettings, get_settings
 from workflows.converter import DATA_CONVERTER
 
 
-async def main() -> None:
-    settings = get_settings()
-    engine = make_engine(settings.database_url)
-    create_tables(engine)
-    client = await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        data_converter=DATA_CONVERTER,
-        interceptors=telemetry.temporal_interceptors(),  # workers use their client's
-    )
-    async with make_http_client() as http:
-        providers = build_providers(settings.provider_configs(), http)
-        worker = build_worker(
-            client,
-            engine=engine,
-            http=http,
-            providers=providers,
-            alert_webhook=settings.alert_webhook(),
-            max_concurrent_activities=settings.max_concurrent_activities,
-            task_queue=settings.task_queue,
+async def run(settings: WorkerSettings) -> None:
+    """Poll runcap's task queue until cancelled."""
+    engine = engine_from(settings)
+    try:
+        await asyncio.to_thread(check_schema, engine)
+        client = await Client.connect(
+            settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            data_converter=DATA_CONVERTER,
+            interceptors=telemetry.temporal_interceptors(),  # workers use their client's
         )
-        if settings.alert_webhook_url is not None and settings.alert_webhook_secret is None:
-            logging.warning("alerts are posted unsigned: set RUNCAP_ALERT_WEBHOOK_SECRET")
-        logging.info("runcap worker polling %s on %s", worker.task_queue, settings.temporal_address)
-        await worker.run()
+        async with make_http_client() as http:
+            providers = build_providers(settings.provider_configs(), http)
+            worker = build_worker(
+                client,
+                engine=engine,
+                http=http,
+                providers=providers,
+                alert_webhook=settings.alert_webhook(),
+                max_concurrent_activities=settings.max_concurrent_activities,
+                task_queue=settings.task_queue,
+            )
+            if settings.alert_webhook_url is not None and settings.alert_webhook_secret is None:
+                logging.warning("alerts are posted unsigned: set RUNCAP_ALERT_WEBHOOK_SECRET")
+            logging.info(
+                "runcap worker polling %s on %s", worker.task_queue, settings.temporal_address
+            )
+            async with asyncio.TaskGroup() as tasks:
+                if settings.health_file is not None:
+                    beat = tasks.create_task(heartbeat(settings.health_file, client, worker))
+                await worker.run()
+                if settings.health_file is not None:
+                    beat.cancel()
+    finally:
+        engine.dispose()
 
 
-if __name__ == "__main__":
+def main() -> int:
+    """Entry point; the exit status says whether the worker could start."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # One line per provider request is noise at agent call rates; failures are logged anyway.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        settings = get_settings()
+        settings.require_provider()
+        clear(settings.health_file)
+    except (SettingsError, ValidationError) as error:
+        print(f"runcap worker: {error}", file=sys.stderr)
+        return 2
     telemetry.configure("runcap-worker")
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(main())
+            asyncio.run(run(settings))
+    except SchemaError as error:
+        print(f"runcap worker: {error}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as error:
+        print(f"runcap worker: database error: {type(error).__name__}: {error}", file=sys.stderr)
+        return 2
     finally:
         telemetry.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

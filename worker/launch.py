@@ -1,8 +1,11 @@
-"""`make run`: the dev server, the fake provider (without a real key), the worker and the api.
+"""`make run`: the migrations, the dev server, the fake provider (without a real key), the
+worker and the api.
 
 Children run in their own sessions so a terminal Ctrl-C reaches only this launcher, which then
 stops them in reverse start order. If any child dies, the rest are stopped and the launcher exits
 non-zero naming it: a half-running gateway is worse than a clear failure.
+Everything under the data dir (admin key, databases, logs) is private to the user: the dir is
+0700 and the launcher's umask makes every file its children create 0600.
 """
 
 from __future__ import annotations
@@ -16,19 +19,20 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import SecretStr
 
+from settings import RuncapSettings
 from worker.devserver import DevServer, TemporalCliError, stop_process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PORT_WAIT_SECONDS = 60.0
+MIGRATE_SECONDS = 120.0
+PRIVATE_UMASK = 0o077
+PRIVATE_DIR = 0o700
 
 
-class LaunchSettings(BaseSettings):
-    """What `make run` reads from the environment (prefix `RUNCAP_`)."""
-
-    model_config = SettingsConfigDict(env_prefix="RUNCAP_", extra="ignore")
+class LaunchSettings(RuncapSettings):
+    """What `make run` reads (prefix `RUNCAP_`); an empty value is unset, as everywhere."""
 
     data_dir: Path = Path(".runcap")
     temporal_port: int = 7233
@@ -36,16 +40,7 @@ class LaunchSettings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     fake_provider_port: int = 9100
-    database_url: str | None = None
     admin_key: SecretStr | None = None
-    openai_api_key: SecretStr | None = None
-    anthropic_api_key: SecretStr | None = None
-
-    @field_validator("admin_key", "openai_api_key", "anthropic_api_key", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        # `RUNCAP_OPENAI_API_KEY=` (empty) must not count as a configured provider key.
-        return value or None
 
 
 @dataclass
@@ -80,8 +75,17 @@ def uses_fake_provider(settings: LaunchSettings) -> bool:
 
 
 def database_url(settings: LaunchSettings) -> str:
-    """The gateway database: `RUNCAP_DATABASE_URL`, else SQLite in the data dir."""
-    return settings.database_url or f"sqlite:///{settings.data_dir / 'runcap.db'}"
+    """The gateway database: `RUNCAP_DATABASE_URL` when set, else SQLite in the data dir."""
+    if "database_url" in settings.model_fields_set:
+        return settings.database_url
+    return f"sqlite:///{settings.data_dir / 'runcap.db'}"
+
+
+def make_private(data_dir: Path) -> None:
+    """Create (or tighten) the data dir to 0700, and make what this process tree creates 0600."""
+    os.umask(PRIVATE_UMASK)
+    data_dir.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    data_dir.chmod(PRIVATE_DIR)
 
 
 def child_env(
@@ -104,6 +108,11 @@ def child_env(
     if uses_fake_provider(settings):
         env["RUNCAP_FAKE_PROVIDER_URL"] = f"http://127.0.0.1:{settings.fake_provider_port}"
     return env
+
+
+def migrate_argv() -> list[str]:
+    """The schema one-shot, the same command as docker-compose's `migrate` service."""
+    return [sys.executable, "-m", "db", "upgrade"]
 
 
 def plan_children(settings: LaunchSettings, root: Path = REPO_ROOT) -> list[Child]:
@@ -145,9 +154,33 @@ async def _wait_port(child: Child) -> None:
         ) from None
 
 
-def _banner(settings: LaunchSettings, server: DevServer, key: str, key_file: Path | None) -> str:
+async def migrate(env: dict[str, str]) -> None:
+    """Run the migrations to head before anything that uses the database starts."""
+    process = await asyncio.create_subprocess_exec(
+        *migrate_argv(),
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), MIGRATE_SECONDS)
+    except TimeoutError:
+        await stop_process(process)
+        raise RuntimeError(f"the migrations did not finish within {MIGRATE_SECONDS:.0f}s") from None
+    for line in output.decode(errors="replace").splitlines():
+        print(f"[migrate] {line}", flush=True)
+    if process.returncode != 0:
+        raise RuntimeError(f"the migrations failed (exit code {process.returncode})")
+
+
+def _banner(settings: LaunchSettings, server: DevServer, key_file: Path | None) -> str:
+    """What is running and how to use it; the admin key itself is never printed."""
     api = f"http://{settings.api_host}:{settings.api_port}"
-    saved = f"  (saved in {key_file})" if key_file else ""
+    if key_file is not None:
+        where, bearer = f"saved in {key_file}", f"$(cat {key_file})"
+    else:
+        where, bearer = "from RUNCAP_ADMIN_KEY", "$RUNCAP_ADMIN_KEY"
     provider = (
         f"fake provider at http://127.0.0.1:{settings.fake_provider_port} "
         "(set RUNCAP_OPENAI_API_KEY or RUNCAP_ANTHROPIC_API_KEY for real models)"
@@ -160,12 +193,12 @@ runcap is running. Ctrl-C stops everything.
   Temporal UI  {server.ui_url}
   Temporal     {server.target}
   API          {api}
-  Admin key    {key}{saved}
+  Admin key    {where}
   Providers    {provider}
   Data         {settings.data_dir}
 
 Create a virtual key, then point an agent at it:
-  curl -s {api}/admin/keys -H "Authorization: Bearer {key}" \\
+  curl -s {api}/admin/keys -H "Authorization: Bearer {bearer}" \\
        -H 'content-type: application/json' -d '{{"name": "coding-agent", "budget_usd": 20}}'
   OpenAI(base_url="{api}/v1", api_key="<virtual key>")
 """
@@ -173,7 +206,7 @@ Create a virtual key, then point an agent at it:
 
 async def launch(settings: LaunchSettings) -> int:
     """Start everything, supervise until a signal or a child's death, stop everything."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    make_private(settings.data_dir)
     key, key_file = admin_key(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -190,9 +223,11 @@ async def launch(settings: LaunchSettings) -> int:
     relays: list[asyncio.Task[None]] = []
     failure: str | None = None
     try:
+        env = child_env(settings, server.target, key, server.ui_url)
+        print("migrating the database: python -m db upgrade", flush=True)
+        await migrate(env)
         print(f"starting the Temporal dev server on {server.target}...", flush=True)
         await server.start()
-        env = child_env(settings, server.target, key, server.ui_url)
         watches = {asyncio.ensure_future(server.wait()): "temporal"}
         for child in children:
             print(f"starting {child.name}: {' '.join(child.argv[1:])}", flush=True)
@@ -212,7 +247,7 @@ async def launch(settings: LaunchSettings) -> int:
             if child.process.returncode is not None:
                 break
         else:
-            print(_banner(settings, server, key, key_file), flush=True)
+            print(_banner(settings, server, key_file), flush=True)
         stopping = asyncio.ensure_future(stop.wait())
         done, _ = await asyncio.wait([stopping, *watches], return_when=asyncio.FIRST_COMPLETED)
         if died := [task for task in done if task in watches]:
@@ -238,7 +273,7 @@ async def launch(settings: LaunchSettings) -> int:
 
 def main() -> int:
     """Entry point of `python -m worker.launch`."""
-    return asyncio.run(launch(LaunchSettings()))
+    return asyncio.run(launch(LaunchSettings.load()))
 
 
 if __name__ == "__main__":

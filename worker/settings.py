@@ -1,23 +1,25 @@
-"""The worker process's settings, from ``RUNCAP_*`` environment variables."""
+"""The worker process's settings, from ``RUNCAP_*`` variables and secret files."""
 
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, field_validator
+from pydantic import SecretStr
 
 from activities.alerts import AlertWebhook
-from providers.settings import ProviderSettings
+from settings import RuncapSettings
 from workflows.contracts import TASK_QUEUE
 
 
-class WorkerSettings(ProviderSettings):
-    """One settings class for the worker; activities receive what they need from it."""
+class WorkerSettings(RuncapSettings):
+    """One settings class for the worker; activities receive what they need from it.
 
-    temporal_address: str = "127.0.0.1:7233"
-    temporal_namespace: str = "default"
-    database_url: str = "sqlite:///.runcap/runcap.db"
+    No admin key: the worker serves no admin endpoint, so it neither needs nor gets one.
+    An empty value is unset (the base's rule): ``RUNCAP_ALERT_WEBHOOK_SECRET=`` signs nothing.
+    """
+
     alert_webhook_url: SecretStr | None = None
     """Where alerts are posted; a secret, since a Slack incoming-webhook URL is a credential."""
     alert_webhook_secret: SecretStr | None = None
@@ -28,17 +30,8 @@ class WorkerSettings(ProviderSettings):
     alerts link to the run's page there."""
     max_concurrent_activities: int = 200
     task_queue: str = TASK_QUEUE
-
-    @field_validator("alert_webhook_url", "alert_webhook_secret", "dashboard_url", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        # `RUNCAP_ALERT_WEBHOOK_SECRET=` (empty) must not sign with an empty key.
-        return value or None
-
-    @field_validator("alert_format", mode="before")
-    @classmethod
-    def _empty_is_json(cls, value: object) -> object:
-        return value or "json"
+    health_file: Path | None = None
+    """Touched while the worker runs and reaches Temporal; compose's health check reads it."""
 
     def alert_webhook(self) -> AlertWebhook:
         """What the alert activity needs from these settings."""
@@ -52,4 +45,5 @@ class WorkerSettings(ProviderSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> WorkerSettings:
-    return WorkerSettings()
+    """The process's settings, parsed once."""
+    return WorkerSettings.load()

@@ -45,7 +45,8 @@ def find_temporal_cli() -> Path | None:
     return cached if cached.is_file() and os.access(cached, os.X_OK) else None
 
 
-def _find_go() -> str | None:
+def find_go() -> str | None:
+    """The go command: on PATH, else where the official tarball puts it."""
     return shutil.which("go") or (
         "/usr/local/go/bin/go" if os.access("/usr/local/go/bin/go", os.X_OK) else None
     )
@@ -62,7 +63,7 @@ def ensure_temporal_cli() -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if found := find_temporal_cli():  # another process finished the build while we waited
             return found
-        go = _find_go()
+        go = find_go()
         if go is None:
             raise TemporalCliError(
                 "The Temporal CLI is not installed and Go is not available to build it. Install Go "

@@ -1,12 +1,7 @@
-"""Fixtures of the api tests: a database on SQLite and on a throwaway PostgreSQL, and the app.
-
-The PostgreSQL server is real (initdb + pg_ctl on 127.0.0.1, one per session); without its
-binaries the PostgreSQL variants skip locally and fail in CI, where they must run.
-"""
+"""Fixtures of the api tests: a database on SQLite and on a throwaway PostgreSQL, and the app."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -19,9 +14,8 @@ from temporalio.client import Client
 
 from api.app import create_app
 from api.settings import Settings
-from db.engine import create_tables, make_engine
 from tests.api.helpers import ADMIN_KEY, stand_in_router
-from tests.postgres import pg_bindir, throwaway_postgres
+from tests.databases import migrated, sqlite_at_head
 
 OUR_TABLES = (
     "ledger_tags",
@@ -35,22 +29,9 @@ OUR_TABLES = (
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL server and database for this session, stopped at the end."""
-    bindir = pg_bindir()
-    if bindir is None:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL binaries (initdb, pg_ctl) are required in CI")
-        pytest.skip("no PostgreSQL binaries on PATH or under /usr/lib/postgresql/*/bin")
-    with throwaway_postgres(bindir) as url:
-        yield url
-
-
-@pytest.fixture(scope="session")
 def pg_engine(postgres_url: str) -> Iterator[Engine]:
-    """One engine on the session's PostgreSQL, tables created once."""
-    engine = make_engine(postgres_url)
-    create_tables(engine)
+    """One engine on the session's PostgreSQL, migrated to head once."""
+    engine = migrated(postgres_url)
     yield engine
     engine.dispose()
 
@@ -59,8 +40,7 @@ def pg_engine(postgres_url: str) -> Iterator[Engine]:
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """An empty runcap database, on SQLite (a new file) or PostgreSQL (tables emptied)."""
     if request.param == "sqlite":
-        sqlite_engine = make_engine(f"sqlite:///{tmp_path / 'runcap.db'}")
-        create_tables(sqlite_engine)
+        sqlite_engine = sqlite_at_head(tmp_path / "runcap.db")
         yield sqlite_engine
         sqlite_engine.dispose()
         return
@@ -73,8 +53,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
 @pytest.fixture
 def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
     """An empty SQLite database, for tests that need no second backend."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'runcap.db'}")
-    create_tables(engine)
+    engine = sqlite_at_head(tmp_path / "runcap.db")
     yield engine
     engine.dispose()
 

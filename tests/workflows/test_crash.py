@@ -19,6 +19,7 @@ from db.models import LedgerEntry
 from fake_provider import FakeProvider
 from providers.base import Provider
 from tests.conftest import TargetFactory
+from tests.databases import sqlite_at_head
 from tests.polling import eventually
 from tests.workflows.test_agent_run import assert_replays, ledger_rows, spec, spend_of
 from worker.devserver import DevServer
@@ -52,6 +53,7 @@ async def test_sigkill_worker_mid_burst(
     await fake.reset()
     await fake.script("fake-small", latency_ms=1500)
     db = tmp_path / "ledger.db"
+    sqlite_at_head(db).dispose()  # what `python -m db upgrade` does before a worker starts
     worker = start_worker(dev_server, fake, task_queue, db)
     run = RunInput(run_id=uuid.uuid4().hex[:12], budget_micros=MICROS_PER_USD)
     try:

@@ -1,0 +1,1 @@
+"""One file per revision; ``python -m db revision -m "..."`` writes the next one."""
