@@ -11,6 +11,7 @@ Tests kill and restart parts through ``kill_worker``, ``restart_temporal`` and t
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -36,6 +37,18 @@ from worker.devserver import DevServer, free_port
 from worker.health import is_fresh
 
 Kind = Literal["production", "dev"]
+ROUTES = {
+    "routes": [
+        {
+            "model": "fallback",
+            "chain": ["fake/fake-large", "fake/fake-small"],
+            "first_byte_timeout_seconds": 2,
+        },
+        {"model": "alone", "chain": ["fake/fake-small"], "first_byte_timeout_seconds": 2},
+    ]
+}
+"""The operator's routes file for the fault cases: a premium target that may fail or hang,
+guarded by a short first-byte timeout, falling back to a cheap one; and the cheap one alone."""
 PASSWORD_SYNTAX = "a@b:/#%?&="
 """Put into every generated password: URL syntax that broke the old DATABASE_URL."""
 
@@ -85,6 +98,7 @@ class Stack:
         for name in ("runcap_openai_api_key", "runcap_anthropic_api_key", "runcap_metrics_token",
                      "runcap_alert_webhook_url", "runcap_alert_webhook_secret"):  # fmt: skip
             (self.secret_files / name).write_text("")  # unset: the fake profile, no alerts
+        (self.root / "routes.json").write_text(json.dumps(ROUTES))
 
     def secret(self, source: str) -> str:
         """The content of a secret file (as deploy/secrets holds it)."""
@@ -186,10 +200,17 @@ class Stack:
         await child.start(lambda: _fresh(health))
         return child
 
-    async def start_api(self) -> str:
-        """One more api instance; its base URL once ``/healthz`` answers (compose's check)."""
+    async def start_api(self, **settings: str) -> str:
+        """One more api instance; its base URL once ``/healthz`` answers (compose's check).
+        ``settings``: more environment (``RUNCAP_*``) for this instance only."""
         port = free_port()
-        env = self.env("api", RUNCAP_API_HOST="127.0.0.1", RUNCAP_API_PORT=str(port))
+        env = self.env(
+            "api",
+            RUNCAP_API_HOST="127.0.0.1",
+            RUNCAP_API_PORT=str(port),
+            RUNCAP_ROUTES_FILE=str(self.root / "routes.json"),
+            **settings,
+        )
         child = Child(f"api-{len(self.apis)}", compose.command("api"), env, self.logs)
         url = f"http://127.0.0.1:{port}"
         self.apis.append(child)

@@ -3,10 +3,13 @@ instance, and what each call's client saw."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -44,15 +47,18 @@ class Answer:
 
     @property
     def ok(self) -> bool:
-        return self.status == 200
+        """Answered in full (a stream that ended with an error event was not)."""
+        return self.status == 200 and not self.error
 
     @property
     def call_id(self) -> str:
         return self.headers.get("x-runcap-call-id", "")
 
     @property
-    def cost_micros(self) -> int:
-        return round(float(self.headers["x-runcap-cost-usd"]) * 1_000_000)
+    def cost_micros(self) -> int | None:
+        """What the client was told it cost (a stream's headers go out before the cost is known)."""
+        told = self.headers.get("x-runcap-cost-usd")
+        return None if told is None else int(Decimal(told) * 1_000_000)
 
     @property
     def budget_exceeded(self) -> bool:
@@ -67,6 +73,9 @@ class Answer:
         """An answer; a clear refusal of an unaffordable call; or an error in OpenAI's
         envelope that its SDK retries, with Retry-After where it applies."""
         if self.ok or self.budget_exceeded or self.status == DROPPED:
+            return
+        if self.status == 200:  # a stream that broke after bytes went out: it says so
+            assert {"message", "type"} <= set(self.error), self.body
             return
         assert self.status in RETRYABLE, (self.status, self.body)
         assert {"message", "type", "code"} <= set(self.error), self.body
@@ -108,30 +117,44 @@ class Gateway:
         return Key(created["id"], created["key"])
 
     async def chat(
-        self, key: Key, task: str, *, api: int = 0, max_tokens: int = 50, **extra: Any
+        self,
+        key: Key,
+        task: str,
+        *,
+        api: int = 0,
+        max_tokens: int = 50,
+        model: str = "fake-small",
+        headers: dict[str, str] | None = None,
+        streaming: asyncio.Event | None = None,
+        **extra: Any,
     ) -> Answer:
-        """One chat completion on ``key``'s run for ``task``; what the client saw."""
+        """One chat completion on ``key``'s run for ``task``; what the client saw. With
+        ``stream=True`` the body is the text streamed, or the error event that ended it, and
+        ``streaming`` is set once text has reached the client."""
         body = {
-            "model": "fake-small",
+            "model": model,
             "messages": MESSAGES,
             "max_tokens": max_tokens,
             "metadata": {"tags": [f"task:{task}"]},
             **extra,
         }
-        headers = {"Authorization": f"Bearer {key.secret}"}
+        sent = {"Authorization": f"Bearer {key.secret}", **(headers or {})}
+        url = f"{self.url(api)}/v1/chat/completions"
         try:
-            response = await self.http.post(
-                f"{self.url(api)}/v1/chat/completions", json=body, headers=headers
-            )
+            async with self.http.stream("POST", url, json=body, headers=sent) as response:
+                if body.get("stream") and response.status_code == 200:
+                    parsed = await _read_stream(response, streaming or asyncio.Event())
+                else:
+                    raw = await response.aread()
+                    try:
+                        parsed = json.loads(raw)
+                    except ValueError:
+                        parsed = raw.decode(errors="replace")
         except httpx.TimeoutException:
             answer = Answer(NO_ANSWER, {}, {"timeout": f"no answer in {CALL_SECONDS:.0f}s"}, api)
         except httpx.TransportError as error:  # a dropped connection is what a client sees
             answer = Answer(DROPPED, {}, {"transport_error": repr(error)}, api)
         else:
-            try:
-                parsed: Any = response.json()
-            except ValueError:
-                parsed = response.text
             answer = Answer(response.status_code, dict(response.headers), parsed, api)
         self.answers.append(answer)
         return answer
@@ -144,3 +167,22 @@ class Gateway:
         assert answer.ok, answer.body
         rows = await ledger_rows(self, f"{key.id}.{task}", calls=1)
         return rows[0].reserved_micros
+
+
+async def _read_stream(response: httpx.Response, streaming: asyncio.Event) -> Any:
+    """A chat completion stream's text, or its error event (a stream that failed loudly);
+    one that just stops is a dropped connection to the client."""
+    text = ""
+    async for line in response.aiter_lines():
+        if line == "data: [DONE]":
+            return {"text": text}
+        if not line.startswith("data: "):
+            continue
+        event = json.loads(line[6:])
+        if "error" in event:
+            return {"text": text, "error": event["error"]}
+        for choice in event.get("choices", []):
+            text += choice.get("delta", {}).get("content") or ""
+        if text:
+            streaming.set()
+    raise httpx.RemoteProtocolError(f"the stream ended without [DONE] after {len(text)} chars")
