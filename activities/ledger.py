@@ -11,7 +11,7 @@ import asyncio
 from sqlalchemy import Engine
 from temporalio import activity
 
-from db.ledger import recorded_calls, write_rows
+from db.ledger import recorded_calls, recorded_under, write_rows
 from workflows.contracts import LedgerBatch, RecordedCall
 
 
@@ -34,3 +34,8 @@ class LedgerActivities:
     async def recorded_calls(self, call_ids: list[str]) -> list[RecordedCall]:
         """How the callers of ``call_ids`` recorded their ending, for those that did."""
         return await asyncio.to_thread(recorded_calls, self.engine, call_ids)
+
+    @activity.defn
+    async def recorded_under_advances(self, advance_ids: list[str]) -> list[RecordedCall]:
+        """How a silent caller recorded the calls it made under its advances."""
+        return await asyncio.to_thread(recorded_under, self.engine, advance_ids)

@@ -69,6 +69,7 @@ async def gateway_lifespan(app: FastAPI) -> AsyncIterator[None]:
         # A run counts this instance silent after its caller timeout: beat well within it.
         heartbeat=min(settings.settle_heartbeat_seconds, settings.run_caller_timeout_seconds / 3),
         observer=app.state.metrics.observe,
+        advances=settings.caller_advances,
     ) as caller:
         app.state.caller = caller
         yield

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, or_, select
 
 from db.models import LedgerEntry
 from workflows.budget import step_of
@@ -22,11 +22,14 @@ L = LedgerEntry.__table__  # type: ignore[attr-defined]
 
 
 def ended_rows(engine: Engine, call_ids: Sequence[str]) -> list[LedgerEntry]:
-    """Ledger rows of calls that ended, among ``call_ids`` (blocking)."""
+    """Ledger rows of calls that ended, among ``call_ids`` and under those that are advances
+    (blocking)."""
     if not call_ids:
         return []
+    among = [L.c.call_id.in_(list(call_ids))]
+    among += [L.c.call_id.startswith(f"{cid}/") for cid in call_ids if cid.startswith("adv-")]
     with engine.connect() as conn:
-        query = select(L).where(L.c.call_id.in_(list(call_ids)), L.c.status.in_(ENDED))
+        query = select(L).where(or_(*among), L.c.status.in_(ENDED))
         return [LedgerEntry.model_validate(r._mapping) for r in conn.execute(query)]
 
 
@@ -38,8 +41,15 @@ def with_unsettled(spend: RunSpend, rows: Sequence[LedgerEntry]) -> RunSpend:
     spent, reserved = spend.spent_micros, spend.reserved_micros
     calls, failed = spend.calls, spend.failed_calls
     for row in rows:
-        held = open_calls.pop(row.call_id, None)
-        if held is None:
+        advance, under, _ = row.call_id.partition("/")
+        if under:  # a call under an advance: its cost moves out of the advance
+            if advance not in open_calls or row.call_id in spend.settled_under.get(advance, []):
+                continue
+            held = min(row.cost_micros, open_calls[advance])
+            open_calls[advance] -= held
+        elif row.call_id in open_calls:
+            held = open_calls.pop(row.call_id)
+        else:
             continue
         reserved -= held
         if row.status == "failed":

@@ -51,6 +51,9 @@ class Settings(RuncapSettings):
     """How long a provider may stay silent before the chain moves on; routes may override."""
     settle_interval_seconds: float = 0.2
     settle_heartbeat_seconds: float = 5.0
+    caller_advances: bool = True
+    """Far from a run's caps, hold an advance of its budget and reserve calls against it here,
+    with no Temporal round trip (see ``caller.advances``); off: every call reserves in the run."""
     max_concurrent_calls: int = 1000
     key_cache_ttl_seconds: float = 1.0
     """How long a key's policy is reused; an edit through another instance lands within it."""

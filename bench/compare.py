@@ -7,7 +7,9 @@ gateway adds is its latency minus the direct latency of the same rounds. CPU is 
 ``/proc`` around every block, per process.
 
 runcap is measured on one run (a key without a task tag, the heaviest case: every call goes
-to one workflow) and on 64 runs (one per ``task:`` tag).
+to one workflow) and on 64 runs (one per ``task:`` tag); and on one run through a second api
+instance with advances off (``RUNCAP_CALLER_ADVANCES=false``: one Temporal hop per call), so the
+advances' effect is measured in the same rounds.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from contextlib import AsyncExitStack
 import httpx
 
 from bench import report
-from bench.harness import Stack, create_key
+from bench.harness import Stack, create_key, free_port, python_child
 from bench.litellm_proxy import Proxy, litellm_proxy
 from bench.load import BODY_BYTES, Blocks, Clients, Target, clients, json_headers, run_block
 
@@ -32,6 +34,8 @@ CALLS = {(0, 1): 100, (0, 10): 300, (0, 50): 500, (200, 1): 25, (200, 10): 150, 
 TASK_RUNS = 64
 BURST = 200
 RUNCAP, LITELLM, TASKS, DIRECT = "runcap", "LiteLLM", "runcap 64 runs", "direct"
+HOP = "runcap, hop per call"
+HOP_API = "api-hop"
 
 
 def progress(message: str) -> None:
@@ -47,7 +51,7 @@ def fixed(headers: dict[str, str]) -> Callable[[], dict[str, str]]:
     return lambda: headers
 
 
-def targets(stack: Stack, proxy: Proxy, key: str) -> list[Target]:
+def targets(stack: Stack, proxy: Proxy, key: str, hop_url: str) -> list[Target]:
     assert stack.api_url is not None
     auth = {"Authorization": f"Bearer {key}"}
     tasks = itertools.cycle(range(TASK_RUNS))
@@ -62,6 +66,7 @@ def targets(stack: Stack, proxy: Proxy, key: str) -> list[Target]:
             lambda: {**auth, "x-runcap-tags": f"task:bench-{next(tasks)}"},
             ("temporal", "worker", "api"),
         ),
+        Target(HOP, f"{hop_url}{path}", lambda: auth, ("temporal", "worker", HOP_API)),
     ]
 
 
@@ -70,11 +75,20 @@ async def run(stack: Stack, *, rounds: int, scale: float) -> None:
         proxy = await exits.enter_async_context(
             litellm_proxy(stack.fake_url, stack.data_dir / "litellm")
         )
+        hop_port = free_port()
+        hop_env = {
+            **stack.env,
+            "RUNCAP_API_PORT": str(hop_port),
+            "RUNCAP_CALLER_ADVANCES": "false",
+        }
+        hop = await exits.enter_async_context(
+            python_child("api", hop_env, hop_port, stack.data_dir / "api-hop.log")
+        )
         http = await exits.enter_async_context(clients())
-        pids = {**stack.pids, "litellm": proxy.pid, "bench": os.getpid()}
+        pids = {**stack.pids, "litellm": proxy.pid, "bench": os.getpid(), HOP_API: hop.pid}
         load_before = os.getloadavg()[0]
         key = await create_key(http.first, stack)
-        all_targets = targets(stack, proxy, key)
+        all_targets = targets(stack, proxy, key, f"http://127.0.0.1:{hop_port}")
         await _check_prices(http, all_targets)
         progress("warming up: the run, 64 task runs, pools")
         for target in all_targets:
@@ -92,7 +106,8 @@ async def run(stack: Stack, *, rounds: int, scale: float) -> None:
         f"\nMachine: {os.cpu_count()} cores; load average (1 min) {load_before:.1f} at the start,"
         f" {os.getloadavg()[0]:.1f} at the end (other work on the machine counts in it)."
     )
-    report.comparison(cells, rounds, bursts, [RUNCAP, LITELLM, TASKS])
+    own = {t.name: t.own for t in all_targets[1:]}
+    report.comparison(cells, rounds, bursts, [RUNCAP, LITELLM, TASKS, HOP], own)
 
 
 async def _cell(

@@ -171,12 +171,13 @@ def burst_table(bursts: Sequence[BurstRow]) -> str:
 
 
 def comparison(
-    cells: Cells, rounds: int, bursts: Sequence[BurstRow], gateways: Sequence[str]
+    cells: Cells,
+    rounds: int,
+    bursts: Sequence[BurstRow],
+    gateways: Sequence[str],
+    own: dict[str, tuple[str, ...]],
 ) -> None:
-    own: dict[str, tuple[str, ...]] = {
-        g: ("temporal", "worker", "api") for g in gateways if g != LITELLM
-    }
-    own[LITELLM] = ("litellm",)
+    """``own``: each gateway's processes (their CPU is its cost)."""
     print(f"\n### Added latency, ms (gateway minus direct, pooled over {rounds} rounds)\n")
     print(latency_table(cells, gateways))
     print("\n### Calls/s (all rounds; per-round range in brackets)\n")

@@ -68,6 +68,7 @@ class GrantedCall:
         progress: StreamProgress,
         record: Record,
         trace: CallTrace,
+        advance_id: str = "",
     ) -> None:
         self.run_id = run_id
         self.key_id = key_id
@@ -79,6 +80,8 @@ class GrantedCall:
         self.progress = progress
         self.record = record
         self.trace = trace
+        self.advance_id = advance_id
+        """Set when the call was reserved under this caller's advance, not in the run."""
         self.started = time.monotonic()
         self.started_at = datetime.now(UTC).isoformat()
         self.ended = False
@@ -136,6 +139,14 @@ class GrantedCall:
         settlement = Settlement(
             grant.call_id, status, target, usage, known, attempts, latency, error
         )
+        if self.advance_id:  # the run holds nothing for it: tell it what it needs
+            settlement.target = target or grant.chain[0]
+            settlement.advance_id = self.advance_id
+            settlement.reserved_micros = grant.reserved_micros
+            settlement.max_tokens = grant.max_tokens
+            settlement.tags = list(self.tags)
+            settlement.requested_model = self.requested_model
+            settlement.started_at = self.started_at
         row = LedgerRow(
             call_id=grant.call_id,
             run_id=self.run_id,

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 from temporalio.client import Client
 
+from caller.advances import Advances
 from caller.call import CallReply, CallStream, GrantedCall, StreamEnd
 from caller.errors import CallFailed
 from caller.ledger import LedgerWriter
@@ -43,6 +44,14 @@ from workflows.contracts import (
 )
 
 T = TypeVar("T")
+
+
+def advance_of(call_id: str) -> str:
+    """The advance a call was reserved under (its id is ``<advance>/<n>``), else empty."""
+    advance, under, _ = call_id.partition("/")
+    return advance if under else ""
+
+
 DEADLINE_MARGIN_SECONDS = 5.0
 """The walk stops this long before the grant's deadline, so the caller, not the run's expiry,
 records how the call ended."""
@@ -87,6 +96,7 @@ class Caller:
         heartbeat: float = 5.0,
         caller_id: str | None = None,
         observer: CallObserver | None = None,
+        advances: bool = True,
     ) -> None:
         self.providers = providers
         self.policy = policy or WalkPolicy()
@@ -99,12 +109,16 @@ class Caller:
         """Without a database the run writes the ledger rows itself, a moment later."""
         self.observer = observer
         """Told how each granted call ended (the api's metrics)."""
+        self.advances = Advances(self.settler) if advances else None
+        """Slices of runs' budgets this caller reserves calls against without a hop."""
 
     async def __aenter__(self) -> Caller:
         await self.settler.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self.advances is not None:
+            self.advances.retire_all()
         await self.settler.stop()
 
     async def call(self, run: RunInput | str, spec: CallSpec) -> CallReply:
@@ -182,10 +196,14 @@ class Caller:
             fingerprint=spec.fingerprint,
         )
         run_id = run_id_of(run)
-        grant = await self._reserve(run, req)
-        if grant.settled is not None:
-            return CallReply(grant.settled, None)
-        self.settler.opened(run_id, req.call_id)
+        grant = None
+        if self.advances is not None and not spec.call_id and not spec.fingerprint:
+            grant = self.advances.take(run_id, req)  # idempotent and guarded calls never
+        if grant is None:
+            grant = await self._reserve(run, req)
+            if grant.settled is not None:
+                return CallReply(grant.settled, None)
+        self.settler.opened(run_id, grant.call_id)
         progress = StreamProgress()
         timeout = self.policy.first_byte_timeout
         if spec.first_byte_timeout is not None:
@@ -216,19 +234,44 @@ class Caller:
             progress=progress,
             record=self._record,
             trace=call_trace,
+            advance_id=advance_of(grant.call_id),
         )
 
     async def _reserve(self, run: RunInput | str, req: ReserveRequest) -> Grant:
+        """The run's grant; a reservation asking for an advance lets the advances know."""
+        if not req.want_advance or self.advances is None:
+            return await self._reserve_in_run(run, req)
+        run_id = run_id_of(run)
+        grant = None
+        try:
+            if self.settler.retiring(run_id):
+                await self.settler.flush(run_id)  # the run takes our old advance back first
+            grant = await self._reserve_in_run(run, req)
+            return grant
+        finally:
+            self.advances.answered(run_id, grant)
+
+    async def _reserve_in_run(self, run: RunInput | str, req: ReserveRequest) -> Grant:
+        run_id = run_id_of(run)
         try:
             return await self.runs.reserve(run, req)
         except CallFailed as refused:
-            run_id = run_id_of(run)
-            if refused.kind != errors.BUDGET_EXCEEDED or not self.settler.pending(run_id):
+            if refused.kind != errors.BUDGET_EXCEEDED:
+                raise
+            handed_back = False
+            if self.advances is not None and not req.want_advance:
+                # Money may sit in this caller's advance: use it, or hand it back.
+                await self.advances.settled_asking(run_id)
+                local = self.advances.take(run_id, req, ask=False)
+                if local is not None:
+                    return local
+                handed_back = self.advances.hand_back(run_id)
+            if not handed_back and not self.settler.pending(run_id):
                 raise
         # Calls of ours that finished still hold their reservations until their batch lands:
         # deliver it now, so no call is refused while money remains.
         await self.settler.flush(run_id)
-        return await self.runs.reserve(run, replace(req))
+        return await self.runs.reserve(run, replace(req, want_advance=False))
 
     async def _bounded(self, granted: GrantedCall, work: Awaitable[T]) -> T:
         """``work`` within the grant's deadline (minus a margin): no call holds money forever."""
@@ -247,6 +290,10 @@ class Caller:
             with contextlib.suppress(Exception):
                 settlement.ledger_written = await self.ledger.write(row)
         self.settler.add(run_id, settlement)
+        if self.advances is not None and settlement.advance_id:
+            self.advances.ended(
+                run_id, settlement.advance_id, settlement.reserved_micros, row.cost_micros
+            )
         if row.cost_micros > row.reserved_micros:
             # An overrun: the run must close the target before this client's next call can
             # reserve, so this settlement goes now, before the answer, not with the next batch.

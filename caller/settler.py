@@ -15,12 +15,13 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from temporalio.service import RPCError, RPCStatusCode
 
 from caller.runs import Runs
-from workflows.contracts import SettleBatch, Settlement
+from workflows.contracts import SettleAck, SettleBatch, Settlement
 
 log = logging.getLogger(__name__)
 GIVE_UP_AFTER = 600.0
@@ -45,7 +46,12 @@ class Settler:
         self._open: dict[str, set[str]] = defaultdict(set)
         self._last_sent: dict[str, float] = {}
         self._sending: dict[str, asyncio.Task[Any]] = {}
+        self._retired: dict[str, list[str]] = defaultdict(list)
         self._loop: asyncio.Task[None] | None = None
+        self.on_ack: Callable[[str, SettleAck], None] = lambda run_id, ack: None
+        """Told each run's answer to a batch (advances listen: the run may want them back)."""
+        self.on_tick: Callable[[], None] = lambda: None
+        """Called before each round of batches (advances retire idle ones then)."""
 
     def opened(self, run_id: str, call_id: str) -> None:
         """A call of this caller holds a reservation in ``run_id``: keep the run hearing from us."""
@@ -58,15 +64,30 @@ class Settler:
         self._queued[run_id].append(settlement)
         self._first_queued.setdefault(run_id, time.monotonic())
 
+    def retire(self, run_id: str, advance_id: str) -> None:
+        """This caller is done with an advance: it goes back with the next batch, after every
+        settlement already queued (the run applies a batch's settlements first)."""
+        self._open[run_id].discard(advance_id)
+        self._retired[run_id].append(advance_id)
+        self._first_queued.setdefault(run_id, time.monotonic())
+
+    def retiring(self, run_id: str) -> bool:
+        """Whether an advance of ``run_id`` waits to go back."""
+        return bool(self._retired.get(run_id))
+
     def in_flight(self) -> tuple[int, int]:
         """Runs where this caller has calls in flight, and those calls (for the api's gauges)."""
-        counts = [len(calls) for calls in self._open.values() if calls]
+        counts = [sum(not _is_advance(c) for c in calls) for calls in self._open.values()]
+        counts = [count for count in counts if count]
         return len(counts), sum(counts)
 
     def pending(self, run_id: str) -> bool:
         """Whether settlements for ``run_id`` wait to be sent or are on their way (their money
         is still held in the run)."""
-        return bool(self._queued.get(run_id)) or run_id in self._sending
+        return self._due(run_id) or run_id in self._sending
+
+    def _due(self, run_id: str) -> bool:
+        return bool(self._queued.get(run_id) or self._retired.get(run_id))
 
     async def flush(self, run_id: str | None = None, tries: int = 20) -> None:
         """Send what is queued now (for one run, or all), and wait until the runs have it.
@@ -78,8 +99,8 @@ class Settler:
             # A batch the loop is sending now may come back to the queue: wait for it first.
             sending = [t for r, t in self._sending.items() if run_id in (None, r)]
             await asyncio.gather(*sending, return_exceptions=True)
-            runs = [run_id] if run_id is not None else list(self._queued)
-            runs = [r for r in runs if self._queued.get(r)]
+            runs = [run_id] if run_id is not None else [*self._queued, *self._retired]
+            runs = [r for r in dict.fromkeys(runs) if self._due(r)]
             if not runs:
                 return
             if attempt:
@@ -101,15 +122,17 @@ class Settler:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
+            with contextlib.suppress(Exception):
+                self.on_tick()
             now = time.monotonic()
-            due = [r for r, items in self._queued.items() if items]
+            due = [r for r in dict.fromkeys([*self._queued, *self._retired]) if self._due(r)]
             due += [
                 r
                 for r, calls in self._open.items()
                 if calls and r not in due and now - self._last_sent.get(r, 0.0) >= self.heartbeat
             ]
             for run_id in [r for r, calls in self._open.items() if not calls]:
-                if not self._queued.get(run_id):
+                if not self._due(run_id):
                     self._open.pop(run_id, None)
                     self._last_sent.pop(run_id, None)
             if due:
@@ -127,12 +150,13 @@ class Settler:
 
     async def _deliver(self, run_id: str) -> None:
         items = self._queued.pop(run_id, [])
+        retired = self._retired.pop(run_id, [])
         first = self._first_queued.pop(run_id, time.monotonic())
         self._last_sent[run_id] = time.monotonic()
         try:
-            await self.runs.settle(run_id, SettleBatch(self.caller_id, items))
+            ack = await self.runs.settle(run_id, SettleBatch(self.caller_id, items, retired))
         except Exception as err:  # whatever went wrong, the batch is kept for the next try
-            if not items:
+            if not items and not retired:
                 return
             gone = isinstance(err, RPCError) and err.status == RPCStatusCode.NOT_FOUND
             waited = time.monotonic() - first
@@ -140,4 +164,13 @@ class Settler:
                 log.warning("run %s took no settle of %d calls: %s", run_id, len(items), err)
                 return
             self._queued[run_id][:0] = items  # keep their order; they go with the next batch
+            self._retired[run_id][:0] = retired
             self._first_queued[run_id] = first
+        else:
+            with contextlib.suppress(Exception):
+                self.on_ack(run_id, ack)
+
+
+def _is_advance(call_id: str) -> bool:
+    """An advance this caller holds (kept open for its heartbeats), not a call."""
+    return call_id.startswith("adv-") and "/" not in call_id

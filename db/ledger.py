@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, select
+from sqlalchemy import Connection, Engine, Select, delete, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from db.models import LedgerEntry, LedgerTag
@@ -116,6 +116,19 @@ def recorded_calls(engine: Engine, call_ids: Sequence[str]) -> list[RecordedCall
         return []
     table = LedgerEntry.__table__  # type: ignore[attr-defined]
     query = select(table).where(table.c.call_id.in_(list(call_ids)), table.c.status.in_(RECORDED))
+    return _recorded(engine, query)
+
+
+def recorded_under(engine: Engine, advance_ids: Sequence[str]) -> list[RecordedCall]:
+    """The calls a caller recorded under each of ``advance_ids`` (ids ``<advance>/<n>``)."""
+    if not advance_ids:
+        return []
+    table = LedgerEntry.__table__  # type: ignore[attr-defined]
+    under = or_(*(table.c.call_id.startswith(f"{advance}/") for advance in advance_ids))
+    return _recorded(engine, select(table).where(under, table.c.status.in_(RECORDED)))
+
+
+def _recorded(engine: Engine, query: Select[Any]) -> list[RecordedCall]:
     with engine.connect() as conn:
         rows = conn.execute(query).all()
     return [
@@ -133,6 +146,17 @@ def recorded_calls(engine: Engine, call_ids: Sequence[str]) -> list[RecordedCall
             attempts=[Attempt(**a) for a in row.attempts or []],
             latency_ms=row.latency_ms,
             error=row.error,
+            reserved_micros=row.reserved_micros,
+            tags=list(row.tags or []),
+            requested_model=row.requested_model,
+            started_at=_iso(row.started_at),
+            cost_micros=row.cost_micros,
         )
         for row in rows
     ]
+
+
+def _iso(when: datetime | None) -> str:
+    if when is None:
+        return ""
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).isoformat()

@@ -53,6 +53,7 @@ def build_worker(
         activities=[
             ledger.write_ledger,
             ledger.recorded_calls,
+            ledger.recorded_under_advances,
             alerts.send_alert,
             model_calls.call_target,
             periods.draw_lease,

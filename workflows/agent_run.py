@@ -21,6 +21,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from workflows import errors
+    from workflows.advances import recorded_settlement
     from workflows.budget import BudgetExceeded
     from workflows.calls import budget_error
     from workflows.contracts import (
@@ -46,6 +47,8 @@ ONE_TASK = "one-task-per-settle"
 """Patch: a settle batch refreshes the run's search attributes in its own workflow task, and a
 call that must expire before the loop's next wake re-arms it (runs recorded before take the
 old path on replay)."""
+ADVANCES = "caller-advances"
+"""Patch: a caller may ask for an advance with a call (runs recorded before never granted one)."""
 
 
 @workflow.defn(sandboxed=False)
@@ -82,9 +85,10 @@ class AgentRun:
         if known is not None:
             return known
         self.book.admit(req, workflow.now(), draining=self.draining)
-        if self.book.draws(req, workflow.now()):
+        advance = req.want_advance and workflow.patched(ADVANCES)
+        if self.book.draws(req, workflow.now(), advance=advance):
             async with self.chores.lease_lock:
-                for draw in self.book.draws(req, workflow.now()):
+                for draw in self.book.draws(req, workflow.now(), advance=advance):
                     await self.chores.draw(draw)
             # While this waited, the same call id may have been reserved (a caller's retry).
             known = self._known(req)
@@ -95,10 +99,13 @@ class AgentRun:
         self.book.check_loop(req, now)
         held = self.book.reserve(req, now)
         self.last_call_at = now
+        granted = None
+        if advance:
+            granted = self.book.advance(req, held, now, f"adv-{workflow.uuid4().hex[:16]}")
         expiry = self.book.next_expiry(now)
         if expiry is not None and now + expiry < self.wake_at and workflow.patched(ONE_TASK):
             self.rearm = True  # the loop waits longer than this call may stay silent
-        return self.book.grant(req.call_id, held)
+        return self.book.grant(req.call_id, held, advance=granted)
 
     def _known(self, req: ReserveRequest) -> Grant | None:
         """The answer for a call id the run already has: its open grant, or its result."""
@@ -139,6 +146,8 @@ class AgentRun:
         now = workflow.now()
         for settlement in batch.settlements:
             self.book.settle(settlement, now)
+        for advance_id in batch.retired:  # after their calls' settlements, never before
+            self.book.retire(advance_id)
         self.book.heard_from(batch.caller_id, now)
         if batch.settlements:
             self.last_call_at = now
@@ -153,6 +162,7 @@ class AgentRun:
             budget_micros=self.state.budget_micros,
             spent_micros=self.state.spent_micros,
             reserved_micros=self.book.budget.reserved_micros,
+            advances=self.book.advances_welcome(),
         )
 
     async def _expire_silent_callers(self) -> None:
@@ -163,13 +173,23 @@ class AgentRun:
         other expired call settles at its reservation, as ``unknown``: never as free.
         """
         expired = self.book.expired(workflow.now())
-        if expired:
-            recorded = await self.chores.recorded(expired)
+        advances = [call_id for call_id in expired if self.book.is_advance(call_id)]
+        calls = [call_id for call_id in expired if call_id not in advances]
+        if calls:
+            recorded = await self.chores.recorded(calls)
             now = workflow.now()
-            for call_id in expired:
+            for call_id in calls:
                 held = self.state.open_calls.get(call_id)
                 if held is not None:  # a late settle may have landed meanwhile
                     self.book.settle(as_settlement(call_id, held, recorded.get(call_id)), now)
+        if advances:
+            under = await self.chores.recorded_under(advances)
+            now = workflow.now()
+            for call in under:
+                advance_id = call.call_id.split("/", 1)[0]
+                self.book.settle(recorded_settlement(advance_id, call), now)
+            for advance_id in advances:
+                self.book.bill_unreported(advance_id, now)
         self.book.forget_silent_callers()
 
     # ---- run control -------------------------------------------------------------------
@@ -220,6 +240,8 @@ class AgentRun:
 
     def _rearm(self, budget_micros: int) -> None:
         state = self.state
+        # A lower cap: callers hand their advances back now; a higher one lets them ask again.
+        state.advances_paused = budget_micros < state.budget_micros
         state.budget_micros = budget_micros
         state.refused_alerted = False
         state.alerted_thresholds = [

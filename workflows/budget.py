@@ -270,12 +270,30 @@ class Budget:
     def settle(self, call_id: str, cost: int, usage: Usage, tags: Sequence[str], model: str) -> int:
         """Turn a reservation into spend. Returns the overrun (0 when the cap held)."""
         held = self.state.open_calls.pop(call_id, None)
+        return self._spend(cost, usage, tags, model, held.reserved_micros if held else 0)
+
+    def settle_under(
+        self,
+        advance_id: str,
+        cost: int,
+        usage: Usage,
+        tags: Sequence[str],
+        model: str,
+        reserved: int,
+    ) -> int:
+        """A call its caller reserved under an advance (holding ``reserved`` of it): the cost
+        moves from the advance to spend. Returns the overrun."""
+        advance = self.state.open_calls[advance_id]
+        advance.reserved_micros -= min(cost, advance.reserved_micros)
+        return self._spend(cost, usage, tags, model, reserved)
+
+    def _spend(self, cost: int, usage: Usage, tags: Sequence[str], model: str, held: int) -> int:
         state = self.state
         state.spent_micros += cost
         state.calls += 1
         _bump(state.by_step, step_of(tags), cost, usage)
         _bump(state.by_model, model, cost, usage)
-        overrun = max(0, cost - (held.reserved_micros if held else 0))
+        overrun = max(0, cost - held)
         if overrun:
             state.overruns += 1
             state.overrun_micros += overrun
@@ -298,6 +316,9 @@ class Budget:
             by_step=state.by_step,
             by_model=state.by_model,
             open_calls={cid: c.reserved_micros for cid, c in state.open_calls.items()},
+            settled_under={
+                cid: list(c.settled_calls) for cid, c in state.open_calls.items() if c.advance
+            },
         )
 
     def crossed_thresholds(self) -> list[int]:

@@ -127,6 +127,31 @@ class ReserveRequest:
     stream: bool = False
     fingerprint: str = ""
     """A hash of the normalised messages and tools, for the loop guard (empty: not checked)."""
+    want_advance: bool = False
+    """The caller would hold an advance of the run's budget with this call (see ``Advance``)."""
+
+
+@dataclass
+class Advance:
+    """A slice of the run's budget held by one caller instance, which reserves its next calls
+    against it in its own process: no hop to the run per call while the run is far from its cap.
+
+    The caller reports each call under it in its settle batches (call ids ``<advance_id>/<n>``)
+    and retires it once its calls have ended; the run then releases what is left. A caller that
+    goes silent has its recorded calls settled as recorded and the rest billed as ``unknown``:
+    the provider may have worked on calls it never reported, and the cap must cover them.
+    """
+
+    advance_id: str
+    micros: int
+    use_until: str
+    """ISO-8601: no new call starts under it after this."""
+    call_timeout_seconds: int
+    """The deadline of each call under it, as of a grant's."""
+    factors: dict[str, int] = field(default_factory=dict)
+    """The run's output factors when granted (reservations use them)."""
+    blocked: list[str] = field(default_factory=list)
+    """``provider/model`` closed to new calls when granted."""
 
 
 @dataclass
@@ -145,6 +170,10 @@ class OpenCall:
     """ISO-8601: settled at its reservation (outcome ``unknown``) if still open then."""
     leases: list[str] = field(default_factory=list)
     """The period leases (``Lease.id``) this reservation also counts against."""
+    advance: bool = False
+    """This is an ``Advance`` held by its caller, not one call."""
+    settled_calls: list[str] = field(default_factory=list)
+    """For an advance: the calls under it settled so far (a repeated settle is ignored)."""
 
 
 @dataclass
@@ -214,6 +243,8 @@ class Grant:
     """What the run has left with this reservation held."""
     settled: CallResult | None = None
     """Set when this call id already settled: the caller must not call the provider again."""
+    advance: Advance | None = None
+    """Set when the caller asked for an advance and the run is far enough from its caps."""
 
 
 @dataclass
@@ -234,6 +265,17 @@ class Settlement:
     latency_ms: int = 0
     error: str = ""
     ledger_written: bool = False
+    advance_id: str = ""
+    """Set for a call reserved under an advance: the run holds no reservation of its own for
+    it, so the rest of what it needs comes with the settlement."""
+    reserved_micros: int = 0
+    max_tokens: int = 0
+    tags: list[str] = field(default_factory=list)
+    requested_model: str = ""
+    started_at: str = ""
+    recorded_cost_micros: int = -1
+    """For a call the run settles from its caller's ledger row (the caller went silent)
+    without knowing its price: the cost the caller billed (-1: price it here)."""
 
 
 @dataclass
@@ -242,6 +284,9 @@ class SettleBatch:
 
     caller_id: str
     settlements: list[Settlement] = field(default_factory=list)
+    retired: list[str] = field(default_factory=list)
+    """Advances this caller is done with: every call under them is settled in this batch or
+    an earlier one, so the run releases what is left of them."""
 
 
 @dataclass
@@ -250,6 +295,9 @@ class SettleAck:
     budget_micros: int
     spent_micros: int
     reserved_micros: int
+    advances: bool = True
+    """False when the caller should retire its advances now (the run nears a cap, closed, or
+    a target was closed): its next calls reserve one by one."""
 
 
 @dataclass
@@ -287,6 +335,11 @@ class RecordedCall:
     attempts: list[Attempt]
     latency_ms: int
     error: str = ""
+    reserved_micros: int = 0
+    tags: list[str] = field(default_factory=list)
+    requested_model: str = ""
+    started_at: str = ""
+    cost_micros: int = 0
 
 
 @dataclass
@@ -354,7 +407,9 @@ class RunSpend:
     by_step: dict[str, StepSpend]
     by_model: dict[str, StepSpend]
     open_calls: dict[str, int] = field(default_factory=dict)
-    """Reserved micro-dollars by call id: the calls still in flight."""
+    """Reserved micro-dollars by call id: the calls still in flight, and callers' advances."""
+    settled_under: dict[str, list[str]] = field(default_factory=dict)
+    """By advance id (among ``open_calls``): the calls under it the run has settled."""
 
 
 @dataclass
@@ -397,6 +452,9 @@ class RunState:
     """Draws and reports sent to periods so far: each gets a unique request id from it."""
     unsent_reports: list[LeaseReturn] = field(default_factory=list)
     """Reports already taken out of the run's leases, waiting for their period to take them."""
+    advances_paused: bool = False
+    """Set when the run came near a cap (or closed a target): callers retire their advances
+    and reserve call by call; a top-up or a new policy lifts it."""
 
 
 @dataclass

@@ -99,8 +99,9 @@ class RunLeases:
         period, _ = period_of(budget.kind, now, budget.timezone)
         return lease if lease is not None and lease.period == period else None
 
-    def draws(self, now: datetime, need: int, floor: int) -> list[Draw]:
-        """The leases to draw before a call holding ``need`` (at least ``floor``) can reserve."""
+    def draws(self, now: datetime, need: int, floor: int, extra: int = 0) -> list[Draw]:
+        """The leases to draw before a call holding ``need`` (at least ``floor``) can reserve;
+        ``extra`` asks for more (an advance for the caller) where the period can spare it."""
         wanted = []
         for budget in self.state.periods:
             lease = self.current(budget, now)
@@ -108,7 +109,7 @@ class RunLeases:
                 continue
             period, ends = period_of(budget.kind, now, budget.timezone)
             short = need - (self.room(lease) if lease else 0)
-            want = max(short, min(WANT_CALLS * need, budget.cap_micros // 10))
+            want = max(short, min(WANT_CALLS * need + extra, budget.cap_micros // 10))
             wanted.append(Draw(budget, period, ends.isoformat(), short, floor, want))
         return wanted
 

@@ -15,9 +15,18 @@ from typing import Literal
 from temporalio.exceptions import ApplicationError
 
 from workflows import errors
-from workflows.budget import Budget, BudgetExceeded, settled_cost, target_key
+from workflows.advances import (
+    ADVANCE_CALLS,
+    SHARE,
+    UNREPORTED,
+    USE_SECONDS,
+    advance_size,
+    call_under,
+)
+from workflows.budget import Budget, BudgetExceeded, Plan, settled_cost, target_key
 from workflows.calls import budget_error, check_call, fail, ledger_row
 from workflows.contracts import (
+    Advance,
     Alert,
     CallResult,
     Grant,
@@ -126,12 +135,14 @@ class RunBook:
         least = self.budget.plan(chain, req.input_tokens, floor, floor, factors=factors)
         return plan.reserved_micros, least.reserved_micros
 
-    def draws(self, req: ReserveRequest, now: datetime) -> list[Draw]:
-        """The period leases to draw before ``req`` can be reserved (none for most calls)."""
+    def draws(self, req: ReserveRequest, now: datetime, *, advance: bool = False) -> list[Draw]:
+        """The period leases to draw before ``req`` can be reserved (none for most calls).
+        With ``advance``, enough for the caller's advance too, where the period can spare it."""
         if not self.state.periods:
             return []
         need, floor = self.planned_need(req)
-        return self.leases.draws(now, need, floor) if need else []
+        extra = (SHARE + 1) * ADVANCE_CALLS * need if advance else 0
+        return self.leases.draws(now, need, floor, extra) if need else []
 
     def reserve(self, req: ReserveRequest, now: datetime) -> OpenCall:
         """Hold the call's worst case against the run and every period lease, or refuse."""
@@ -151,6 +162,7 @@ class RunBook:
                 exc.refusal.cap = tight.kind if tight else self.state.periods[0].kind
                 exc.refusal.resets_at = tight.ends_at if tight else ""
             self.refused(now, exc.refusal.cap)
+            self.state.advances_paused = True  # near a cap: callers hand their advances back
             raise budget_error(exc) from None
         about = OpenCall(
             caller_id=req.caller_id,
@@ -172,7 +184,87 @@ class RunBook:
         self.state.callers[req.caller_id] = now.isoformat()
         return held
 
-    def grant(self, call_id: str, held: OpenCall | None, done: CallResult | None = None) -> Grant:
+    def advance(
+        self, req: ReserveRequest, held: OpenCall, now: datetime, advance_id: str
+    ) -> Advance | None:
+        """An advance for the caller of ``req`` (whose call was just reserved as ``held``) when
+        the run is far enough from its caps and nothing needs each call to pass through it (the
+        loop guard, a parallel-call limit, a closed target); else ``None``."""
+        state = self.state
+        if not self.advances_welcome() or self.run.loop_max_repeats or self.run.max_parallel_calls:
+            return None
+        if any(c.advance and c.caller_id == req.caller_id for c in state.open_calls.values()):
+            return None  # one per caller: it hands the old one back first
+        size = advance_size(held.reserved_micros, self.budget.remaining_micros)
+        if not size:
+            state.advances_paused = True  # the run itself is near its cap
+            return None
+        limit, _ = self.leases.limit(now)
+        if limit is not None:
+            size = min(size, advance_size(held.reserved_micros, limit))
+            if not size:
+                return None  # the period lease is short this time; the next draw is bigger
+        use_until = now + timedelta(seconds=USE_SECONDS)
+        about = OpenCall(
+            caller_id=req.caller_id,
+            reserved_micros=size,
+            max_tokens=0,
+            chain=[],
+            tags=[],
+            requested_model="",
+            started_at=now.isoformat(),
+            deadline=(use_until + timedelta(seconds=self.run.call_timeout_seconds)).isoformat(),
+            leases=self.leases.lease_ids(now),
+            advance=True,
+        )
+        self.budget.reserve(advance_id, Plan(0, size), about)
+        return Advance(
+            advance_id=advance_id,
+            micros=size,
+            use_until=use_until.isoformat(),
+            call_timeout_seconds=self.run.call_timeout_seconds,
+            factors=dict(state.output_factors),
+            blocked=sorted(state.blocked_targets),
+        )
+
+    def advances_welcome(self) -> bool:
+        """Whether callers may hold advances now (what each settle batch's answer says)."""
+        state = self.state
+        return state.status == "open" and not state.advances_paused and not state.blocked_targets
+
+    def retire(self, advance_id: str) -> None:
+        """Its caller is done with an advance (every call under it settled): release the rest."""
+        held = self.state.open_calls.get(advance_id)
+        if held is not None and held.advance:
+            self.budget.release(advance_id)
+            self.dirty = True
+
+    def is_advance(self, call_id: str) -> bool:
+        held = self.state.open_calls.get(call_id)
+        return held is not None and held.advance
+
+    def bill_unreported(self, advance_id: str, now: datetime) -> None:
+        """An advance whose caller went silent: what no recorded call accounts for is billed as
+        ``unknown`` (the provider may have worked on calls the run never heard of)."""
+        held = self.state.open_calls.get(advance_id)
+        if held is None or not held.advance:
+            return
+        if held.reserved_micros == 0:
+            self.budget.release(advance_id)
+            return
+        cost = held.reserved_micros
+        s = Settlement(advance_id, "unknown", error=UNREPORTED)
+        self.budget.settle(advance_id, cost, Usage(), [], "(unreported)")
+        self.leases.charge(held, cost)
+        self._booked(s, held, cost, now)
+
+    def grant(
+        self,
+        call_id: str,
+        held: OpenCall | None,
+        done: CallResult | None = None,
+        advance: Advance | None = None,
+    ) -> Grant:
         return Grant(
             call_id=call_id,
             chain=held.chain if held else [],
@@ -183,6 +275,7 @@ class RunBook:
             spent_micros=self.state.spent_micros,
             remaining_micros=max(self.budget.remaining_micros, 0),
             settled=done,
+            advance=advance,
         )
 
     # ---- settlement ---------------------------------------------------------------------
@@ -198,6 +291,9 @@ class RunBook:
         """Turn a call's reservation into spend; a call that is not open is ignored, so no call
         is ever charged twice. A settle above its reservation is an overrun: charged in full,
         and its target closed to new calls of this run."""
+        if s.advance_id:
+            self._settle_under(s, now)
+            return
         held = self.state.open_calls.get(s.call_id)
         if held is None:
             return
@@ -206,13 +302,10 @@ class RunBook:
             self.state.failed_calls += 1
             cost = 0
         else:
-            price = (s.target or held.chain[0]).price
-            cost = settled_cost(s.status, price, s.usage, s.usage_known, held.reserved_micros)
+            cost = self._price(s, held)
             model = s.target.model if s.target else held.requested_model
             overrun = self.budget.settle(s.call_id, cost, s.usage, held.tags, model)
-            self.leases.charge(held, cost)
-            if overrun:
-                self._contain_overrun(s, held, cost, now)
+            self._charged(s, held, cost, overrun, now)
         self._remember(
             CallResult(
                 call_id=s.call_id,
@@ -228,6 +321,43 @@ class RunBook:
                 error=s.error,
             )
         )
+        self._booked(s, held, cost, now)
+
+    def _settle_under(self, s: Settlement, now: datetime) -> None:
+        """A call its caller reserved under an advance. Ignored once the advance is gone
+        (retired, or billed when its caller went silent) and when settled before."""
+        advance = self.state.open_calls.get(s.advance_id)
+        if advance is None or not advance.advance or s.call_id in advance.settled_calls:
+            return
+        advance.settled_calls.append(s.call_id)
+        held = call_under(advance, s)
+        if s.status == "failed":
+            self.state.failed_calls += 1
+            cost = 0
+        else:
+            cost = s.recorded_cost_micros if s.recorded_cost_micros >= 0 else self._price(s, held)
+            model = s.target.model if s.target else held.requested_model
+            overrun = self.budget.settle_under(
+                s.advance_id, cost, s.usage, held.tags, model, held.reserved_micros
+            )
+            self._charged(s, held, cost, overrun, now)
+        self._booked(s, held, cost, now)
+
+    def _price(self, s: Settlement, held: OpenCall) -> int:
+        target = s.target or (held.chain[0] if held.chain else None)
+        if target is None:
+            return held.reserved_micros
+        return settled_cost(s.status, target.price, s.usage, s.usage_known, held.reserved_micros)
+
+    def _charged(
+        self, s: Settlement, held: OpenCall, cost: int, overrun: int, now: datetime
+    ) -> None:
+        self.leases.charge(held, cost)
+        if overrun:
+            self._contain_overrun(s, held, cost, now)
+
+    def _booked(self, s: Settlement, held: OpenCall, cost: int, now: datetime) -> None:
+        """The ledger row the caller could not write, and the alerts spend crossed."""
         if not s.ledger_written:
             row = ledger_row(self.run.run_id, self.run.key_id, s.call_id, held, s, cost)
             self.state.pending_ledger.append(row)
@@ -238,7 +368,7 @@ class RunBook:
     def _contain_overrun(self, s: Settlement, held: OpenCall, cost: int, now: datetime) -> None:
         target = s.target or held.chain[0]
         key = target_key(target)
-        if s.usage.output_tokens > held.max_tokens:
+        if 0 < held.max_tokens < s.usage.output_tokens:
             factor = -(-s.usage.output_tokens * 1000 // held.max_tokens)
             self.state.output_factors[key] = max(self.state.output_factors.get(key, 1000), factor)
         first = key not in self.state.blocked_targets

@@ -95,6 +95,21 @@ class RunChores:
             return {}
         return {call.call_id: call for call in found}
 
+    async def recorded_under(self, advance_ids: list[str]) -> list[RecordedCall]:
+        """The calls a silent caller recorded under its advances (none when the look-up fails:
+        the advances are then billed whole, never released as free)."""
+        try:
+            found: list[RecordedCall] = await workflow.execute_activity_method(
+                LedgerActivities.recorded_under_advances,
+                advance_ids,
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=LOOKUP_RETRY,
+            )
+        except Exception:
+            workflow.logger.warning("ledger look-up failed; billing advances whole", exc_info=True)
+            return []
+        return found
+
     async def flush(self, *, idle: bool) -> None:
         """Give leases back, write ledger rows and alerts, then refresh search attributes and
         memo, in one pass."""

@@ -241,11 +241,13 @@ async def test_a_fallback_call_is_one_trace_from_the_api_to_the_run(
     handled = one(joined, "HandleUpdate:reserve")
     assert handled.context.trace_id == call.context.trace_id
 
-    # The next call reaches the open run with a plain update, a child of its own call span.
-    # TracingInterceptor puts the run's handling of it in the run's trace (the first call's),
-    # linked to that update.
+    # The next call that reserves in the run (an idempotent one: the others are reserved under
+    # the api's advance, with no Temporal span) reaches the open run with a plain update, a
+    # child of its own call span. TracingInterceptor puts the run's handling of it in the run's
+    # trace (the first call's), linked to that update.
     spans.clear()
-    again = await traced.chat(key, "fake-small", metadata={"tags": tags})
+    idempotent = {"Idempotency-Key": uuid.uuid4().hex}
+    again = await traced.chat(key, "fake-small", idempotent, metadata={"tags": tags})
     assert again.status_code == 200, again.text
     second = one(spans.get_finished_spans(), "chat fake-small", SpanKind.INTERNAL)
     update = one(spans.get_finished_spans(), "StartWorkflowUpdate:reserve")

@@ -37,8 +37,10 @@ async def caller(
     engine: Engine,
     worker: None,
 ) -> AsyncIterator[Caller]:
-    """A caller whose runs live on this test's worker and which writes the ledger itself."""
+    """A caller whose runs live on this test's worker and which writes the ledger itself.
+    Every call reserves in the run (no advances: ``tests/gateway/test_advances.py`` has them),
+    so these tests see each reservation the run holds."""
     async with Caller(
-        temporal_client, providers, engine=engine, workflow_task_queue=task_queue
+        temporal_client, providers, engine=engine, workflow_task_queue=task_queue, advances=False
     ) as c:
         yield c

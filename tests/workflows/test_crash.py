@@ -57,7 +57,9 @@ async def test_sigkill_worker_mid_burst(
     worker = start_worker(dev_server, fake, task_queue, db)
     run = RunInput(run_id=uuid.uuid4().hex[:12], budget_micros=MICROS_PER_USD)
     try:
-        async with Caller(temporal_client, providers, workflow_task_queue=task_queue) as caller:
+        async with Caller(
+            temporal_client, providers, workflow_task_queue=task_queue, advances=False
+        ) as caller:
             small = target("fake-small")
             calls = [asyncio.create_task(caller.call(run, spec([small]))) for _ in range(10)]
             await asyncio.sleep(0.8)  # the attempts are in flight at the provider
@@ -110,7 +112,7 @@ async def test_a_silent_caller_is_billed_its_reservations(
         run_id=uuid.uuid4().hex[:12], budget_micros=MICROS_PER_USD, caller_timeout_seconds=2
     )
     # Its settle loop never runs: no settlement, no heartbeat ever reaches the run.
-    silent = Caller(temporal_client, providers, workflow_task_queue=task_queue)
+    silent = Caller(temporal_client, providers, workflow_task_queue=task_queue, advances=False)
     reply = await silent.call(run, spec([small]))
     assert reply.result.status == "ok"
     handle = run_handle(temporal_client, run.run_id)
@@ -146,7 +148,9 @@ async def test_a_caller_that_died_after_answering_is_billed_what_it_recorded(
     run = RunInput(
         run_id=uuid.uuid4().hex[:12], budget_micros=MICROS_PER_USD, caller_timeout_seconds=2
     )
-    silent = Caller(temporal_client, providers, engine=engine, workflow_task_queue=task_queue)
+    silent = Caller(
+        temporal_client, providers, engine=engine, workflow_task_queue=task_queue, advances=False
+    )
     reply = await silent.call(run, spec([small]))
     handle = run_handle(temporal_client, run.run_id)
 
@@ -179,7 +183,7 @@ async def test_a_silent_call_on_a_quiet_run_expires_in_time(
     await caller.call(run, spec([small]))
     first = await spend_of(caller, run)  # settled: the loop now waits on the idle timer
     assert first.calls == 1 and not first.open_calls
-    silent = Caller(temporal_client, providers, workflow_task_queue=task_queue)
+    silent = Caller(temporal_client, providers, workflow_task_queue=task_queue, advances=False)
     await silent.call(run.run_id, spec([small]))
     handle = run_handle(temporal_client, run.run_id)
 

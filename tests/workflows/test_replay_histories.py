@@ -72,7 +72,32 @@ async def test_record_histories(
     (HISTORIES / "key_budget.json").write_text((await budget.fetch_history()).to_json())
 
 
-@pytest.mark.parametrize("name", ["agent_run", "key_budget"])
+@pytest.mark.skipif(not RECORD, reason="records histories only when asked to")
+async def test_record_advance_history(
+    temporal_client: Client,
+    fake: FakeProvider,
+    target: TargetFactory,
+    providers: dict[str, Provider],
+    task_queue: str,
+    worker: None,
+) -> None:
+    """A run that lends its caller an advance: calls under it, its return, a close."""
+    await fake.reset()
+    small = target("fake-small")
+    run = RunInput(run_id=f"replay-{uuid.uuid4().hex[:8]}", budget_micros=1_000_000)
+    async with Caller(temporal_client, providers, workflow_task_queue=task_queue) as caller:
+        for n in range(6):
+            await caller.call(run, spec([small], tags=[f"step:s{n}"]))
+        assert caller.advances is not None
+        caller.advances.retire_all()
+        await caller.settler.flush()
+    await run_handle(temporal_client, run.run_id).execute_update(AgentRun.close)
+    await run_handle(temporal_client, run.run_id).result()
+    history = await run_handle(temporal_client, run.run_id).fetch_history()
+    (HISTORIES / "agent_run_advances.json").write_text(history.to_json())
+
+
+@pytest.mark.parametrize("name", ["agent_run", "agent_run_advances", "key_budget"])
 async def test_recorded_histories_replay(name: str) -> None:
     """Each recorded history replays without a nondeterminism error."""
     path = HISTORIES / f"{name}.json"

@@ -10,6 +10,7 @@ from temporalio.exceptions import ApplicationError
 from workflows import errors
 from workflows.budget import reservation_micros
 from workflows.contracts import (
+    Advance,
     Lease,
     PeriodBudget,
     Price,
@@ -119,3 +120,92 @@ def test_a_reservation_counts_against_the_run_and_its_period_lease() -> None:
     with pytest.raises(ApplicationError) as info:
         take(runs, ask("b", [CHEAP]))
     assert info.value.details[0]["refusal"]["cap"] == "day"
+
+
+# ---- advances ------------------------------------------------------------------------------
+
+
+def lend(runs: RunBook, call_id: str = "a", caller: str = "caller-1") -> Advance | None:
+    req = ReserveRequest(call_id, caller, [CHEAP], 50, 100, want_advance=True)
+    take(runs, req)
+    return runs.advance(req, runs.state.open_calls[call_id], NOW, f"adv-{call_id}")
+
+
+def under(advance: Advance, n: int, cost_tokens: int = 40, status: str = "ok") -> Settlement:
+    per_call = reservation_micros([CHEAP], 50, 100)
+    return Settlement(
+        f"{advance.advance_id}/{n}",
+        status,  # type: ignore[arg-type]
+        CHEAP,
+        Usage(50, cost_tokens),
+        advance_id=advance.advance_id,
+        reserved_micros=per_call,
+        max_tokens=100,
+        tags=["step:edit"],
+    )
+
+
+def test_an_advance_is_whole_calls_a_quarter_of_what_is_left_at_most() -> None:
+    """Far from the cap: eight calls like the asking one. Closer: what a quarter of the rest
+    affords. Near it: none, and the run tells callers to hand theirs back."""
+    per_call = reservation_micros([CHEAP], 50, 100)
+    far = lend(book(budget=per_call * 1000))
+    assert far is not None and far.micros == 8 * per_call
+    closer = lend(book(budget=per_call * 17))  # 16 left: a quarter is 4 calls
+    assert closer is not None and closer.micros == 4 * per_call
+    near = book(budget=per_call * 8)
+    assert lend(near) is None and not near.advances_welcome()
+
+
+def test_no_advance_under_the_loop_guard_a_parallel_limit_or_for_a_second_time() -> None:
+    per_call = reservation_micros([CHEAP], 50, 100)
+    assert lend(book(budget=per_call * 1000, loop_max_repeats=3)) is None
+    assert lend(book(budget=per_call * 1000, max_parallel_calls=4)) is None
+    runs = book(budget=per_call * 1000)
+    assert lend(runs, "a") is not None
+    assert lend(runs, "b") is None  # one per caller until it hands the first back
+    assert lend(runs, "c", caller="caller-2") is not None
+
+
+def test_calls_under_an_advance_are_charged_once_and_the_rest_goes_back_on_retire() -> None:
+    """Each call's cost moves from the advance to spend, once, however often its settlement
+    arrives; retiring releases the rest; spent + reserved never passes the cap."""
+    per_call = reservation_micros([CHEAP], 50, 100)
+    runs = book(budget=per_call * 1000)
+    advance = lend(runs)
+    assert advance is not None
+    runs.settle(Settlement("a", "ok", CHEAP, Usage(50, 40)), NOW)
+    spent = runs.state.spent_micros
+    for n in (1, 2, 2, 1):  # a batch delivered twice
+        runs.settle(under(advance, n), NOW)
+    cost = reservation_micros([CHEAP], 50, 40)
+    assert runs.state.spent_micros == spent + 2 * cost and runs.state.calls == 3
+    assert runs.state.open_calls[advance.advance_id].reserved_micros == advance.micros - 2 * cost
+    assert runs.state.by_step["step:edit"].calls == 2
+    assert runs.budget.remaining_micros + runs.state.spent_micros + runs.budget.reserved_micros == (
+        runs.state.budget_micros
+    )
+    runs.retire(advance.advance_id)
+    assert runs.budget.reserved_micros == 0
+    runs.settle(under(advance, 3), NOW)  # too late: the advance is gone, nothing charged
+    assert runs.state.calls == 3
+
+
+def test_a_silent_callers_advance_is_billed_what_it_did_not_report() -> None:
+    """The caller went silent: what its recorded calls cost plus the unreported rest, once,
+    as ``unknown``; never released as free."""
+    per_call = reservation_micros([CHEAP], 50, 100)
+    runs = book(budget=per_call * 1000)
+    advance = lend(runs)
+    assert advance is not None
+    runs.settle(under(advance, 1), NOW)
+    left = runs.state.open_calls[advance.advance_id].reserved_micros
+    spent = runs.state.spent_micros
+    later = NOW + timedelta(seconds=runs.run.caller_timeout_seconds + 1)
+    assert advance.advance_id in runs.expired(later)
+    runs.bill_unreported(advance.advance_id, later)
+    assert runs.state.spent_micros == spent + left and runs.budget.reserved_micros == per_call
+    (row,) = [r for r in runs.state.pending_ledger if r.call_id == advance.advance_id]
+    assert (row.status, row.cost_micros) == ("unknown", left)
+    runs.bill_unreported(advance.advance_id, later)  # once only
+    assert runs.state.spent_micros == spent + left
