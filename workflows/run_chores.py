@@ -9,6 +9,7 @@ fails is kept and tried again on the next pass: nothing is lost.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -81,34 +82,34 @@ class RunChores:
         self.book.dirty = True
 
     async def recorded(self, call_ids: list[str]) -> dict[str, RecordedCall]:
-        try:
-            found = await workflow.execute_activity_method(
-                LedgerActivities.recorded_calls,
-                call_ids,
-                start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=LOOKUP_RETRY,
-            )
-        except Exception:
-            workflow.logger.warning(
-                "ledger look-up failed; settling at reservations", exc_info=True
-            )
-            return {}
+        """How a silent caller recorded these calls (none found when the look-up fails: they
+        then settle at their reservations)."""
+        found = await self._look_up(LedgerActivities.recorded_calls, call_ids, "reservations")
         return {call.call_id: call for call in found}
 
     async def recorded_under(self, advance_ids: list[str]) -> list[RecordedCall]:
         """The calls a silent caller recorded under its advances (none when the look-up fails:
         the advances are then billed whole, never released as free)."""
+        return await self._look_up(
+            LedgerActivities.recorded_under_advances, advance_ids, "advances whole"
+        )
+
+    async def _look_up(
+        self,
+        activity: Callable[[LedgerActivities, list[str]], Awaitable[list[RecordedCall]]],
+        ids: list[str],
+        fallback: str,
+    ) -> list[RecordedCall]:
         try:
-            found: list[RecordedCall] = await workflow.execute_activity_method(
-                LedgerActivities.recorded_under_advances,
-                advance_ids,
+            return await workflow.execute_activity_method(
+                activity,
+                ids,
                 start_to_close_timeout=timedelta(seconds=10),
                 retry_policy=LOOKUP_RETRY,
             )
         except Exception:
-            workflow.logger.warning("ledger look-up failed; billing advances whole", exc_info=True)
+            workflow.logger.warning(f"ledger look-up failed; billing {fallback}", exc_info=True)
             return []
-        return found
 
     async def flush(self, *, idle: bool) -> None:
         """Give leases back, write ledger rows and alerts, then refresh search attributes and
