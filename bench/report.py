@@ -79,13 +79,15 @@ def throughput_table(cells: Cells, gateways: Sequence[str]) -> str:
 
 
 def cpu_table(cells: Cells, own: Mapping[str, Sequence[str]]) -> str:
-    header = ["provider ms", "conc", "calls to", *PROCESSES, "gateway's own"]
+    extra = [proc for procs in own.values() for proc in procs if proc not in PROCESSES]
+    processes = [*PROCESSES, *dict.fromkeys(extra)]
+    header = ["provider ms", "conc", "calls to", *processes, "gateway's own"]
     rows = []
     for (latency, conc), cell in cells.items():
         for name, blocks in cell.items():
-            figures = {proc: blocks.cpu_ms_per_call(proc) for proc in PROCESSES}
+            figures = {proc: blocks.cpu_ms_per_call(proc) for proc in processes}
             mine = sum(figures[proc] for proc in own.get(name, ()))
-            cells_ = [f"{figures[proc]:.2f}" for proc in PROCESSES]
+            cells_ = [f"{figures[proc]:.2f}" for proc in processes]
             rows.append([str(latency), str(conc), name, *cells_, f"{mine:.2f}"])
     return table(header, rows)
 
