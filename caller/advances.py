@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from caller.settler import Settler
 from workflows.budget import reservation_micros, target_key
-from workflows.contracts import Advance, Grant, ReserveRequest, SettleAck
+from workflows.contracts import Advance, Grant, ReserveRequest, SettleAck, Target
 
 IDLE_SECONDS = 1.0
 """An advance unused this long goes back: an idle caller holds nothing a crash would bill."""
@@ -35,6 +35,7 @@ HEARD_WITHIN = 10.0
 class Held:
     """This caller's advance in one run, and how much of it its calls hold."""
 
+    run_id: str
     advance: Advance
     available: int
     figures: Grant
@@ -44,18 +45,25 @@ class Held:
     last_used: float
     calls: int = 0
     in_flight: int = 0
+    in_flight_micros: int = 0
     spent: int = 0
     retiring: bool = False
+    returned: bool = False
 
 
 class Advances:
-    """This caller's advances, one per run at most."""
+    """This caller's advances: one in use per run, and those handed back whose calls still run."""
 
     def __init__(self, settler: Settler) -> None:
         self.settler = settler
         self._held: dict[str, Held] = {}
+        """The advance each run's calls reserve under now."""
+        self._draining: dict[str, Held] = {}
+        """Advances handed back whose calls are still running, by advance id."""
         self._asking: dict[str, asyncio.Future[None]] = {}
         self._denied_until: dict[str, float] = {}
+        self._busiest: dict[str, int] = {}
+        """The most calls of a run seen wanting its advance at once: the next one covers twice."""
         settler.on_ack = self.acked
         settler.on_tick = self.tick
 
@@ -65,26 +73,42 @@ class Advances:
         (``want_advance``) and its reservation must end with ``answered``."""
         now = time.monotonic()
         held = self._held.get(run_id)
-        if held is None:
-            busy = run_id in self._asking or now < self._denied_until.get(run_id, 0.0)
-            if ask and not busy:
-                req.want_advance = True
-                self._asking[run_id] = asyncio.get_running_loop().create_future()
-            return None
-        if held.retiring and ask:
-            return None  # only a refused call still uses what a retiring advance has left
-        chain = [t for t in req.chain if target_key(t) not in held.advance.blocked]
-        usable = bool(chain) and now < held.use_until and now - held.heard_at < HEARD_WITHIN
-        need = (
-            reservation_micros(chain, req.input_tokens, req.max_tokens, held.advance.factors)
-            if usable
-            else 0
-        )
-        if not usable or need > held.available:
-            self._retire(run_id, held)
-            return None
+        if held is not None:
+            chain = [t for t in req.chain if target_key(t) not in held.advance.blocked]
+            fresh = now < held.use_until and now - held.heard_at < HEARD_WITHIN
+            need = _need(held, chain, req) if chain and fresh else None
+            if need is not None and need <= held.available:
+                return self._grant(held, chain, req, need, now)
+            self._busiest[run_id] = max(self._busiest.get(run_id, 0), held.in_flight + 1)
+            if need is not None and need <= held.available + held.in_flight_micros:
+                return None  # its calls in flight hold the rest: this one reserves in the run
+            self._retire(run_id, held)  # used up, stale, or no target it may serve
+        if not ask:  # a refused call: what a handed-back advance has left still serves it
+            return self._from_draining(run_id, req, now)
+        if run_id not in self._asking and now >= self._denied_until.get(run_id, 0.0):
+            req.want_advance = True
+            req.advance_calls = 2 * max(
+                self._busiest.pop(run_id, 0), self.settler.calls_open(run_id)
+            )
+            self._asking[run_id] = asyncio.get_running_loop().create_future()
+        return None
+
+    def _from_draining(self, run_id: str, req: ReserveRequest, now: float) -> Grant | None:
+        for held in self._draining.values():
+            if held.run_id != run_id or now >= held.use_until:
+                continue
+            chain = [t for t in req.chain if target_key(t) not in held.advance.blocked]
+            need = _need(held, chain, req) if chain else None
+            if need is not None and need <= held.available:
+                return self._grant(held, chain, req, need, now)
+        return None
+
+    def _grant(
+        self, held: Held, chain: list[Target], req: ReserveRequest, need: int, now: float
+    ) -> Grant:
         held.available -= need
         held.in_flight += 1
+        held.in_flight_micros += need
         held.calls += 1
         held.last_used = now
         deadline = datetime.now(UTC) + timedelta(seconds=held.advance.call_timeout_seconds)
@@ -110,7 +134,11 @@ class Advances:
         now = time.monotonic()
         advance = grant.advance
         use_for = datetime.fromisoformat(advance.use_until) - datetime.now(UTC)
+        old = self._held.get(run_id)
+        if old is not None:
+            self._retire(run_id, old)
         self._held[run_id] = Held(
+            run_id=run_id,
             advance=advance,
             available=advance.micros,
             figures=grant,
@@ -128,11 +156,14 @@ class Advances:
                 await asyncio.wait_for(asyncio.shield(future), ASKING_SECONDS)
 
     def ended(self, run_id: str, advance_id: str, reserved: int, cost: int) -> None:
-        """A call under the advance ended (its settlement is queued): its hold becomes its cost."""
+        """A call under an advance ended (its settlement is queued): its hold becomes its cost."""
         held = self._held.get(run_id)
         if held is None or held.advance.advance_id != advance_id:
+            held = self._draining.get(advance_id)
+        if held is None:
             return
         held.in_flight -= 1
+        held.in_flight_micros -= reserved
         held.available += reserved - cost
         held.spent += cost
         if held.retiring or cost > reserved:  # an overrun: the run closes that target now
@@ -145,7 +176,7 @@ class Advances:
         if held is None:
             return False
         self._retire(run_id, held)
-        return run_id not in self._held
+        return held.advance.advance_id not in self._draining
 
     def acked(self, run_id: str, ack: SettleAck) -> None:
         """The run answered a settle batch; it may want its advances back."""
@@ -169,7 +200,20 @@ class Advances:
             self._retire(run_id, held)
 
     def _retire(self, run_id: str, held: Held) -> None:
+        """No new call under ``held``; it goes back once its calls have ended."""
         held.retiring = True
-        if held.in_flight == 0:
+        if held.returned:
+            return
+        if self._held.get(run_id) is held:
             del self._held[run_id]
-            self.settler.retire(run_id, held.advance.advance_id)
+        advance_id = held.advance.advance_id
+        if held.in_flight:
+            self._draining[advance_id] = held
+        else:
+            self._draining.pop(advance_id, None)
+            held.returned = True
+            self.settler.retire(run_id, advance_id)
+
+
+def _need(held: Held, chain: list[Target], req: ReserveRequest) -> int:
+    return reservation_micros(chain, req.input_tokens, req.max_tokens, held.advance.factors)

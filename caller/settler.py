@@ -71,6 +71,10 @@ class Settler:
         self._retired[run_id].append(advance_id)
         self._first_queued.setdefault(run_id, time.monotonic())
 
+    def calls_open(self, run_id: str) -> int:
+        """Calls of this caller in flight in ``run_id``."""
+        return sum(not _is_advance(c) for c in self._open.get(run_id, ()))
+
     def retiring(self, run_id: str) -> bool:
         """Whether an advance of ``run_id`` waits to go back."""
         return bool(self._retired.get(run_id))

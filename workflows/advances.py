@@ -16,7 +16,11 @@ from __future__ import annotations
 from workflows.contracts import OpenCall, RecordedCall, Settlement, Usage
 
 ADVANCE_CALLS = 8
-"""An advance covers at most this many calls like the one that asked for it."""
+"""An advance covers this many calls like the one that asked for it, unless the caller asks for
+more (it runs that many at once), up to ``MAX_CALLS``."""
+MAX_CALLS = 64
+PER_CALLER = 2
+"""Advances one caller may hold in a run: a new one while the last one's calls finish."""
 SHARE = 4
 """An advance takes at most a quarter of what is left (of the run, and of each period lease)."""
 MIN_CALLS = 2
@@ -26,12 +30,13 @@ USE_SECONDS = 30
 UNREPORTED = "an api instance holding an advance stopped reporting: its unreported part is billed"
 
 
-def advance_size(per_call: int, room: int) -> int:
-    """Whole calls like the asking one, at most ``ADVANCE_CALLS`` and ``room / SHARE``; 0 near
-    the cap."""
+def advance_size(per_call: int, room: int, wanted: int = 0) -> int:
+    """Whole calls like the asking one: ``wanted`` (``ADVANCE_CALLS`` by default, at most
+    ``MAX_CALLS``), at most ``room / SHARE``; 0 near the cap."""
     if per_call <= 0:
         return 0
-    calls = min(ADVANCE_CALLS, room // (SHARE * per_call))
+    want = min(max(wanted, ADVANCE_CALLS), MAX_CALLS)
+    calls = min(want, room // (SHARE * per_call))
     return calls * per_call if calls >= MIN_CALLS else 0
 
 

@@ -129,6 +129,8 @@ class ReserveRequest:
     """A hash of the normalised messages and tools, for the loop guard (empty: not checked)."""
     want_advance: bool = False
     """The caller would hold an advance of the run's budget with this call (see ``Advance``)."""
+    advance_calls: int = 0
+    """How many calls like this one the advance should cover (0: the run's default)."""
 
 
 @dataclass

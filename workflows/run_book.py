@@ -17,6 +17,7 @@ from temporalio.exceptions import ApplicationError
 from workflows import errors
 from workflows.advances import (
     ADVANCE_CALLS,
+    PER_CALLER,
     SHARE,
     UNREPORTED,
     USE_SECONDS,
@@ -193,15 +194,19 @@ class RunBook:
         state = self.state
         if not self.advances_welcome() or self.run.loop_max_repeats or self.run.max_parallel_calls:
             return None
-        if any(c.advance and c.caller_id == req.caller_id for c in state.open_calls.values()):
-            return None  # one per caller: it hands the old one back first
-        size = advance_size(held.reserved_micros, self.budget.remaining_micros)
+        holding = [
+            c for c in state.open_calls.values() if c.advance and c.caller_id == req.caller_id
+        ]
+        if len(holding) >= PER_CALLER:
+            return None  # it hands one back first
+        calls = req.advance_calls
+        size = advance_size(held.reserved_micros, self.budget.remaining_micros, calls)
         if not size:
             state.advances_paused = True  # the run itself is near its cap
             return None
         limit, _ = self.leases.limit(now)
         if limit is not None:
-            size = min(size, advance_size(held.reserved_micros, limit))
+            size = min(size, advance_size(held.reserved_micros, limit, calls))
             if not size:
                 return None  # the period lease is short this time; the next draw is bigger
         use_until = now + timedelta(seconds=USE_SECONDS)

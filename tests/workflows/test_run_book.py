@@ -157,14 +157,28 @@ def test_an_advance_is_whole_calls_a_quarter_of_what_is_left_at_most() -> None:
     assert lend(near) is None and not near.advances_welcome()
 
 
-def test_no_advance_under_the_loop_guard_a_parallel_limit_or_for_a_second_time() -> None:
+def test_no_advance_under_the_loop_guard_a_parallel_limit_or_for_a_third_time() -> None:
     per_call = reservation_micros([CHEAP], 50, 100)
     assert lend(book(budget=per_call * 1000, loop_max_repeats=3)) is None
     assert lend(book(budget=per_call * 1000, max_parallel_calls=4)) is None
     runs = book(budget=per_call * 1000)
     assert lend(runs, "a") is not None
-    assert lend(runs, "b") is None  # one per caller until it hands the first back
-    assert lend(runs, "c", caller="caller-2") is not None
+    assert lend(runs, "b") is not None  # a new one while the first one's calls finish
+    assert lend(runs, "c") is None  # two per caller until it hands one back
+    assert lend(runs, "d", caller="caller-2") is not None
+
+
+def test_a_caller_running_many_calls_at_once_may_ask_for_a_bigger_advance() -> None:
+    per_call = reservation_micros([CHEAP], 50, 100)
+    runs = book(budget=per_call * 10_000)
+    req = ReserveRequest("a", "caller-1", [CHEAP], 50, 100, want_advance=True, advance_calls=40)
+    take(runs, req)
+    advance = runs.advance(req, runs.state.open_calls["a"], NOW, "adv-a")
+    assert advance is not None and advance.micros == 40 * per_call
+    huge = ReserveRequest("b", "caller-2", [CHEAP], 50, 100, want_advance=True, advance_calls=999)
+    take(runs, huge)
+    capped = runs.advance(huge, runs.state.open_calls["b"], NOW, "adv-b")
+    assert capped is not None and capped.micros == 64 * per_call
 
 
 def test_calls_under_an_advance_are_charged_once_and_the_rest_goes_back_on_retire() -> None:
