@@ -245,7 +245,7 @@ class Caller:
         grant = None
         try:
             if self.settler.retiring(run_id):
-                await self.settler.flush(run_id)  # the run takes our old advance back first
+                await self.settler.flush(run_id)  # the run takes an old advance back first
             grant = await self._reserve_in_run(run, req)
             return grant
         finally:

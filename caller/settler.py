@@ -97,7 +97,8 @@ class Settler:
         """Send what is queued now (for one run, or all), and wait until the runs have it.
 
         A batch refused for a passing reason (the run was continuing as new) goes again, up to
-        ``tries`` times.
+        ``tries`` times. What calls queue meanwhile is not waited for: under load the queue is
+        never empty.
         """
         for attempt in range(tries):
             # A batch the loop is sending now may come back to the queue: wait for it first.
@@ -109,7 +110,8 @@ class Settler:
                 return
             if attempt:
                 await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
-            await asyncio.gather(*(self._send(r) for r in runs))
+            if all(await asyncio.gather(*(self._send(r) for r in runs))):
+                return
 
     async def start(self) -> None:
         self._loop = asyncio.create_task(self._run())
@@ -142,17 +144,18 @@ class Settler:
             if due:
                 await asyncio.gather(*(self._send(r) for r in due))
 
-    async def _send(self, run_id: str) -> None:
+    async def _send(self, run_id: str) -> bool:
+        """Deliver ``run_id``'s batch; False when it stays queued for another try."""
         task = asyncio.current_task()
         assert task is not None
         self._sending[run_id] = task
         try:
-            await self._deliver(run_id)
+            return await self._deliver(run_id)
         finally:
             if self._sending.get(run_id) is task:
                 del self._sending[run_id]
 
-    async def _deliver(self, run_id: str) -> None:
+    async def _deliver(self, run_id: str) -> bool:
         items = self._queued.pop(run_id, [])
         retired = self._retired.pop(run_id, [])
         first = self._first_queued.pop(run_id, time.monotonic())
@@ -161,18 +164,19 @@ class Settler:
             ack = await self.runs.settle(run_id, SettleBatch(self.caller_id, items, retired))
         except Exception as err:  # whatever went wrong, the batch is kept for the next try
             if not items and not retired:
-                return
+                return True
             gone = isinstance(err, RPCError) and err.status == RPCStatusCode.NOT_FOUND
             waited = time.monotonic() - first
             if waited > GIVE_UP_AFTER or (gone and waited > GONE_AFTER):
                 log.warning("run %s took no settle of %d calls: %s", run_id, len(items), err)
-                return
+                return True
             self._queued[run_id][:0] = items  # keep their order; they go with the next batch
             self._retired[run_id][:0] = retired
             self._first_queued[run_id] = first
-        else:
-            with contextlib.suppress(Exception):
-                self.on_ack(run_id, ack)
+            return False
+        with contextlib.suppress(Exception):
+            self.on_ack(run_id, ack)
+        return True
 
 
 def _is_advance(call_id: str) -> bool:
