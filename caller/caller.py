@@ -244,8 +244,6 @@ class Caller:
         run_id = run_id_of(run)
         grant = None
         try:
-            if self.settler.retiring(run_id):
-                await self.settler.flush(run_id)  # the run takes an old advance back first
             grant = await self._reserve_in_run(run, req)
             return grant
         finally:

@@ -75,10 +75,6 @@ class Settler:
         """Calls of this caller in flight in ``run_id``."""
         return sum(not _is_advance(c) for c in self._open.get(run_id, ()))
 
-    def retiring(self, run_id: str) -> bool:
-        """Whether an advance of ``run_id`` waits to go back."""
-        return bool(self._retired.get(run_id))
-
     def in_flight(self) -> tuple[int, int]:
         """Runs where this caller has calls in flight, and those calls (for the api's gauges)."""
         counts = [sum(not _is_advance(c) for c in calls) for calls in self._open.values()]

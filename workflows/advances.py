@@ -19,8 +19,9 @@ ADVANCE_CALLS = 8
 """An advance covers this many calls like the one that asked for it, unless the caller asks for
 more (it runs that many at once), up to ``MAX_CALLS``."""
 MAX_CALLS = 64
-PER_CALLER = 2
-"""Advances one caller may hold in a run: a new one while the last one's calls finish."""
+PER_CALLER = 3
+"""Advances one caller may hold in a run: a new one while older ones' calls finish or their
+return is on its way (it asks for the new one without waiting for that)."""
 SHARE = 4
 """An advance takes at most a quarter of what is left (of the run, and of each period lease)."""
 MIN_CALLS = 2

@@ -163,9 +163,10 @@ def test_no_advance_under_the_loop_guard_a_parallel_limit_or_for_a_third_time() 
     assert lend(book(budget=per_call * 1000, max_parallel_calls=4)) is None
     runs = book(budget=per_call * 1000)
     assert lend(runs, "a") is not None
-    assert lend(runs, "b") is not None  # a new one while the first one's calls finish
-    assert lend(runs, "c") is None  # two per caller until it hands one back
-    assert lend(runs, "d", caller="caller-2") is not None
+    assert lend(runs, "b") is not None  # a new one while older ones finish or go back
+    assert lend(runs, "c") is not None
+    assert lend(runs, "d") is None  # three per caller until it hands one back
+    assert lend(runs, "e", caller="caller-2") is not None
 
 
 def test_a_caller_running_many_calls_at_once_may_ask_for_a_bigger_advance() -> None:
