@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from caller.settler import Settler
+from workflows.advances import CALLS_PER_ADVANCE
 from workflows.budget import reservation_micros, target_key
 from workflows.contracts import Advance, Grant, ReserveRequest, SettleAck, Target
 
@@ -37,7 +38,6 @@ class Held:
 
     run_id: str
     advance: Advance
-    available: int
     figures: Grant
     """The run's figures when it granted the advance (for the answers' budget headers)."""
     use_until: float
@@ -49,6 +49,16 @@ class Held:
     spent: int = 0
     retiring: bool = False
     returned: bool = False
+
+    @property
+    def unspent(self) -> int:
+        """What its calls have not spent: room now, plus what calls in flight hold."""
+        return self.advance.micros - self.spent
+
+    @property
+    def available(self) -> int:
+        """Room for a new call."""
+        return self.unspent - self.in_flight_micros
 
 
 class Advances:
@@ -75,12 +85,16 @@ class Advances:
         held = self._held.get(run_id)
         if held is not None:
             chain = [t for t in req.chain if target_key(t) not in held.advance.blocked]
-            fresh = now < held.use_until and now - held.heard_at < HEARD_WITHIN
+            fresh = (
+                now < held.use_until
+                and now - held.heard_at < HEARD_WITHIN
+                and held.calls < CALLS_PER_ADVANCE
+            )
             need = _need(held, chain, req) if chain and fresh else None
             if need is not None and need <= held.available:
                 return self._grant(held, chain, req, need, now)
             self._busiest[run_id] = max(self._busiest.get(run_id, 0), held.in_flight + 1)
-            if need is not None and need <= held.available + held.in_flight_micros:
+            if need is not None and need <= held.unspent:
                 return None  # its calls in flight hold the rest: this one reserves in the run
             self._retire(run_id, held)  # used up, stale, or no target it may serve
         if not ask:  # a refused call: what a handed-back advance has left still serves it
@@ -95,7 +109,7 @@ class Advances:
 
     def _from_draining(self, run_id: str, req: ReserveRequest, now: float) -> Grant | None:
         for held in self._draining.values():
-            if held.run_id != run_id or now >= held.use_until:
+            if held.run_id != run_id or now >= held.use_until or held.calls >= CALLS_PER_ADVANCE:
                 continue
             chain = [t for t in req.chain if target_key(t) not in held.advance.blocked]
             need = _need(held, chain, req) if chain else None
@@ -106,7 +120,6 @@ class Advances:
     def _grant(
         self, held: Held, chain: list[Target], req: ReserveRequest, need: int, now: float
     ) -> Grant:
-        held.available -= need
         held.in_flight += 1
         held.in_flight_micros += need
         held.calls += 1
@@ -140,7 +153,6 @@ class Advances:
         self._held[run_id] = Held(
             run_id=run_id,
             advance=advance,
-            available=advance.micros,
             figures=grant,
             use_until=now + use_for.total_seconds(),
             heard_at=now,
@@ -164,7 +176,6 @@ class Advances:
             return
         held.in_flight -= 1
         held.in_flight_micros -= reserved
-        held.available += reserved - cost
         held.spent += cost
         if held.retiring or cost > reserved:  # an overrun: the run closes that target now
             self._retire(run_id, held)

@@ -124,8 +124,10 @@ class Settler:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            with contextlib.suppress(Exception):
+            try:
                 self.on_tick()
+            except Exception:  # the loop must go on: settlements depend on it
+                log.exception("advances tick failed")
             now = time.monotonic()
             due = [r for r in dict.fromkeys([*self._queued, *self._retired]) if self._due(r)]
             due += [
@@ -170,8 +172,10 @@ class Settler:
             self._retired[run_id][:0] = retired
             self._first_queued[run_id] = first
             return False
-        with contextlib.suppress(Exception):
+        try:
             self.on_ack(run_id, ack)
+        except Exception:  # the batch is delivered whatever its listener does
+            log.exception("settle answer handler failed")
         return True
 
 

@@ -26,6 +26,9 @@ SHARE = 4
 """An advance takes at most a quarter of what is left (of the run, and of each period lease)."""
 MIN_CALLS = 2
 """Below two calls' worth an advance saves nothing: the run is near its cap, calls reserve there."""
+CALLS_PER_ADVANCE = 256
+"""A caller starts at most this many calls under one advance (its money comes back as calls
+cost less than they held), so the run's list of those it settled stays short."""
 USE_SECONDS = 30
 """A caller starts no new call under an advance after this long, and retires it."""
 UNREPORTED = "an api instance holding an advance stopped reporting: its unreported part is billed"
