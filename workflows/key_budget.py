@@ -18,8 +18,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.alerts import AlertActivities
     from workflows import errors
+    from workflows.alert_delivery import send_alerts
     from workflows.budget import ALERT_THRESHOLDS
     from workflows.contracts import Alert, LeaseReturn
     from workflows.key_contracts import (
@@ -185,15 +185,6 @@ class KeyBudget:
                     timeout=wake,
                 )
             alerts, self.state.pending_alerts = self.state.pending_alerts, []
-            for alert in alerts:
-                try:
-                    await workflow.execute_activity_method(
-                        AlertActivities.send_alert,
-                        alert,
-                        start_to_close_timeout=timedelta(seconds=15),
-                        retry_policy=ALERT_RETRY,
-                    )
-                except Exception:
-                    workflow.logger.warning("alert could not be delivered", exc_info=True)
+            await send_alerts(alerts, ALERT_RETRY)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.figures()

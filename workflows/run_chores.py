@@ -17,10 +17,10 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.alerts import AlertActivities
     from activities.key_budget import KeyBudgetActivities
     from activities.ledger import LedgerActivities
     from workflows import errors
+    from workflows.alert_delivery import send_alerts
     from workflows.contracts import LeaseReturn, LedgerBatch, RecordedCall, RunInput
     from workflows.key_contracts import LeaseRequest
     from workflows.leases import Draw, GiveBack
@@ -131,16 +131,7 @@ class RunChores:
                     # Never lose a row: put the batch back and try again on the next pass.
                     self.state.pending_ledger[:0] = rows
                     workflow.logger.warning("ledger write failed; will retry", exc_info=True)
-            for alert in alerts:
-                try:
-                    await workflow.execute_activity_method(
-                        AlertActivities.send_alert,
-                        alert,
-                        start_to_close_timeout=timedelta(seconds=15),
-                        retry_policy=BOOKKEEPING_RETRY,
-                    )
-                except Exception:
-                    workflow.logger.warning("alert could not be delivered", exc_info=True)
+            await send_alerts(alerts, BOOKKEEPING_RETRY)
 
     async def give_back(self, *, idle: bool, closing: bool) -> None:
         """Report spend to the key's periods and hand back leases no call will use.
