@@ -14,13 +14,15 @@ from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from workflows.contracts import LeaseReturn
 from workflows.key_budget import KeyBudget
 from workflows.key_contracts import (
     KeyBudgetInput,
+    key_budget_id,
+)
+from workflows.legacy.contracts import (
     LeaseGrant,
     LeaseRequest,
-    key_budget_id,
+    LeaseReturn,
 )
 
 log = logging.getLogger(__name__)

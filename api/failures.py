@@ -36,6 +36,10 @@ def failure_to_http(failure: Failure, chain: Sequence[Target]) -> GatewayError:
         return GatewayError(
             failure.message, status=429, code="target_blocked", headers=http.NO_RETRY
         )
+    if kind == errors.TOO_MANY_RUNS:
+        return GatewayError(
+            failure.message, status=429, code="too_many_runs", headers=http.NO_RETRY
+        )
     return http.Unavailable(failure.message)
 
 
@@ -63,9 +67,15 @@ def budget_refusal(refusal: Refusal, chain: Sequence[Target]) -> http.BudgetExce
         f"${usd(refusal.remaining_micros)} remains"
     )
     if refusal.cap != "run":
+        resets = (
+            f" It resets at {refusal.resets_at} (UTC)."
+            if refusal.resets_at
+            else " It never resets: raise it, or use another key."
+        )
         message = (
-            f"budget exhausted: the key's {refusal.cap} budget is spent or held by its runs; "
-            f"{needs}. It resets at {refusal.resets_at or 'the next period'} (UTC)."
+            f"budget exhausted: the key's {refusal.cap} budget of ${usd(refusal.budget_micros)} "
+            f"has ${usd(refusal.spent_micros)} spent and calls in flight hold "
+            f"${usd(refusal.reserved_micros)}; {needs}.{resets}"
         )
     elif refusal.needed_micros > refusal.budget_micros:
         fits = refusal.max_tokens_that_fit_budget

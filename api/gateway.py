@@ -1,8 +1,9 @@
 """The model-call path shared by every wire format: key → policy → tags → route → run → answer.
 
-A call costs its run one Temporal update (the reservation). The chain is walked here, in this
-process, with this process's ``Caller``; the answer goes back to the client as soon as the
-provider answers, after its ledger row is stored; the settlement reaches the run in a batch.
+Far from its caps a call costs no Temporal round trip: it holds against this process's lines
+(``caller.lending``). The chain is walked here, with this process's ``Caller``; the answer goes
+back to the client as soon as the provider answers, after its ledger row is stored; what it
+spent reaches its keepers in a report a few seconds later.
 """
 
 from __future__ import annotations
@@ -41,8 +42,12 @@ from api.tags import agent_of, call_tags, task_of
 from caller import Caller, CallFailed, CallSpec, CallStream, WalkPolicy
 from providers.pricing import PriceBook
 from providers.registry import build_providers
-from workflows.contracts import CallResult, RunInput, WireFormat
+from workflows.contracts import (
+    CallResult,
+    WireFormat,
+)
 from workflows.money import micros_to_usd
+from workflows.run_contracts import RunInput
 
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
 StreamError = Callable[[GatewayError], bytes]
@@ -65,11 +70,10 @@ async def gateway_lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine=app.state.engine,
         workflow_task_queue=settings.workflow_task_queue,
         policy=policy,
-        settle_interval=settings.settle_interval_seconds,
-        # A run counts this instance silent after its caller timeout: beat well within it.
-        heartbeat=min(settings.settle_heartbeat_seconds, settings.run_caller_timeout_seconds / 3),
+        report_every=settings.report_interval_seconds,
+        caller_timeout=settings.run_caller_timeout_seconds,
+        line_idle=settings.line_idle_seconds,
         observer=app.state.metrics.observe,
-        advances=settings.caller_advances,
     ) as caller:
         app.state.caller = caller
         yield

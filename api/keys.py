@@ -15,15 +15,16 @@ from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends
+from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from api.auth import KeyCache, KeyPolicy, hash_secret, new_secret, require_admin
 from api.body import HardenedRoute
-from api.deps import KeyCacheDep, SessionDep, TemporalClientDep
+from api.deps import EngineDep, KeyCacheDep, SessionDep, TemporalClientDep
 from api.errors import BadRequest, NotFound
-from api.key_budgets import period_figures, push_policy
+from api.key_budgets import nudge_keepers, period_figures, push_policy
 from api.tags import merge_tags
 from db.models import (
     VirtualKey,
@@ -201,10 +202,10 @@ def list_keys(session: SessionDep) -> dict[str, list[VirtualKeyPublic]]:
 
 
 @router.get("/{key_id}")
-async def get_key(key_id: str, session: SessionDep, temporal: TemporalClientDep) -> dict[str, Any]:
-    """One key, without its secret, with each current period's spent, leased and remaining."""
+async def get_key(key_id: str, session: SessionDep, engine: EngineDep) -> dict[str, Any]:
+    """One key, without its secret, with each current period's spent, held and remaining."""
     key = await asyncio.to_thread(get, session, key_id)
-    periods = await period_figures(temporal, KeyPolicy.of(key))
+    periods = await asyncio.to_thread(period_figures, engine, KeyPolicy.of(key))
     return {**key_public(key).model_dump(mode="json"), "periods": periods}
 
 
@@ -215,13 +216,14 @@ async def update_key(
     session: SessionDep,
     cache: KeyCacheDep,
     temporal: TemporalClientDep,
+    engine: EngineDep,
 ) -> VirtualKeyPublic:
     """Edit a key's name, budgets, limits, models or tags; the next call sees the change.
 
-    Its running runs and its current day and month take the new caps before this answers.
+    Its running runs and its current periods take the new caps before this answers.
     """
     key = await asyncio.to_thread(update, session, cache, key_id, body)
-    await push_policy(temporal, KeyPolicy.of(key))
+    await push_policy(temporal, engine, KeyPolicy.of(key))
     return key_public(key)
 
 
@@ -231,6 +233,7 @@ def revoke_key(
     session: SessionDep,
     cache: KeyCacheDep,
     temporal: TemporalClientDep,
+    engine: EngineDep,
     background: BackgroundTasks,
 ) -> VirtualKeyPublic:
     """Revoke a key (idempotent): its next call is refused, other keys are untouched.
@@ -239,17 +242,21 @@ def revoke_key(
     and hand nothing more out; the refusal itself does not wait on them.
     """
     key = revoke(session, cache, key_id)
-    background.add_task(revoke_runs, temporal, key.id)
+    background.add_task(revoke_runs, temporal, engine, key.id)
     return key_public(key)
 
 
-async def revoke_runs(temporal: Client, key_id: str) -> None:
-    """Send ``revoke`` to every running ``AgentRun`` of the key; a run that just ended is fine."""
+async def revoke_runs(temporal: Client, engine: Engine, key_id: str) -> None:
+    """Send ``revoke`` to every running ``AgentRun`` of the key (a run that just ended is fine),
+    and nudge their lines so every api instance hands their money back at once."""
     query = f'KeyId = "{key_id}" AND ExecutionStatus = "Running"'
+    revoked = []
     try:
         async for run in temporal.list_workflows(query):
             handle = temporal.get_workflow_handle(run.id)
             with contextlib.suppress(WorkflowUpdateFailedError, RPCError):
                 await handle.execute_update(AgentRun.revoke, Revoke("key revoked"))
+                revoked.append(run.id)
     except RPCError:
         log.warning("could not list the runs of revoked key %s", key_id, exc_info=True)
+    await nudge_keepers(engine, revoked)

@@ -1,10 +1,10 @@
 """The open and recent runs, from Temporal visibility: every ``AgentRun`` and its figures.
 
-Why visibility and the ``spend`` query together: visibility lists runs cheaply (with their
-search attributes: status, budget, task, agent), but its figures lag behind (they are
-upserted in batches and the cost there is a Double). An open run's figures come live from its
-workflow's ``spend`` query (spent, reserved, remaining, exact); a closed run's spend is summed
-from the ledger, which is exact too.
+Why visibility, the ledger and the journal together: visibility lists runs cheaply (with their
+search attributes: status, budget, task, agent), but its figures lag behind (they are upserted
+in batches and the cost there is a Double). Spent comes from the ledger and what calls in
+flight hold from the journal, both exact and written before each answer; an open run's status
+and budget come live from its workflow's ``spend`` query.
 """
 
 from __future__ import annotations
@@ -25,8 +25,11 @@ from temporalio.client import (
 from temporalio.service import RPCError
 
 from api.spend import L, utc
-from workflows.contracts import MICROS_PER_USD, RunSpend
+from db.journal import held_by_runs
+from workflows.budget import figures
+from workflows.contracts import MICROS_PER_USD
 from workflows.money import micros_to_usd
+from workflows.run_contracts import RunSpend
 from workflows.visibility import AGENT_NAME, KEY_ID, RUN_BUDGET, RUN_CALLS, RUN_STATUS, TASK_ID
 
 RUNS = 'WorkflowType = "AgentRun"'
@@ -62,7 +65,7 @@ class RunRow:
 
     @property
     def remaining_micros(self) -> int:
-        return max(self.budget_micros - self.spent_micros - self.reserved_micros, 0)
+        return figures(self.budget_micros, self.spent_micros, self.reserved_micros).remaining_micros
 
     def json(self) -> dict[str, Any]:
         """The row with money as USD strings."""
@@ -131,7 +134,7 @@ def _ledger_spend(engine: Engine, run_ids: list[str]) -> dict[str, tuple[int, in
         return {}
     stmt = (
         select(L.c.run_id, func.count(), func.coalesce(func.sum(L.c.cost_micros), 0))
-        .where(L.c.run_id.in_(run_ids), L.c.status == "ok")
+        .where(L.c.run_id.in_(run_ids), L.c.status != "failed")
         .group_by(L.c.run_id)
     )
     with engine.connect() as conn:
@@ -150,9 +153,6 @@ async def _live(client: Client, row: RunRow, gate: asyncio.Semaphore) -> None:
     row.live = True
     row.status = spend.status
     row.budget_micros = spend.budget_micros
-    row.spent_micros = spend.spent_micros
-    row.reserved_micros = spend.reserved_micros
-    row.calls = spend.calls
 
 
 async def recent_runs(client: Client, engine: Engine, limit: int = 50) -> list[RunRow]:
@@ -164,10 +164,13 @@ async def recent_runs(client: Client, engine: Engine, limit: int = 50) -> list[R
     for execution in [*running, *closed]:
         rows.setdefault(execution.id, _row(execution))
     listed = list(rows.values())[:limit]
-    settled = await asyncio.to_thread(_ledger_spend, engine, [r.run_id for r in listed])
+    run_ids = [r.run_id for r in listed]
+    settled = await asyncio.to_thread(_ledger_spend, engine, run_ids)
+    held = await asyncio.to_thread(held_by_runs, engine, run_ids)
     for row in listed:
         calls, cost = settled.get(row.run_id, (row.calls, 0))
         row.calls, row.spent_micros = calls, cost
+        row.reserved_micros = held.get(row.run_id, 0)
     gate = asyncio.Semaphore(LIVE_QUERIES_AT_ONCE)
     open_rows = [r for r in listed if r.closed_at is None][:LIVE_RUNS]
     await asyncio.gather(*(_live(client, row, gate) for row in open_rows))

@@ -5,6 +5,7 @@ one run's budget, live from its workflow's ``spend`` query or rebuilt from the l
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
@@ -18,13 +19,19 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.auth import KeyPolicy, require_admin
 from api.deps import EngineDep, TemporalClientDep
 from api.errors import NotFound, Unavailable
-from api.live import ended_rows, with_unsettled
+from api.key_budgets import nudge_keepers
 from api.run_list import recent_runs
 from api.spend import L, TagsQuery, aggregate, filters, totals, utc
+from db.journal import held_by_runs
 from db.models import VirtualKey
 from workflows.agent_run import AgentRun
-from workflows.contracts import RunSpend, StepSpend, workflow_id
+from workflows.budget import figures
+from workflows.contracts import StepSpend
 from workflows.money import micros_to_usd
+from workflows.run_contracts import (
+    RunSpend,
+    workflow_id,
+)
 
 router = APIRouter(prefix="/admin", tags=["runs"], dependencies=[Depends(require_admin)])
 QUERY_TIMEOUT = timedelta(seconds=5)
@@ -117,53 +124,73 @@ def _breakdown(conn: Connection, group_by: str, run_id: str) -> dict[str, StepSp
 
 
 def ledger_run(engine: Engine, run_id: str) -> RunSpend | None:
-    """A run rebuilt from the ledger (its workflow is gone); ``None`` when it has no calls."""
+    """A run's spend from the ledger, and what its calls in flight hold from the journal;
+    ``None`` when it has neither. Status and budget are the caller's to fill in."""
     with engine.connect() as conn:
         calls, cost, failed = totals(conn, filters(run_id=run_id))
-        if calls + failed == 0:
-            return None
         key_id = conn.execute(select(func.min(L.c.key_id)).where(L.c.run_id == run_id)).scalar()
-        by_step = _breakdown(conn, "tag:step", run_id)
-        by_model = _breakdown(conn, "model", run_id)
+        by_step = _breakdown(conn, "tag:step", run_id) if calls + failed else {}
+        by_model = _breakdown(conn, "model", run_id) if calls + failed else {}
+    held = held_by_runs(engine, [run_id]).get(run_id, 0)
+    if calls + failed == 0 and not held:
+        return None
     with Session(engine) as session:
         key = session.get(VirtualKey, key_id) if key_id else None
         budget_micros = KeyPolicy.of(key).budget_micros if key is not None else 0
+    now = figures(budget_micros, cost, held)
     return RunSpend(
         run_id=run_id,
         status="closed",
         budget_micros=budget_micros,
-        spent_micros=cost,
-        reserved_micros=0,
-        remaining_micros=max(budget_micros - cost, 0),
+        spent_micros=now.spent_micros,
+        reserved_micros=now.held_micros,
+        remaining_micros=now.remaining_micros,
         calls=calls,
         failed_calls=failed,
         overruns=0,
         overrun_micros=0,
         by_step=by_step,
         by_model=by_model,
+        in_flight_micros=now.held_micros,
     )
 
 
 async def run_spend(client: Client, engine: Engine, run_id: str) -> tuple[RunSpend, str]:
-    """A run's spend and where it came from.
+    """A run's spend and where its status came from.
 
-    - ``workflow``: live from the run, with calls answered but not yet settled there counted
-      from the ledger (settlements arrive in batches; the ledger row precedes each answer);
-    - ``ledger``: rebuilt from the ledger, the workflow being gone;
-    - ``stale``: the workflow exists but cannot answer (its worker is down), so these are the
-      ledger's figures and its status is not known: never an open run shown as closed.
+    Spent and the per-step figures always come from the ledger, and what calls in flight hold
+    from the journal: a call's row and intent are written before its answer, so the next read
+    shows it, from any api instance. The run's own figures (reported a few seconds late) give
+    its status and budget:
+    - ``workflow``: its workflow answered;
+    - ``ledger``: its workflow is gone (it ended);
+    - ``stale``: the workflow exists but cannot answer (its worker is down): its status is not
+      known, never an open run shown as closed.
     """
     handle = client.get_workflow_handle(workflow_id(run_id))
+    live: RunSpend | None = None
     gone = False
     try:
         live = await handle.query("spend", result_type=RunSpend, rpc_timeout=QUERY_TIMEOUT)
-        ended = await asyncio.to_thread(ended_rows, engine, list(live.open_calls))
-        return with_unsettled(live, ended), "workflow"
     except RPCError as err:
         gone = err.status == RPCStatusCode.NOT_FOUND
     except WorkflowQueryFailedError:
         pass
     stored = await asyncio.to_thread(ledger_run, engine, run_id)
+    if live is not None:
+        if stored is None:
+            return replace(live, reserved_micros=live.in_flight_micros), "workflow"
+        now = figures(live.budget_micros, stored.spent_micros, stored.in_flight_micros)
+        spend = replace(
+            stored,
+            status=live.status,
+            budget_micros=live.budget_micros,
+            remaining_micros=now.remaining_micros,
+            overruns=live.overruns,
+            overrun_micros=live.overrun_micros,
+            lines=live.lines,
+        )
+        return spend, "workflow"
     if stored is None:
         if not gone:
             raise Unavailable(f"run {run_id!r}: its workflow cannot be queried now; retry")
@@ -182,8 +209,9 @@ async def get_run(run_id: str, engine: EngineDep, client: TemporalClientDep) -> 
 
 
 @router.post("/runs/{run_id}/resume")
-async def resume_run(run_id: str, client: TemporalClientDep) -> dict[str, Any]:
-    """Resume a run the loop guard paused, and reopen targets an overrun closed."""
+async def resume_run(run_id: str, client: TemporalClientDep, engine: EngineDep) -> dict[str, Any]:
+    """Resume a run the loop guard paused, and reopen targets an overrun closed (its lines hear
+    of it at once)."""
     handle = client.get_workflow_handle(workflow_id(run_id))
     try:
         spend = await handle.execute_update(AgentRun.resume)
@@ -191,4 +219,5 @@ async def resume_run(run_id: str, client: TemporalClientDep) -> dict[str, Any]:
         if err.status == RPCStatusCode.NOT_FOUND:
             raise NotFound(f"no running run {run_id!r}") from None
         raise Unavailable(f"run {run_id!r} cannot be reached now; retry") from None
+    await nudge_keepers(engine, [workflow_id(run_id)])
     return run_json(spend, "workflow")

@@ -44,16 +44,17 @@ class Settings(RuncapSettings):
     workflow_task_queue: str = TASK_QUEUE
     run_idle_timeout_seconds: int = 3600
     run_caller_timeout_seconds: int = 30
-    """An api instance silent this long has its open calls settled at their reservations."""
+    """An api instance silent this long is billed from its journal: what it recorded, and its
+    calls that may have gone out at their reservations; the rest of its lines come back."""
     run_call_timeout_seconds: int = 900
     """No call holds money longer than this (the grant's deadline)."""
     first_byte_timeout_seconds: float = 120.0
     """How long a provider may stay silent before the chain moves on; routes may override."""
-    settle_interval_seconds: float = 0.2
-    settle_heartbeat_seconds: float = 5.0
-    caller_advances: bool = True
-    """Far from a run's caps, hold an advance of its budget and reserve calls against it here,
-    with no Temporal round trip (see ``caller.advances``); off: every call reserves in the run."""
+    report_interval_seconds: float = 2.0
+    """How often a line reports its calls' spend to its keeper (sooner when its room runs low):
+    a run's ``RunCost`` lags by about this much; the ledger and ``/admin`` never do."""
+    line_idle_seconds: float = 60.0
+    """A line unused this long hands its room back (an agent's think time is shorter)."""
     max_concurrent_calls: int = 1000
     key_cache_ttl_seconds: float = 1.0
     """How long a key's policy is reused; an edit through another instance lands within it."""

@@ -28,11 +28,15 @@ from db.migrate import upgrade
 from providers.base import ProviderConfig
 from providers.pricing import PriceBook
 from providers.registry import build_providers, make_http_client
-from workflows.contracts import MICROS_PER_USD, RunInput, Target
+from workflows.contracts import (
+    MICROS_PER_USD,
+    Target,
+)
+from workflows.run_contracts import RunInput
 
 BODY = {"model": "fake-small", "messages": [{"role": "user", "content": "fix the bug"}]}
 CALLS = {1: 300, 10: 600, 50: 1000}
-PHASES = ("reserve (Temporal update)", "provider call", "ledger write", "the rest")
+PHASES = ("reserve (lines; a hop when short)", "provider call", "ledger write", "the rest")
 
 
 class Phases:
@@ -69,10 +73,10 @@ async def run(stack: Stack) -> None:
         )
         async with Caller(client, providers, engine=engine) as caller:
             phases = Phases()
-            phases.wrap(caller.runs, "reserve", PHASES[0])
+            phases.wrap(caller.lending, "reserve", PHASES[0])
             phases.wrap(providers["fake"], "complete", PHASES[1])
-            assert caller.ledger is not None
-            phases.wrap(caller.ledger, "write", PHASES[2])
+            assert caller.journal is not None
+            phases.wrap(caller.journal, "record", PHASES[2])
             phases.wrap(caller, "call", "total")
             await _latency(stack, http, caller, chain, phases)
             await _bursts(caller, chain)

@@ -1,9 +1,9 @@
-"""The call engine outside workflows: reserve in the run, walk the chain here, settle in batches."""
+"""The call engine outside workflows: hold against lines, walk the chain here, report in batches."""
 
 from caller.call import CallReply, CallStream
 from caller.caller import Caller, CallSpec
 from caller.errors import CallFailed
-from caller.runs import run_handle
+from caller.keepers import run_handle
 from caller.walk import WalkPolicy
 
 __all__ = [

@@ -1,9 +1,9 @@
 """One granted call in the caller's process: walk the chain, then record how it ended.
 
 However a call ends (answered, failed, cancelled by its client, broken mid-stream) it ends here
-exactly once: its ledger row is written (before the answer's last byte leaves) and its
-settlement is queued for the run. The cost is computed with the run's own function, so the
-ledger row, the answer's headers and the run agree.
+exactly once: its ledger row is written (before the answer's last byte leaves, its intent with
+it) and its lines are told, for their next report. The cost is computed with the run's own
+function, so the ledger row, the answer's headers and the run agree.
 """
 
 from __future__ import annotations
@@ -12,26 +12,42 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from caller.errors import CallFailed
+from caller.lending import Hold
 from caller.walk import Served, Walk
 from providers.base import StreamProgress
 from telemetry.genai import CallTrace
 from workflows.budget import settled_cost
 from workflows.contracts import (
+    Attempt,
     CallResult,
     CallStatus,
-    Grant,
     LedgerRow,
-    Settlement,
     Target,
     Usage,
 )
 
-Record = Callable[[str, LedgerRow, Settlement], Awaitable[None]]
-"""Writes the row (when the caller has a database) and queues the settlement for the run."""
+Record = Callable[["GrantedCall", LedgerRow, bool], Awaitable[None]]
+"""Writes the row (when the caller has a database) and tells the call's lines how it ended
+(``usage_known``: the usage is the provider's report, not the caller's bound)."""
+
+
+@dataclass
+class Admission:
+    """What the keepers granted a call: its chain, its (possibly clamped) ``max_tokens``, what
+    it holds, until when, and the run's figures for the answer's headers."""
+
+    call_id: str
+    chain: list[Target]
+    max_tokens: int
+    reserved_micros: int
+    deadline: str
+    budget_micros: int
+    spent_micros: int
+    remaining_micros: int
 
 
 def received_bound(progress: StreamProgress, input_bound: int, max_tokens: int) -> Usage:
@@ -63,12 +79,13 @@ class GrantedCall:
         tags: list[str],
         requested_model: str,
         input_tokens: int,
-        grant: Grant,
+        grant: Admission,
         walk: Walk,
         progress: StreamProgress,
         record: Record,
         trace: CallTrace,
-        advance_id: str = "",
+        hold: Hold,
+        started_at: datetime,
     ) -> None:
         self.run_id = run_id
         self.key_id = key_id
@@ -80,10 +97,11 @@ class GrantedCall:
         self.progress = progress
         self.record = record
         self.trace = trace
-        self.advance_id = advance_id
-        """Set when the call was reserved under this caller's advance, not in the run."""
+        self.hold = hold
+        """What the call holds at each of its keepers' lines."""
         self.started = time.monotonic()
-        self.started_at = datetime.now(UTC).isoformat()
+        self.started_at = started_at.isoformat()
+        """The same instant its keepers and its intent were chosen with (its period's day)."""
         self.ended = False
 
     async def complete(self) -> CallReply:
@@ -135,18 +153,7 @@ class GrantedCall:
         price = (target or grant.chain[0]).price
         cost = settled_cost(status, price, usage, known, grant.reserved_micros)
         latency = int((time.monotonic() - self.started) * 1000)
-        attempts = list(self.walk.attempts)
-        settlement = Settlement(
-            grant.call_id, status, target, usage, known, attempts, latency, error
-        )
-        if self.advance_id:  # the run holds nothing for it: tell it what it needs
-            settlement.target = target or grant.chain[0]
-            settlement.advance_id = self.advance_id
-            settlement.reserved_micros = grant.reserved_micros
-            settlement.max_tokens = grant.max_tokens
-            settlement.tags = list(self.tags)
-            settlement.requested_model = self.requested_model
-            settlement.started_at = self.started_at
+        attempts: list[Attempt] = list(self.walk.attempts)
         row = LedgerRow(
             call_id=grant.call_id,
             run_id=self.run_id,
@@ -164,8 +171,8 @@ class GrantedCall:
             latency_ms=latency,
             error=error,
         )
-        # Shielded: a client leaving now must not stop the row or the settlement half-way.
-        await asyncio.shield(asyncio.ensure_future(self.record(self.run_id, row, settlement)))
+        # Shielded: a client leaving now must not stop the row or the report half-way.
+        await asyncio.shield(asyncio.ensure_future(self.record(self, row, known)))
         self.trace.ended(row, self.walk.ended)
         return CallResult(
             call_id=grant.call_id,

@@ -1,9 +1,10 @@
-"""``Caller``: make model calls through an ``AgentRun`` from any process outside a workflow.
+"""``Caller``: make model calls through ``AgentRun`` from any process outside a workflow.
 
-One Temporal round trip per call: ``reserve`` (an update) returns a grant, the caller walks the
-chain itself and answers at once, and settlements reach the run in batches. The body and the
-answer never leave this process. The api serves every request with one ``Caller``; a Python
-program uses one to drive a run from the Temporal client.
+Far from its caps a call costs no Temporal round trip: it holds its worst case against this
+process's lines at its run and its key's periods (``caller.lending``), writes its intent, walks
+the chain itself and answers at once; what it spent reaches its keepers in reports a few
+seconds later. The body and the answer never leave this process. The api serves every request
+with one ``Caller``; a Python program uses one to drive a run from the Temporal client.
 """
 
 from __future__ import annotations
@@ -13,48 +14,34 @@ import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 from temporalio.client import Client
 
-from caller.advances import Advances
-from caller.call import CallReply, CallStream, GrantedCall, StreamEnd
+from caller.call import Admission, CallReply, CallStream, GrantedCall, StreamEnd
 from caller.errors import CallFailed
-from caller.ledger import LedgerWriter
-from caller.runs import Runs, run_id_of
-from caller.settler import Settler
+from caller.journal import Journal
+from caller.keepers import TemporalKeepers
+from caller.lending import Ending, Hold, Lending, LocalLine, wall_now
+from caller.runs import RunOpener, keepers_of, run_id_of
 from caller.walk import Walk, WalkPolicy
+from db.journal import Intent
 from providers.base import Provider, ProviderCall, StreamProgress
 from telemetry.genai import CallObserver, CallTrace
 from workflows import errors
-from workflows.budget import estimate_input_tokens
-from workflows.contracts import (
-    TASK_QUEUE,
-    Grant,
-    LedgerRow,
-    ReserveRequest,
-    RunInput,
-    Settlement,
-    Target,
-    Usage,
-    WireFormat,
-)
+from workflows.budget import estimate_input_tokens, reservation_micros
+from workflows.calls import call_problem
+from workflows.contracts import TASK_QUEUE, LedgerRow, Target, Usage, WireFormat
+from workflows.lending_contracts import CallNeed
+from workflows.run_contracts import RunInput
 
 T = TypeVar("T")
-
-
-def advance_of(call_id: str) -> str:
-    """The advance a call was reserved under (its id is ``<advance>/<n>``), else empty."""
-    advance, under, _ = call_id.partition("/")
-    return advance if under else ""
-
-
 DEADLINE_MARGIN_SECONDS = 5.0
-"""The walk stops this long before the grant's deadline, so the caller, not the run's expiry,
-records how the call ended."""
+"""The walk stops this long before the call's deadline, so the caller records how it ended."""
+NUDGE_POLL_SECONDS = 0.1
 
 
 @dataclass
@@ -82,7 +69,7 @@ class CallSpec:
 
 
 class Caller:
-    """Reserves in runs, walks chains, records calls and settles them in batches."""
+    """Holds calls against this process's lines, walks chains, records calls, reports them."""
 
     def __init__(
         self,
@@ -92,43 +79,63 @@ class Caller:
         engine: Engine | None = None,
         workflow_task_queue: str = TASK_QUEUE,
         policy: WalkPolicy | None = None,
-        settle_interval: float = 0.2,
-        heartbeat: float = 5.0,
+        report_every: float = 2.0,
+        caller_timeout: float = 30.0,
+        line_idle: float = 60.0,
         caller_id: str | None = None,
         observer: CallObserver | None = None,
-        advances: bool = True,
     ) -> None:
         self.providers = providers
         self.policy = policy or WalkPolicy()
         self.caller_id = caller_id or f"caller-{uuid.uuid4().hex[:12]}"
-        self.runs = Runs(client, workflow_task_queue)
-        self.settler = Settler(
-            self.runs, self.caller_id, interval=settle_interval, heartbeat=heartbeat
+        self.journal = Journal(engine) if engine is not None else None
+        """Without a database, runs write the ledger rows, and a crash bills whole lines."""
+        self.keepers = TemporalKeepers(client, workflow_task_queue)
+        self.lending = Lending(
+            self.caller_id,
+            self.keepers,
+            journaled=self.journal is not None,
+            nudge=self.journal.nudge if self.journal is not None else None,
+            report_every=report_every,
+            heartbeat=caller_timeout / 3,
+            fresh_for=caller_timeout * 2 / 3,
+            idle_after=line_idle,
         )
-        self.ledger = LedgerWriter(engine) if engine is not None else None
-        """Without a database the run writes the ledger rows itself, a moment later."""
+        self.opener = RunOpener(self.journal, self.keepers, self.lending) if self.journal else None
+        if self.opener is not None:
+            self.keepers.reopened = self.opener.reopened
         self.observer = observer
         """Told how each granted call ended (the api's metrics)."""
-        self.advances = Advances(self.settler) if advances else None
-        """Slices of runs' budgets this caller reserves calls against without a hop."""
 
     async def __aenter__(self) -> Caller:
-        await self.settler.start()
+        await self.lending.start()
+        if self.journal is not None:
+            self.journal.listen(self._nudged, NUDGE_POLL_SECONDS)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self.advances is not None:
-            self.advances.retire_all()
-        await self.settler.stop()
+        if self.opener is not None:
+            await self.opener.close()
+        await self.lending.stop()
+        if self.journal is not None:
+            await self.journal.close()
+
+    async def flush(self, *, hand_back: bool = False) -> None:
+        """Report what this process's calls spent to their keepers now (``hand_back``: and hand
+        every line's unused room back), rather than within ``report_every``."""
+        await self.lending.flush(hand_back=hand_back)
+
+    def _nudged(self, keeper_id: str) -> None:
+        """Another process needs room this one holds unused at ``keeper_id``: hand it back."""
+        line = self.lending.lines.get(keeper_id)
+        if line is not None and (line.room > 0 or not line.news.empty()):
+            asyncio.get_running_loop().create_task(self.lending.report(keeper_id, hand_back=True))
 
     async def call(self, run: RunInput | str, spec: CallSpec) -> CallReply:
         """A non-streaming call. ``run`` is a run id, or a ``RunInput`` to start it if needed."""
         call_trace = self._trace(run, spec, stream=False)
         with call_trace.opening():
-            granted = await self._grant(run, spec, call_trace, stream=False)
-            if isinstance(granted, CallReply):
-                call_trace.replayed(granted.result)
-                return granted
+            granted = await self._grant(run, spec, call_trace)
             return await self._bounded(granted, granted.complete())
 
     async def stream(self, run: RunInput | str, spec: CallSpec) -> CallStream:
@@ -144,11 +151,7 @@ class Caller:
 
         call_trace = self._trace(run, spec, stream=True)
         with call_trace.opening():
-            granted = await self._grant(run, spec, call_trace, stream=True, sink=sink)
-            if isinstance(granted, CallReply):
-                raise CallFailed.of(
-                    errors.BAD_CALL, f"call {granted.result.call_id} already settled"
-                )
+            granted = await self._grant(run, spec, call_trace, sink=sink)
             call_stream = CallStream(granted.grant.call_id, queue)
 
             async def run_stream() -> StreamEnd:
@@ -173,37 +176,59 @@ class Caller:
         )
 
     async def _grant(
-        self,
-        run: RunInput | str,
-        spec: CallSpec,
-        call_trace: CallTrace,
-        *,
-        stream: bool,
-        sink: Any = None,
-    ) -> GrantedCall | CallReply:
+        self, run: RunInput | str, spec: CallSpec, call_trace: CallTrace, sink: Any = None
+    ) -> GrantedCall:
+        """Hold the call's worst case at its keepers and write its intent: after this, it may
+        go out."""
         input_tokens = spec.input_tokens
         if input_tokens is None:
             input_tokens = estimate_input_tokens(spec.body)
-        req = ReserveRequest(
+        now = wall_now()
+        keepers = keepers_of(run, now)
+        need = CallNeed(
             call_id=spec.call_id or uuid.uuid4().hex,
-            caller_id=self.caller_id,
             chain=spec.chain,
             input_tokens=input_tokens,
             max_tokens=spec.max_tokens,
-            requested_model=spec.requested_model,
-            tags=spec.tags,
-            stream=stream,
+            min_output_tokens=run.min_output_tokens if isinstance(run, RunInput) else 16,
             fingerprint=spec.fingerprint,
+            tags=list(spec.tags),
         )
-        run_id = run_id_of(run)
-        grant = None
-        if self.advances is not None and not spec.call_id and not spec.fingerprint:
-            grant = self.advances.take(run_id, req)  # idempotent and guarded calls never
-        if grant is None:
-            grant = await self._reserve(run, req)
-            if grant.settled is not None:
-                return CallReply(grant.settled, None)
-        self.settler.opened(run_id, grant.call_id)
+        problem = call_problem(need.call_id, need.chain, input_tokens, need.max_tokens)
+        if problem:
+            raise CallFailed.of(errors.BAD_CALL, problem)
+        if isinstance(run, RunInput) and run.budget_micros <= 0:
+            raise CallFailed.of(
+                errors.BAD_CALL, f"budget must be positive, got {run.budget_micros}"
+            )
+        if isinstance(run, RunInput) and self.opener is not None:
+            per_call = reservation_micros(spec.chain, input_tokens, spec.max_tokens)
+            await self.opener.open(run, keepers[0], per_call, now)
+        hold = await self.lending.reserve(keepers, need)
+        run_line = hold.lines[0][0] if hold.lines else None
+        call_timeout = run.call_timeout_seconds if isinstance(run, RunInput) else 900
+        grant = _admission(hold, run_line, now + timedelta(seconds=call_timeout))
+        key_id = run.key_id if isinstance(run, RunInput) else ""
+        if self.journal is not None:
+            first = hold.chain[0]
+            intent = Intent(
+                call_id=hold.call_id,
+                run_id=run_id_of(run),
+                key_id=key_id,
+                caller_id=self.caller_id,
+                reserved_micros=hold.amount,
+                started_at=now,
+                tags=list(spec.tags),
+                requested_model=spec.requested_model,
+                provider=first.provider,
+                model=first.model,
+            )
+            if not await self.journal.intend(intent):
+                for line, micros in hold.lines:
+                    line.release(micros)
+                raise CallFailed.of(
+                    errors.TEMPORAL_UNAVAILABLE, "the journal could not be written; retry"
+                )
         progress = StreamProgress()
         timeout = self.policy.first_byte_timeout
         if spec.first_byte_timeout is not None:
@@ -215,16 +240,15 @@ class Caller:
                 body=spec.body,
                 inbound=spec.inbound,
                 model=target.model,
-                max_tokens=grant.max_tokens,
+                max_tokens=hold.max_tokens,
                 headers=spec.headers,
                 first_byte_timeout=timeout,
                 progress=progress,
             )
 
-        key_id = run.key_id if isinstance(run, RunInput) else ""
-        walk = Walk(grant.chain, self.providers, make_call, self.policy, sink=sink)
+        walk = Walk(hold.chain, self.providers, make_call, self.policy, sink=sink)
         return GrantedCall(
-            run_id=run_id,
+            run_id=run_id_of(run),
             key_id=key_id,
             tags=list(spec.tags),
             requested_model=spec.requested_model,
@@ -234,42 +258,9 @@ class Caller:
             progress=progress,
             record=self._record,
             trace=call_trace,
-            advance_id=advance_of(grant.call_id),
+            hold=hold,
+            started_at=now,
         )
-
-    async def _reserve(self, run: RunInput | str, req: ReserveRequest) -> Grant:
-        """The run's grant; a reservation asking for an advance lets the advances know."""
-        if not req.want_advance or self.advances is None:
-            return await self._reserve_in_run(run, req)
-        run_id = run_id_of(run)
-        grant = None
-        try:
-            grant = await self._reserve_in_run(run, req)
-            return grant
-        finally:
-            self.advances.answered(run_id, grant)
-
-    async def _reserve_in_run(self, run: RunInput | str, req: ReserveRequest) -> Grant:
-        run_id = run_id_of(run)
-        try:
-            return await self.runs.reserve(run, req)
-        except CallFailed as refused:
-            if refused.kind != errors.BUDGET_EXCEEDED:
-                raise
-            handed_back = False
-            if self.advances is not None and not req.want_advance:
-                # Money may sit in this caller's advance: use it, or hand it back.
-                await self.advances.settled_asking(run_id)
-                local = self.advances.take(run_id, req, ask=False)
-                if local is not None:
-                    return local
-                handed_back = self.advances.hand_back(run_id)
-            if not handed_back and not self.settler.pending(run_id):
-                raise
-        # Calls of ours that finished still hold their reservations until their batch lands:
-        # deliver it now, so no call is refused while money remains.
-        await self.settler.flush(run_id)
-        return await self.runs.reserve(run, replace(req, want_advance=False))
 
     async def _bounded(self, granted: GrantedCall, work: Awaitable[T]) -> T:
         """``work`` within the grant's deadline (minus a margin): no call holds money forever."""
@@ -283,17 +274,49 @@ class Caller:
                 errors.PROVIDER_UNAVAILABLE, "the call ran past its deadline and was stopped"
             ) from None
 
-    async def _record(self, run_id: str, row: LedgerRow, settlement: Settlement) -> None:
-        if self.ledger is not None:
+    async def _record(self, granted: GrantedCall, row: LedgerRow, known: bool) -> None:
+        """Write the call's row (its intent goes with it) and tell its lines how it ended."""
+        row.caller_id = self.caller_id
+        written = False
+        if self.journal is not None:
             with contextlib.suppress(Exception):
-                settlement.ledger_written = await self.ledger.write(row)
-        self.settler.add(run_id, settlement)
-        if self.advances is not None and settlement.advance_id:
-            self.advances.ended(
-                run_id, settlement.advance_id, settlement.reserved_micros, row.cost_micros
-            )
-        if row.cost_micros > row.reserved_micros:
+                written = await self.journal.record(row)
+        target = next(
+            (t for t in granted.hold.chain if (t.provider, t.model) == (row.provider, row.model)),
+            None,
+        )
+        ending = Ending(
+            cost=row.cost_micros,
+            ok=row.status != "failed",
+            usage=row.usage,
+            tags=row.tags,
+            model=row.model or row.requested_model,
+            target=target,
+            max_tokens=granted.grant.max_tokens,
+            row=None if written else row,
+        )
+        if self.lending.ended(granted.hold, ending):
             # An overrun: the run must close the target before this client's next call can
-            # reserve, so this settlement goes now, before the answer, not with the next batch.
+            # hold, so its report goes now, before the answer, not a few seconds later.
             with contextlib.suppress(Exception):
-                await self.settler.flush(run_id)
+                await self.lending.report(granted.hold.lines[0][0].keeper.workflow_id)
+
+
+def _admission(hold: Hold, run_line: LocalLine | None, deadline: datetime) -> Admission:
+    """The call's grant, with the run's figures as this process knows them (its own spend not
+    yet reported included; other processes' last few seconds not)."""
+    budget = spent = remaining = 0
+    if run_line is not None:
+        budget = run_line.cap
+        spent = run_line.spent + run_line.unacked + run_line.news.spent
+        remaining = max(budget - spent - run_line.in_flight, 0)
+    return Admission(
+        call_id=hold.call_id,
+        chain=hold.chain,
+        max_tokens=hold.max_tokens,
+        reserved_micros=hold.amount,
+        deadline=deadline.isoformat(),
+        budget_micros=budget,
+        spent_micros=spent,
+        remaining_micros=remaining,
+    )

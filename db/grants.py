@@ -45,6 +45,13 @@ TABLE_PRIVILEGES: Final[Mapping[str, Privileges]] = MappingProxyType(
         # and parallel-call slots they lease, renew, give back and expire.
         "rate_windows": {"api": (*UPSERT, "DELETE"), "worker": ()},
         "call_slots": {"api": (*UPSERT, "DELETE"), "worker": ()},
+        # The journal (db/journal.py). Intents: written by the api before a call goes out and
+        # deleted with its ledger row; the worker bills a dead caller's and deletes them.
+        "calls_in_flight": {"api": (*UPSERT, "DELETE"), "worker": (*UPSERT, "DELETE")},
+        # Opened by the api; started and closed by either (the worker's janitor and runs).
+        "runs": {"api": UPSERT, "worker": UPSERT},
+        # A keeper's word to its borrowers: written and read by the api instances.
+        "nudges": {"api": (*UPSERT, "DELETE"), "worker": UPSERT},
     }
 )
 PROCESSES: Final = ("api", "worker")

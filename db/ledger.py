@@ -14,8 +14,11 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Select, delete, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from db.journal_models import CallInFlight
 from db.models import LedgerEntry, LedgerTag
 from workflows.contracts import Attempt, LedgerRow, RecordedCall, Usage
+
+INTENTS = CallInFlight.__table__  # type: ignore[attr-defined]
 
 
 def parse_time(text: str) -> datetime:
@@ -52,6 +55,7 @@ def entry_values(row: LedgerRow) -> dict[str, Any]:
         "started_at": parse_time(row.started_at),
         "latency_ms": row.latency_ms,
         "error": row.error,
+        "caller_id": row.caller_id,
     }
 
 
@@ -83,7 +87,12 @@ def upsert_rows(conn: Connection, rows: Sequence[LedgerRow]) -> None:
     values = [entry_values(row) for row in ordered]
     stmt = insert(table).values(values)
     updates = {k: stmt.excluded[k] for k in values[0] if k != "call_id"}
-    conn.execute(stmt.on_conflict_do_update(index_elements=["call_id"], set_=updates))
+    # A row billed ``unknown`` after its caller went silent is final: the run has billed it so,
+    # and a late word from that caller must not make the ledger and the run disagree.
+    final = or_(table.c.status != "unknown", stmt.excluded.status == "unknown")
+    conn.execute(stmt.on_conflict_do_update(index_elements=["call_id"], set_=updates, where=final))
+    # The call is recorded: it is no longer in flight (its intent goes in this transaction).
+    conn.execute(delete(INTENTS).where(INTENTS.c.call_id.in_(list(latest))))
     conn.execute(delete(tag_table).where(tag_table.c.call_id.in_(list(latest))))
     tag_rows = [
         {"call_id": row.call_id, "tag": tag, "prefix": _tag_prefix(tag)}

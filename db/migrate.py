@@ -27,7 +27,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, MetaData, inspect, text
 from sqlmodel import SQLModel
 
-import db.models  # noqa: F401  (every module that declares tables is imported here)
+import db.journal_models
+import db.models  # noqa: F401
 from db.engine import make_engine
 from db.grants import apply_grants
 

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Connection,
     DateTime,
     ForeignKey,
+    Index,
     LargeBinary,
     String,
     Table,
@@ -191,12 +192,18 @@ class LedgerEntryBase(SQLModel):
     cache_write_tokens: int = Field(default=0, sa_type=BigInteger)
     latency_ms: int = 0
     error: str = ""
+    caller_id: str = Field(default="", max_length=100, sa_column_kwargs={"server_default": ""})
+    """The caller process that made the call: a crash reconciliation reads its rows."""
 
 
 class LedgerEntry(LedgerEntryBase, table=True):
     """The ledger row, keyed by call id so a retried write is an upsert, not a second charge."""
 
     __tablename__ = "ledger"
+    __table_args__ = (
+        Index("ix_ledger_caller_run", "caller_id", "run_id"),
+        Index("ix_ledger_caller_key_started", "caller_id", "key_id", "started_at"),
+    )
 
     call_id: str = Field(primary_key=True, max_length=200)
     cost_micros: int = Field(default=0, sa_type=BigInteger)

@@ -16,7 +16,11 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from workflows.agent_budget import AgentBudget, call_model
-    from workflows.contracts import RunSpend, StepSpend, Target
+    from workflows.contracts import (
+        StepSpend,
+        Target,
+    )
+    from workflows.run_contracts import RunSpend
 
 
 @dataclass

@@ -22,6 +22,7 @@ from settings import SettingsError
 from telemetry import setup as telemetry
 from worker.app import build_worker
 from worker.health import clear, heartbeat
+from worker.janitor import janitor
 from worker.settings import WorkerSettings, get_settings
 from workflows.converter import DATA_CONVERTER
 
@@ -56,7 +57,9 @@ async def run(settings: WorkerSettings) -> None:
             async with asyncio.TaskGroup() as tasks:
                 if settings.health_file is not None:
                     beat = tasks.create_task(heartbeat(settings.health_file, client, worker))
+                tidying = tasks.create_task(janitor(client, engine, settings.task_queue))
                 await worker.run()
+                tidying.cancel()
                 if settings.health_file is not None:
                     beat.cancel()
     finally:

@@ -14,6 +14,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.alerts import AlertActivities, AlertWebhook
+from activities.journal import JournalActivities
 from activities.key_budget import KeyBudgetActivities
 from activities.ledger import LedgerActivities
 from activities.model_call import ModelCallActivities
@@ -43,6 +44,7 @@ def build_worker(
     ``extra_*`` add an application's own workflows (the example agent in the demo and tests).
     """
     ledger = LedgerActivities(engine)
+    journal = JournalActivities(engine)
     alerts = AlertActivities(http, alert_webhook or AlertWebhook(), engine)
     model_calls = ModelCallActivities(providers)
     periods = KeyBudgetActivities(client, task_queue)
@@ -52,12 +54,15 @@ def build_worker(
         workflows=[*WORKFLOWS, *extra_workflows],
         activities=[
             ledger.write_ledger,
-            ledger.recorded_calls,
-            ledger.recorded_under_advances,
+            ledger.recorded_calls,  # runs started before lines
+            ledger.recorded_under_advances,  # runs started before lines
+            journal.recorded_for_run,
+            journal.recorded_for_key,
+            journal.run_ended,
             alerts.send_alert,
             model_calls.call_target,
-            periods.draw_lease,
-            periods.give_back,
+            periods.draw_lease,  # runs started before lines
+            periods.give_back,  # runs started before lines
             *extra_activities,
         ],
         max_concurrent_activities=max_concurrent_activities,

@@ -40,15 +40,17 @@ with workflow.unsafe.imports_passed_through():
     from workflows.contracts import (
         Attempt,
         LedgerBatch,
-        OpenCall,
-        RunSpend,
-        RunState,
-        Settlement,
         Target,
         Usage,
         WireFormat,
     )
     from workflows.errors import Failure
+    from workflows.legacy.contracts import (
+        OpenCall,
+        RunState,
+        Settlement,
+    )
+    from workflows.run_contracts import RunSpend
 
 TARGET_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),

@@ -18,15 +18,17 @@ from typing import Any
 from workflows.contracts import (
     TOKENS_PER_PRICE_UNIT,
     CallStatus,
-    OpenCall,
     Price,
     Refusal,
-    RunSpend,
-    RunState,
     StepSpend,
     Target,
     Usage,
 )
+from workflows.legacy.contracts import (
+    OpenCall,
+    RunState,
+)
+from workflows.run_contracts import RunSpend
 
 ALERT_THRESHOLDS = (50, 80, 100)
 NO_STEP = "(none)"
@@ -134,6 +136,55 @@ class Plan:
     reserved_micros: int
 
 
+def plan_call(
+    chain: Sequence[Target],
+    input_tokens: int,
+    max_tokens: int,
+    min_output_tokens: int,
+    remaining: int,
+    factors: Factors = NO_FACTORS,
+) -> Plan:
+    """Clamp ``max_tokens`` to what ``remaining`` affords; refuse (``BudgetExceeded``, with what
+    the call needs and what it asked for) below ``min_output_tokens``. The keeper adds its own
+    figures (budget, spent, held) to the refusal."""
+    floor = min(max_tokens, min_output_tokens)
+    fits = affordable_max_tokens(chain, input_tokens, remaining, factors)
+    if fits < floor or remaining <= 0:
+        raise BudgetExceeded(
+            Refusal(
+                budget_micros=0,
+                spent_micros=0,
+                reserved_micros=0,
+                remaining_micros=max(remaining, 0),
+                needed_micros=reservation_micros(chain, input_tokens, floor, factors),
+                requested_micros=reservation_micros(chain, input_tokens, max_tokens, factors),
+                input_tokens=input_tokens,
+                max_tokens=max_tokens,
+                min_output_tokens=floor,
+            )
+        )
+    granted = min(max_tokens, fits)
+    return Plan(granted, reservation_micros(chain, input_tokens, granted, factors))
+
+
+@dataclass(frozen=True)
+class Figures:
+    """A cap's figures as every view shows them: spent, held by calls in flight, remaining."""
+
+    cap_micros: int
+    spent_micros: int
+    held_micros: int
+    remaining_micros: int
+
+
+def figures(cap_micros: int, spent_micros: int, held_micros: int) -> Figures:
+    """The one place spent, held and remaining are derived: what is neither spent nor held by
+    calls in flight remains (money lent out but unused is recalled before a refusal, so it is
+    remaining too)."""
+    remaining = max(cap_micros - spent_micros - held_micros, 0)
+    return Figures(cap_micros, spent_micros, held_micros, remaining)
+
+
 def settled_cost(status: CallStatus, price: Price, usage: Usage, known: bool, held: int) -> int:
     """What a finished call is billed; the run and its caller both price it with this.
 
@@ -160,6 +211,24 @@ def _bump(table: dict[str, StepSpend], key: str, cost: int, usage: Usage) -> Non
     row.cost_micros += cost
     row.input_tokens += usage.input_tokens + usage.cached_input_tokens + usage.cache_write_tokens
     row.output_tokens += usage.output_tokens
+
+
+MAX_BREAKDOWN = 64
+"""Steps (and models) a run breaks its spend down by; any beyond go to ``OTHER``, so a client
+inventing step tags cannot grow the run's state."""
+OTHER = "(other)"
+
+
+def merge_spend(table: dict[str, StepSpend], more: Mapping[str, StepSpend]) -> None:
+    """Add ``more`` into ``table``, keeping at most ``MAX_BREAKDOWN`` keys."""
+    for key, spend in more.items():
+        if key not in table and len(table) >= MAX_BREAKDOWN:
+            key = OTHER
+        row = table.setdefault(key, StepSpend())
+        row.calls += spend.calls
+        row.cost_micros += spend.cost_micros
+        row.input_tokens += spend.input_tokens
+        row.output_tokens += spend.output_tokens
 
 
 def step_of(tags: Iterable[str]) -> str:

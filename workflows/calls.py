@@ -14,8 +14,15 @@ from temporalio.exceptions import ApplicationError
 
 from workflows import errors
 from workflows.budget import BudgetExceeded
-from workflows.contracts import LedgerRow, OpenCall, Settlement, Target
+from workflows.contracts import (
+    LedgerRow,
+    Target,
+)
 from workflows.errors import Failure
+from workflows.legacy.contracts import (
+    OpenCall,
+    Settlement,
+)
 
 MAX_TOKENS_LIMIT = 1_000_000
 MAX_INPUT_TOKENS = 50_000_000
@@ -30,12 +37,13 @@ def fail(failure: Failure, *, non_retryable: bool = True) -> ApplicationError:
 
 def check_call(call_id: str, chain: Sequence[Target], input_tokens: int, max_tokens: int) -> None:
     """Refuse a malformed call before it holds any money."""
-    problem = _problem(call_id, chain, input_tokens, max_tokens)
+    problem = call_problem(call_id, chain, input_tokens, max_tokens)
     if problem:
         raise fail(Failure(errors.BAD_CALL, problem))
 
 
-def _problem(call_id: str, chain: Sequence[Target], input_tokens: int, max_tokens: int) -> str:
+def call_problem(call_id: str, chain: Sequence[Target], input_tokens: int, max_tokens: int) -> str:
+    """What is wrong with a call before it holds any money (empty: nothing)."""
     if not call_id:
         return "call_id is required"
     if not chain:

@@ -9,12 +9,15 @@ api) as ``Failure``, never as positional details, so a provider's status or usag
     ├── RunNotOpen           the run was closed, revoked or expired
     ├── RunDraining          the run is continuing as new; retry, the new run takes the call
     ├── TooManyCalls         the run already has its maximum of parallel calls in flight
+    ├── TooManyRuns          the key already has its ``max_open_runs`` runs open
     ├── LoopDetected         the run kept sending the same request and is paused
     ├── TargetBlocked        every target of the call is closed after an overrun
     ├── BadCall              the request itself is wrong (empty chain, absurd max_tokens...)
     ├── ProviderRejected     a provider refused the request (4xx): final, not billed
     ├── ProviderUnavailable  408/429/5xx/529/timeout: retried briefly, then the next target
     ├── AllTargetsFailed     every target of the chain failed (``attempts`` says how)
+    ├── LineGone             the run billed this caller's line after it went silent: forget it
+    ├── LegacyRun            the run started before lines and takes no ``lend``: a new run will
     ├── CallerGone           the caller that holds the body is no longer there
     ├── StreamBroken         the provider's stream broke after bytes reached the client
     └── TemporalUnavailable  the caller could not reach Temporal (raised caller-side only)
@@ -31,12 +34,15 @@ RUN_NOT_OPEN = "RunNotOpen"
 RUN_DRAINING = "RunDraining"
 BAD_CALL = "BadCall"
 TOO_MANY_CALLS = "TooManyCalls"
+TOO_MANY_RUNS = "TooManyRuns"
 LOOP_DETECTED = "LoopDetected"
 TARGET_BLOCKED = "TargetBlocked"
 PROVIDER_REJECTED = "ProviderRejected"
 PROVIDER_UNAVAILABLE = "ProviderUnavailable"
 ALL_TARGETS_FAILED = "AllTargetsFailed"
 CALLER_GONE = "CallerGone"
+LINE_GONE = "LineGone"
+LEGACY_RUN = "LegacyRun"
 STREAM_BROKEN = "StreamBroken"
 TEMPORAL_UNAVAILABLE = "TemporalUnavailable"
 

@@ -1,10 +1,12 @@
-"""``KeyBudget``: one key's cap for one day or month, lent to the key's runs in slices.
+"""``KeyBudget``: one key's cap for one day, one month, or its whole life (``total``).
 
-One workflow per (key, period) owns the period's money. A run draws a lease when it opens or
-runs low, and gives back what it did not use when it closes or goes idle, so the cap holds
-exactly across any number of runs and api instances with one hop per lease, not per call.
-Handlers have no await: a grant is atomic. Invariant: ``spent + leased <= cap`` after every
-grant (a run that overran reports more spend than it leased; that is counted, not refused).
+One workflow per (key, period) owns the period's money and lends it in lines to the caller
+processes that make the key's calls (``workflows.lending``): one line per api instance, not per
+run, so the money of a key with many sparse runs sits where the calls are made, and what one
+instance does not use is recalled before another's call is refused. A call counts in the period
+it started in, so a period's cap bounds every call started in it, and a run never stops at
+midnight: the next call borrows from the new day. Handlers have no await: a grant is atomic.
+Periods started before lines take the frozen path (``workflows.legacy.key_budget``).
 """
 
 from __future__ import annotations
@@ -14,28 +16,31 @@ import contextlib
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.journal import KeyLine
     from workflows import errors
-    from workflows.alert_delivery import send_alerts
-    from workflows.budget import ALERT_THRESHOLDS
-    from workflows.contracts import Alert, LeaseReturn
-    from workflows.key_contracts import (
-        KeyBudgetInput,
-        KeyBudgetState,
-        LeaseGrant,
-        LeaseRequest,
-        PeriodFigures,
+    from workflows.chores import BOOKKEEPING_RETRY, recorded, send_alerts
+    from workflows.key_contracts import KeyBudgetInput, PeriodBooks, PeriodFigures
+    from workflows.legacy.contracts import LeaseGrant, LeaseRequest, LeaseReturn
+    from workflows.legacy.key_budget import LegacyKeyBudget
+    from workflows.lending_contracts import (
+        Books,
+        LendAnswer,
+        LendRequest,
+        Recorded,
     )
-    from workflows.leases import grant_size
-    from workflows.money import micros_to_usd
+    from workflows.period_book import PeriodBook
+    from workflows.periods import BEGINNING
 
+LINES = "lines"
+"""Patch: the period lends lines to caller processes (periods recorded before lease to runs)."""
 KEEP_AFTER_PERIOD = timedelta(days=7)
-"""A period's workflow waits this long after the period for its runs' last reports."""
-ALERT_RETRY = RetryPolicy(maximum_attempts=10, maximum_interval=timedelta(seconds=30))
-KEPT_REQUESTS = 1_000
+"""A period's workflow waits this long after the period for its lines' last reports."""
+SILENT_AFTER = timedelta(seconds=60)
+"""A caller silent this long is reconciled from its journal (its runs' timeout is 30 s by
+default; a period waits longer, since its calls are settled in the runs as well)."""
 
 
 @workflow.defn(sandboxed=False)
@@ -43,66 +48,56 @@ class KeyBudget:
     @workflow.init
     def __init__(self, inp: KeyBudgetInput) -> None:
         self.inp = inp
-        self.state = inp.state or KeyBudgetState(cap_micros=inp.cap_micros)
+        legacy = inp.state is not None or not workflow.patched(LINES)
+        self.legacy = LegacyKeyBudget(inp) if legacy else None
+        self.state = inp.carried or PeriodBooks(Books(cap_micros=inp.cap_micros))
+        self.book = PeriodBook(inp, self.state)
+        self.lender = self.book.lender
+        self.reconciling: set[str] = set()
 
-    @property
-    def leased_micros(self) -> int:
-        return sum(self.state.leased.values())
+    # ---- lines --------------------------------------------------------------------------
 
-    @property
-    def available_micros(self) -> int:
-        return self.state.cap_micros - self.state.spent_micros - self.leased_micros
+    @workflow.update
+    def lend(self, req: LendRequest) -> LendAnswer:
+        """A caller's report, its spare room, and its calls that need a grant now."""
+        return self.book.lend(req, workflow.now())
+
+    @lend.validator
+    def _validate_lend(self, req: LendRequest) -> None:
+        if self.legacy is not None:
+            raise ApplicationError("this period lends leases to runs", type=errors.LEGACY_RUN)
+        if req.borrower in self.reconciling or self.lender.is_reconciled(
+            req.borrower, req.opened_at
+        ):
+            raise ApplicationError(
+                "this caller went silent and its line was billed; open a new one",
+                type=errors.LINE_GONE,
+            )
+
+    # ---- the protocol before lines (legacy periods only) -----------------------------------
 
     @workflow.update
     def lease(self, req: LeaseRequest) -> LeaseGrant:
-        """Lend ``req.run_id`` a slice (see ``grant_size``); nothing when the period cannot pay
-        even the asking call's floor."""
-        answered = self.state.answered.get(req.request_id)
-        if answered is not None:
-            return answered
-        amount = grant_size(
-            self.available_micros, req.need_micros, req.floor_micros, req.want_micros
-        )
-        if amount:
-            self.state.leased[req.run_id] = self.state.leased.get(req.run_id, 0) + amount
-        elif not self.state.refused_alerted:
-            self.state.refused_alerted = True
-            self._alert("refused", 0)
-        self._check_thresholds()
-        grant = LeaseGrant(
-            amount, self.state.cap_micros, self.state.spent_micros, self.leased_micros
-        )
-        if req.request_id:
-            self.state.answered[req.request_id] = grant
-            while len(self.state.answered) > KEPT_REQUESTS:
-                del self.state.answered[next(iter(self.state.answered))]
-        return grant
+        return self._legacy().lease(req)
 
     @workflow.update
     def give_back(self, ret: LeaseReturn) -> PeriodFigures:
-        """A run's report: its spend since the last one, and what it hands back."""
-        if ret.request_id in self.state.reported:
-            return self.figures()
-        if ret.request_id:
-            self.state.reported = [*self.state.reported[-KEPT_REQUESTS:], ret.request_id]
-        held = self.state.leased.get(ret.run_id, 0)
-        left = held - ret.spent_micros - ret.unused_micros
-        if left > 0:
-            self.state.leased[ret.run_id] = left
-        else:
-            self.state.leased.pop(ret.run_id, None)
-        self.state.spent_micros += ret.spent_micros
-        self._check_thresholds()
-        return self.figures()
+        return self._legacy().give_back(ret)
+
+    def _legacy(self) -> LegacyKeyBudget:
+        if self.legacy is None:
+            raise ApplicationError("this period lends lines: use lend", type=errors.BAD_CALL)
+        return self.legacy
+
+    # ---- control ------------------------------------------------------------------------
 
     @workflow.update
     def set_cap(self, cap_micros: int) -> PeriodFigures:
-        """A new cap for this period (the key was edited); thresholds re-arm above spend."""
-        self.state.cap_micros = cap_micros
-        self.state.refused_alerted = False
-        self.state.alerted_thresholds = [
-            pct for pct in self.state.alerted_thresholds if self._committed_percent() >= pct
-        ]
+        """A new cap for this period (the key was edited); thresholds re-arm above spend. A
+        lower cap recalls the lines' unused room (the admin api nudges their callers)."""
+        if self.legacy is not None:
+            return self.legacy.set_cap(cap_micros)
+        self.book.set_cap(cap_micros)
         return self.figures()
 
     @set_cap.validator
@@ -112,79 +107,66 @@ class KeyBudget:
 
     @workflow.query
     def figures(self) -> PeriodFigures:
-        return PeriodFigures(
-            key_id=self.inp.key_id,
-            kind=self.inp.kind,
-            period=self.inp.period,
-            ends_at=self.inp.ends_at,
-            cap_micros=self.state.cap_micros,
-            spent_micros=self.state.spent_micros,
-            leased_micros=self.leased_micros,
-            remaining_micros=max(self.available_micros, 0),
-            runs=len(self.state.leased),
-        )
+        if self.legacy is not None:
+            return self.legacy.figures()
+        return self.book.figures()
 
-    def _committed_percent(self) -> int:
-        committed = self.state.spent_micros + self.leased_micros
-        return committed * 100 // max(self.state.cap_micros, 1)
-
-    def _check_thresholds(self) -> None:
-        # Spend reaches a period late (when runs report); spend plus what runs hold is the
-        # honest upper bound, and what the alert says.
-        for pct in ALERT_THRESHOLDS:
-            if pct not in self.state.alerted_thresholds and self._committed_percent() >= pct:
-                self.state.alerted_thresholds.append(pct)
-                inp = self.inp
-                held = (
-                    f"key {inp.key_id}: {pct}% of its {inp.kind} budget for {inp.period} is spent "
-                    f"or held by its runs (cap ${micros_to_usd(self.state.cap_micros)})"
-                )
-                self._alert("threshold", pct, held)
-
-    def _alert(self, kind: str, pct: int, detail: str = "") -> None:
-        inp = self.inp
-        cap = self.state.cap_micros
-        self.state.pending_alerts.append(
-            Alert(
-                run_id="",
-                key_id=inp.key_id,
-                kind="refused" if kind == "refused" else "threshold",
-                threshold_percent=pct,
-                budget_micros=cap,
-                spent_micros=self.state.spent_micros,
-                at=workflow.now().isoformat(),
-                scope=inp.kind,
-                period=inp.period,
-                event_id=f"key:{inp.key_id}:{inp.kind}:{inp.period}:{kind}:{pct}:{cap}",
-                detail=detail,
-            )
-        )
+    # ---- the main loop ------------------------------------------------------------------
 
     @workflow.run
     async def run(self, inp: KeyBudgetInput) -> PeriodFigures:
-        """Deliver alerts; continue as new when told; end a week after the period, or once the
-        period is over and every lease is back."""
+        """Deliver alerts; reconcile silent callers; continue as new when told; end a week after
+        the period, or once the period is over and every line is back."""
+        if self.legacy is not None:
+            return await self.legacy.run(inp)
         ends = datetime.fromisoformat(inp.ends_at)
         while True:
             now = workflow.now()
-            if now >= ends and not self.state.leased and not self.state.pending_alerts:
+            idle = self.lender.idle_lines()
+            if now >= ends and idle and not self.state.pending_alerts:
                 break
             if now >= ends + KEEP_AFTER_PERIOD:
                 break
             if workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(KeyBudgetInput(**{**inp.__dict__, "state": self.state}))
-            wake = max(ends - now, timedelta(seconds=60)) if now < ends else timedelta(hours=1)
+                workflow.continue_as_new(KeyBudgetInput(**{**inp.__dict__, "carried": self.state}))
             with contextlib.suppress(asyncio.TimeoutError):
                 await workflow.wait_condition(
                     lambda: (
                         bool(self.state.pending_alerts)
                         or workflow.info().is_continue_as_new_suggested()
-                        or (workflow.now() >= ends and not self.state.leased)
+                        or (workflow.now() >= ends and self.lender.idle_lines())
                     ),
-                    timeout=wake,
+                    timeout=self._next_wake(ends),
                 )
+            await self._reconcile_silent()
             alerts, self.state.pending_alerts = self.state.pending_alerts, []
-            await send_alerts(alerts, ALERT_RETRY)
+            await send_alerts(alerts, BOOKKEEPING_RETRY)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.figures()
+
+    def _next_wake(self, ends: datetime) -> timedelta:
+        now = workflow.now()
+        wake = max(ends - now, timedelta(seconds=60)) if now < ends else timedelta(hours=1)
+        silence = self.lender.next_silence(now, SILENT_AFTER)
+        if silence is not None:
+            wake = min(wake, silence)
+        return max(wake, timedelta(seconds=1))
+
+    async def _reconcile_silent(self) -> None:
+        """Bill each caller silent past ``SILENT_AFTER`` from its journal."""
+        inp = self.inp
+        for borrower in self.lender.silent(workflow.now(), SILENT_AFTER):
+            line = self.state.books.lines[borrower]
+            self.reconciling.add(borrower)
+            try:
+                found = Recorded(read=False)
+                if line.journaled:
+                    starts = datetime.fromisoformat(inp.starts_at) if inp.starts_at else BEGINNING
+                    since = max(starts, datetime.fromisoformat(line.opened_at))
+                    window = KeyLine(borrower, inp.key_id, since.isoformat(), inp.ends_at)
+                    found = await recorded(window)
+                self.lender.reconcile(borrower, found)
+                self.book.check_thresholds(workflow.now())
+            finally:
+                self.reconciling.discard(borrower)

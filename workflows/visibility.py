@@ -7,6 +7,7 @@ Search attributes are Doubles for money; the exact figures stay in integer micro
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from temporalio.common import (
@@ -16,7 +17,8 @@ from temporalio.common import (
     TypedSearchAttributes,
 )
 
-from workflows.contracts import MICROS_PER_USD, RunInput, RunState
+from workflows.contracts import MICROS_PER_USD, StepSpend
+from workflows.run_contracts import RunInput
 
 RUN_COST = SearchAttributeKey.for_float("RunCost")
 RUN_BUDGET = SearchAttributeKey.for_float("RunBudget")
@@ -54,20 +56,22 @@ def initial_search_attributes(run: RunInput) -> TypedSearchAttributes:
     )
 
 
-def search_attribute_updates(run: RunInput, state: RunState) -> list[SearchAttributeUpdate[Any]]:
+def search_attribute_updates(
+    run: RunInput, *, spent_micros: int, budget_micros: int, calls: int, status: str
+) -> list[SearchAttributeUpdate[Any]]:
     """The run's figures now; identity is included for runs started without it."""
     figures: list[SearchAttributeUpdate[Any]] = [
-        RUN_COST.value_set(usd(state.spent_micros)),
-        RUN_BUDGET.value_set(usd(state.budget_micros)),
-        RUN_CALLS.value_set(state.calls),
-        RUN_STATUS.value_set(state.status),
+        RUN_COST.value_set(usd(spent_micros)),
+        RUN_BUDGET.value_set(usd(budget_micros)),
+        RUN_CALLS.value_set(calls),
+        RUN_STATUS.value_set(status),
     ]
     return [*figures, *(pair.key.value_set(pair.value) for pair in _identity(run))]
 
 
-def memo(state: RunState) -> dict[str, Any]:
+def memo(by_step: Mapping[str, StepSpend], spent_micros: int) -> dict[str, Any]:
     """The per-step breakdown the UI shows beside the attributes, in micro-dollars."""
     return {
-        "by_step": {step: row.cost_micros for step, row in state.by_step.items()},
-        "spent": state.spent_micros,
+        "by_step": {step: row.cost_micros for step, row in by_step.items()},
+        "spent": spent_micros,
     }

@@ -11,7 +11,7 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from api import keys
-from api.deps import KeyCacheDep, SessionDep, TemporalClientDep
+from api.deps import EngineDep, KeyCacheDep, SessionDep, TemporalClientDep
 from api.errors import GatewayError, NotFound
 from api.ui.forms import error_text, form_of, parse_create, parse_update
 from api.ui.guard import CsrfDep, PageNotFound, SignedInDep
@@ -114,13 +114,14 @@ def revoke_key(
     db: SessionDep,
     cache: KeyCacheDep,
     temporal: TemporalClientDep,
+    engine: EngineDep,
     background: BackgroundTasks,
     session: SignedInDep,
 ) -> Response:
     """Revoke a key and, after the answer, its open runs (as the admin api does)."""
     _key_or_404(db, key_id)
     key = keys.revoke(db, cache, key_id)
-    background.add_task(keys.revoke_runs, temporal, key.id)
+    background.add_task(keys.revoke_runs, temporal, engine, key.id)
     return RedirectResponse("/ui/keys", status_code=303)
 
 

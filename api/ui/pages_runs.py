@@ -25,7 +25,10 @@ from api.settings import Settings
 from api.ui.guard import PageError, PageNotFound, SignedInDep
 from api.ui.render import page, temporal_link
 from db.models import LedgerEntryPublic, VirtualKey
-from workflows.contracts import RunSpend, workflow_id
+from workflows.run_contracts import (
+    RunSpend,
+    workflow_id,
+)
 
 router = APIRouter()
 RUNS_SHOWN = 50

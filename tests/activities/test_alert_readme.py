@@ -10,8 +10,8 @@ from typing import Any
 
 from activities.alert_body import json_body
 from activities.alert_signature import signature_header
+from workflows.chores import BOOKKEEPING_RETRY
 from workflows.contracts import Alert
-from workflows.run_chores import BOOKKEEPING_RETRY
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 SECRET = "whsec-readme"

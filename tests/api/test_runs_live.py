@@ -14,7 +14,10 @@ from db.ledger import upsert_rows
 from tests.api.helpers import ADMIN, row
 from tests.polling import eventually
 from workflows.agent_run import AgentRun
-from workflows.contracts import RunInput, workflow_id
+from workflows.run_contracts import (
+    RunInput,
+    workflow_id,
+)
 from workflows.visibility import initial_search_attributes
 
 

@@ -22,7 +22,7 @@ from caller import run_handle
 from db.models import LedgerEntry
 from tests.polling import eventually
 from workflows.agent_run import AgentRun
-from workflows.contracts import RunSpend
+from workflows.run_contracts import RunSpend
 
 if TYPE_CHECKING:
     from tests.faults.gateway import Answer, Gateway

@@ -25,7 +25,7 @@ from tests.serving import serving
 from tests.webhook_receiver import WebhookReceiver, receiving
 from worker.app import build_worker
 from workflows.agent_run import AgentRun
-from workflows.contracts import RunSpend
+from workflows.run_contracts import RunSpend
 
 ADMIN_KEY = "rc-admin-test"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}

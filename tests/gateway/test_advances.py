@@ -23,7 +23,12 @@ from tests.gateway.test_call_path import MESSAGES, bearer, ledger, usd_micros
 from tests.polling import eventually
 from workflows.agent_run import AgentRun
 from workflows.budget import reservation_micros
-from workflows.contracts import MICROS_PER_USD, Price, RunSpend, Target
+from workflows.contracts import (
+    MICROS_PER_USD,
+    Price,
+    Target,
+)
+from workflows.run_contracts import RunSpend
 
 SMALL = Target("fake", "fake-small", "openai", Price(500_000, 1_500_000, 500_000, 500_000))
 

@@ -22,16 +22,18 @@ from workflows.agent_run import AgentRun
 from workflows.budget import reservation_micros
 from workflows.contracts import (
     MICROS_PER_USD,
-    Lease,
     PeriodBudget,
     Price,
-    RunInput,
-    RunState,
     Target,
 )
 from workflows.key_budget import KeyBudget
 from workflows.key_contracts import key_budget_id
+from workflows.legacy.contracts import (
+    Lease,
+    RunState,
+)
 from workflows.periods import period_of
+from workflows.run_contracts import RunInput
 
 MESSAGES = [{"role": "user", "content": "make the failing test pass"}]
 SMALL = Target("fake", "fake-small", "openai", Price(500_000, 1_500_000, 500_000, 500_000))

@@ -18,7 +18,8 @@ from caller import run_handle
 from db.models import LedgerEntry
 from tests.gateway.conftest import Gateway, settled_spend
 from workflows.agent_run import AgentRun
-from workflows.contracts import MICROS_PER_USD, workflow_id
+from workflows.contracts import MICROS_PER_USD
+from workflows.run_contracts import workflow_id
 
 MESSAGES: list[Any] = [{"role": "user", "content": "make the failing test pass"}]
 

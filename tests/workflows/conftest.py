@@ -37,10 +37,8 @@ async def caller(
     engine: Engine,
     worker: None,
 ) -> AsyncIterator[Caller]:
-    """A caller whose runs live on this test's worker and which writes the ledger itself.
-    Every call reserves in the run (no advances: ``tests/gateway/test_advances.py`` has them),
-    so these tests see each reservation the run holds."""
+    """A caller whose runs live on this test's worker and which journals its calls itself."""
     async with Caller(
-        temporal_client, providers, engine=engine, workflow_task_queue=task_queue, advances=False
+        temporal_client, providers, engine=engine, workflow_task_queue=task_queue
     ) as c:
         yield c

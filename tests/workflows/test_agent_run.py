@@ -15,6 +15,7 @@ from temporalio.worker import Replayer
 from caller import Caller, CallFailed, CallReply, CallSpec, run_handle
 from db.models import LedgerEntry
 from fake_provider import FakeProvider
+from providers.base import Provider
 from tests.conftest import TargetFactory
 from tests.polling import eventually
 from workflows import errors
@@ -22,11 +23,13 @@ from workflows.agent_run import AgentRun
 from workflows.budget import cost_micros, estimate_input_tokens, reservation_micros
 from workflows.contracts import (
     MICROS_PER_USD,
-    RunInput,
-    RunSpend,
     Target,
     TopUp,
     Usage,
+)
+from workflows.run_contracts import (
+    RunInput,
+    RunSpend,
     workflow_id,
 )
 
@@ -42,9 +45,11 @@ def spec(chain: list[Target], max_tokens: int = 100, **kw: Any) -> CallSpec:
 
 
 async def spend_of(caller: Caller, run: RunInput) -> RunSpend:
-    """The run's figures once this caller's finished calls have been settled there."""
-    await caller.settler.flush()
-    spend: RunSpend = await run_handle(caller.runs.client, run.run_id).query(AgentRun.spend)
+    """The run's figures once this caller has reported its finished calls there and handed its
+    lines' unused room back (so ``reserved_micros`` is what calls in flight hold)."""
+    await caller.flush(hand_back=True)
+    handle = run_handle(caller.keepers.client, run.run_id)
+    spend: RunSpend = await handle.query(AgentRun.spend)
     return spend
 
 
@@ -200,7 +205,7 @@ async def test_bad_input_is_refused_with_a_clear_message(
         await caller.call(run, spec(chain, max_tokens=change.get("max_tokens", 100)))
     assert info.value.kind == kind
     assert words in info.value.message
-    ok = await caller.call(run.run_id, spec([small])) if run.budget_micros > 0 else None
+    ok = await caller.call(run, spec([small])) if run.budget_micros > 0 else None
     assert ok is None or ok.result.status == "ok"  # the run still works after a refusal
 
 
@@ -225,6 +230,9 @@ async def test_top_up_and_close(
     await handle.execute_update(AgentRun.top_up, TopUp(MICROS_PER_USD))
     assert (await caller.call(run.run_id, spec([small]))).result.status == "ok"
     await handle.execute_update(AgentRun.close)
+    # Closed from the Temporal client, the run stops lending at once; a caller holding a line
+    # hears of it with its next report (closing through runcap's api nudges it at once).
+    await caller.flush()
     with pytest.raises(CallFailed) as closed:
         await caller.call(run.run_id, spec([small]))
     assert closed.value.kind == errors.RUN_NOT_OPEN
@@ -259,25 +267,46 @@ async def test_an_idle_run_expires_and_reopens_with_its_spend(
     second = await caller.call(run, spec([small]))
     assert second.result.spent_micros == first.result.cost_micros + second.result.cost_micros
     await handle.execute_update(AgentRun.close)
+    await caller.flush()  # the caller's line hears of the close (runcap's api nudges it)
     with pytest.raises(CallFailed) as closed:
         await caller.call(run, spec([small]))
     assert closed.value.kind == errors.RUN_NOT_OPEN
 
 
 async def test_a_long_run_continues_as_new_without_losing_a_cent(
-    caller: Caller, temporal_client: Client, target: TargetFactory, engine: Engine
+    temporal_client: Client,
+    target: TargetFactory,
+    engine: Engine,
+    task_queue: str,
+    providers: dict[str, Provider],
+    worker: None,
 ) -> None:
-    """Past Temporal's suggestion the run continues as new: spend, calls and ledger carry over."""
+    """Past Temporal's suggestion the run continues as new: spend, calls and ledger carry over.
+    (A caller that reports after every call grows the history fast enough to get there.)"""
     small = target("fake-small")
     run = new_run(10 * MICROS_PER_USD)
     replies: list[CallReply] = []
+    chatty = Caller(
+        temporal_client, providers, engine=engine, workflow_task_queue=task_queue, report_every=0
+    )
+    async with chatty as caller:
+        await _continue_as_new(caller, temporal_client, run, small, replies, engine)
 
+
+async def _continue_as_new(
+    caller: Caller,
+    temporal_client: Client,
+    run: RunInput,
+    small: Target,
+    replies: list[CallReply],
+    engine: Engine,
+) -> None:
     async def wave(step: str) -> None:
-        replies.extend(
-            await asyncio.gather(*(caller.call(run, spec([small], tags=[step])) for _ in range(10)))
-        )
+        for _ in range(10):
+            replies.append(await caller.call(run, spec([small], tags=[step])))
+            await caller.flush()
 
-    for n in range(5):  # ~10 events a call; the test server suggests a new run at 400
+    for n in range(5):  # ~7 events a report; the test server suggests a new run at 400
         await wave(f"step:w{n}")
     first = await run_handle(temporal_client, run.run_id).describe()
 

@@ -14,7 +14,12 @@ from workflows.budget import (
     reservation_micros,
     step_of,
 )
-from workflows.contracts import Price, RunState, Target, Usage
+from workflows.contracts import (
+    Price,
+    Target,
+    Usage,
+)
+from workflows.legacy.contracts import RunState
 
 SMALL = Target("fake", "fake-small", "openai", Price(input=500_000, output=1_500_000))
 LARGE = Target("fake", "fake-large", "openai", Price(5_000_000, 15_000_000, 500_000, 6_250_000))

@@ -6,18 +6,20 @@ from temporalio.converter import DataConverter
 
 from workflows.contracts import (
     Attempt,
-    Grant,
-    OpenCall,
     Price,
-    ReserveRequest,
-    RunInput,
-    RunState,
-    SettleBatch,
-    Settlement,
     Target,
     Usage,
 )
 from workflows.converter import DATA_CONVERTER
+from workflows.legacy.contracts import (
+    Grant,
+    OpenCall,
+    ReserveRequest,
+    RunState,
+    SettleBatch,
+    Settlement,
+)
+from workflows.run_contracts import RunInput
 
 TARGET = Target("fake", "fake-small", "openai", Price(1, 2, 3, 4))
 

@@ -24,7 +24,11 @@ from tests.polling import eventually
 from tests.workflows.test_agent_run import assert_replays, ledger_rows, spec, spend_of
 from worker.devserver import DevServer
 from workflows.agent_run import AgentRun
-from workflows.contracts import MICROS_PER_USD, RunInput, RunSpend
+from workflows.contracts import MICROS_PER_USD
+from workflows.run_contracts import (
+    RunInput,
+    RunSpend,
+)
 
 
 def start_worker(

@@ -7,8 +7,13 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workflows.contracts import Lease, OpenCall, PeriodBudget, RunState
-from workflows.leases import SHARE, RunLeases, grant_size
+from workflows.contracts import PeriodBudget
+from workflows.legacy.contracts import (
+    Lease,
+    OpenCall,
+    RunState,
+)
+from workflows.legacy.leases import SHARE, RunLeases, grant_size
 from workflows.periods import period_of
 
 NOON = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

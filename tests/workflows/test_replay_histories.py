@@ -23,11 +23,12 @@ from providers.base import Provider
 from tests.conftest import TargetFactory
 from tests.workflows.test_agent_run import spec
 from workflows.agent_run import AgentRun
-from workflows.contracts import PeriodBudget, RunInput
+from workflows.contracts import PeriodBudget
 from workflows.converter import DATA_CONVERTER
 from workflows.key_budget import KeyBudget
 from workflows.key_contracts import key_budget_id
 from workflows.periods import period_of
+from workflows.run_contracts import RunInput
 
 HISTORIES = Path(__file__).with_name("histories")
 RECORD = os.environ.get("RUNCAP_RECORD_HISTORIES") == "1"

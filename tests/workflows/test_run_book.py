@@ -10,18 +10,20 @@ from temporalio.exceptions import ApplicationError
 from workflows import errors
 from workflows.budget import reservation_micros
 from workflows.contracts import (
-    Advance,
-    Lease,
     PeriodBudget,
     Price,
-    ReserveRequest,
-    RunInput,
-    RunState,
-    Settlement,
     Target,
     Usage,
 )
-from workflows.run_book import RunBook
+from workflows.legacy.contracts import (
+    Advance,
+    Lease,
+    ReserveRequest,
+    RunState,
+    Settlement,
+)
+from workflows.legacy.run_book import RunBook
+from workflows.run_contracts import RunInput
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 CHEAP = Target("fake", "fake-small", "openai", Price(500_000, 1_500_000, 500_000, 500_000))

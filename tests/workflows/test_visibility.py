@@ -6,7 +6,8 @@ from temporalio.common import SearchAttributeKey
 
 from worker.devserver import SEARCH_ATTRIBUTES
 from workflows import visibility
-from workflows.contracts import RunInput, RunState
+from workflows.legacy.contracts import RunState
+from workflows.run_contracts import RunInput
 
 KINDS = {"DOUBLE": "Double", "INT": "Int", "KEYWORD": "Keyword", "KEYWORD_LIST": "KeywordList"}
 

@@ -13,7 +13,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from workflows.contracts import Lease, OpenCall, PeriodBudget, RunState
+from workflows.contracts import PeriodBudget
+from workflows.legacy.contracts import (
+    Lease,
+    OpenCall,
+    RunState,
+)
 from workflows.periods import period_of
 
 SHARE = 4

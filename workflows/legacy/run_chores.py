@@ -20,20 +20,18 @@ with workflow.unsafe.imports_passed_through():
     from activities.key_budget import KeyBudgetActivities
     from activities.ledger import LedgerActivities
     from workflows import errors
-    from workflows.alert_delivery import send_alerts
-    from workflows.contracts import LeaseReturn, LedgerBatch, RecordedCall, RunInput
-    from workflows.key_contracts import LeaseRequest
-    from workflows.leases import Draw, GiveBack
-    from workflows.run_book import RunBook
+    from workflows.chores import BOOKKEEPING_RETRY, LOOKUP_RETRY, send_alerts
+    from workflows.contracts import (
+        LedgerBatch,
+        RecordedCall,
+    )
+    from workflows.legacy.contracts import LeaseRequest, LeaseReturn
+    from workflows.legacy.leases import Draw, GiveBack
+    from workflows.legacy.run_book import RunBook
+    from workflows.run_contracts import RunInput
     from workflows.visibility import memo, search_attribute_updates
 
-BOOKKEEPING_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=10,
-)
 LEASE_RETRY = RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=2))
-LOOKUP_RETRY = RetryPolicy(maximum_attempts=3, maximum_interval=timedelta(seconds=2))
 
 
 class RunChores:
@@ -173,5 +171,14 @@ class RunChores:
         if not self.book.dirty:
             return
         self.book.dirty = False
-        workflow.upsert_search_attributes(search_attribute_updates(self.run_input, self.state))
-        workflow.upsert_memo(memo(self.state))
+        state = self.state
+        workflow.upsert_search_attributes(
+            search_attribute_updates(
+                self.run_input,
+                spent_micros=state.spent_micros,
+                budget_micros=state.budget_micros,
+                calls=state.calls,
+                status=state.status,
+            )
+        )
+        workflow.upsert_memo(memo(state.by_step, state.spent_micros))

@@ -13,7 +13,14 @@ caller goes silent, since the provider may have worked on calls the run never he
 
 from __future__ import annotations
 
-from workflows.contracts import OpenCall, RecordedCall, Settlement, Usage
+from workflows.contracts import (
+    RecordedCall,
+    Usage,
+)
+from workflows.legacy.contracts import (
+    OpenCall,
+    Settlement,
+)
 
 ADVANCE_CALLS = 8
 """An advance covers this many calls like the one that asked for it, unless the caller asks for

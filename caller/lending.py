@@ -1,0 +1,565 @@
+"""Lending, the caller's side: this process's lines at its keepers (``workflows.lending``).
+
+A call needs room at each of its keepers: its run, and each of its key's periods. Where this
+process's line has the room, the call holds it there, in memory, with no await between the
+checks and the holds: no Temporal round trip. Where it has not (a new line, or a keeper near its
+cap), the call asks that keeper for its worst case (a ``CallNeed``); needs waiting at one keeper
+go together in one request. A need that must wait while other processes return unused room
+nudges them through the journal and asks again for about a second, then is refused.
+
+Each line reports what its calls spent every few seconds, or sooner when its room runs low, and
+tops its room up in the same request; it heartbeats while it holds money, hands its room back
+after a minute unused, at once when the keeper recalls it or stops lending, and on shutdown.
+Reports to one keeper go one at a time and are resent unchanged until answered, so the keeper
+applies each once; every answer carries the keeper's view of the line, which this side adopts.
+
+Invariant (per line): what this side's calls hold and have spent unacknowledged never exceeds
+what the keeper holds for it. Room handed back leaves the line when the report is frozen; room
+granted joins it when the answer arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from caller.errors import CallFailed
+from workflows import errors
+from workflows.budget import merge_spend, reservation_micros, step_of, target_key
+from workflows.contracts import LedgerRow, RunStatus, StepSpend, Target, Usage
+from workflows.errors import Failure
+from workflows.lending import MAX_CALLS
+from workflows.lending_contracts import (
+    CallNeed,
+    LendAnswer,
+    LendRequest,
+    NeedAnswer,
+    Overrun,
+    Report,
+)
+from workflows.run_contracts import RunInput
+
+log = logging.getLogger(__name__)
+
+MIN_ROOM_CALLS = 4
+"""Spare room a line asks for: at least four calls' worth, or twice the most calls it has seen
+in flight at once, so a sparse run's next call (and a burst's) finds room with no hop."""
+RECALL_WAIT = 1.0
+"""The longest a call waits for other processes to hand back unused room before it is refused."""
+RECALL_RETRY = 0.1
+
+
+class KeeperTransport(Protocol):
+    """How a ``LendRequest`` reaches a keeper (a Temporal update in production)."""
+
+    async def lend(self, keeper: Keeper, req: LendRequest) -> LendAnswer: ...
+
+
+Nudge = Callable[[Sequence[str]], Awaitable[None]]
+"""Tells the borrowers of these keepers to hand unused room back (through the journal)."""
+
+
+@dataclass(frozen=True)
+class Keeper:
+    """A keeper as a caller addresses it: its workflow id, and how to start it if it is not
+    running (a ``RunInput`` or a ``KeyBudgetInput``)."""
+
+    workflow_id: str
+    start: Any = field(compare=False, hash=False)
+    is_run: bool = True
+
+
+_last_stamp = datetime.min.replace(tzinfo=UTC)
+
+
+def wall_now() -> datetime:
+    """Now (UTC), never earlier than a time this process stamped before: a call's start is
+    never before its line opened, even if the clock steps back."""
+    global _last_stamp
+    _last_stamp = max(datetime.now(UTC), _last_stamp)
+    return _last_stamp
+
+
+@dataclass
+class News:
+    """What the calls that ended since the last report add up to."""
+
+    spent: int = 0
+    charged: int = 0
+    calls: int = 0
+    failed: int = 0
+    by_step: dict[str, StepSpend] = field(default_factory=dict)
+    by_model: dict[str, StepSpend] = field(default_factory=dict)
+    overruns: list[Overrun] = field(default_factory=list)
+    rows: list[LedgerRow] = field(default_factory=list)
+
+    def empty(self) -> bool:
+        return not (self.calls or self.failed or self.spent or self.rows)
+
+
+class LocalLine:
+    """This process's line at one keeper."""
+
+    def __init__(self, keeper: Keeper, *, now: float) -> None:
+        self.keeper = keeper
+        self.opened_at = wall_now().isoformat()
+        self.limit = 0
+        """What the keeper holds for us, as it last said, less room handed back since."""
+        self.in_flight = 0
+        self.unacked = 0
+        """Charged by calls that ended, not yet acknowledged by the keeper."""
+        self.calls_in_flight = 0
+        self.peak = 0
+        """The most calls in flight at once since the last report."""
+        self.per_call = 0
+        """The largest call held since the last report: room is asked for in calls like it."""
+        self.seq = 0
+        self.news = News()
+        self.sending: Report | None = None
+        """The report on its way, resent as it is until answered."""
+        self.sending_want = 0
+        self.lock = asyncio.Lock()
+        self.waiting: list[tuple[CallNeed, asyncio.Future[NeedAnswer]]] = []
+        self.lend = True
+        self.recalled = False
+        self.per_call_only = False
+        self.status: RunStatus = "open"
+        self.blocked: set[str] = set()
+        self.factors: dict[str, int] = {}
+        self.cap = 0
+        self.spent = 0
+        """The keeper's cap and spend as it last said (for the answers' budget headers)."""
+        self.heard_at = float("-inf")
+        self.sent_at = now
+        self.used_at = now
+        self.gone = False
+
+    @property
+    def room(self) -> int:
+        return self.limit - self.in_flight - self.unacked
+
+    def holding(self) -> bool:
+        """Whether the keeper holds money for us here (so we must keep reporting)."""
+        return bool(self.limit or self.in_flight or self.unacked or self.sending)
+
+    def can_hold(self, amount: int, now: float, fresh_for: float) -> bool:
+        return (
+            not self.per_call_only
+            and not self.gone
+            and self.status == "open"
+            and now - self.heard_at < fresh_for
+            and self.room >= amount
+        )
+
+    def hold(self, amount: int, now: float) -> None:
+        self.in_flight += amount
+        self.calls_in_flight += 1
+        self.peak = max(self.peak, self.calls_in_flight)
+        self.per_call = max(self.per_call, amount)
+        self.used_at = now
+
+    def release(self, amount: int) -> None:
+        """A hold given back unused (the call never went out)."""
+        self.in_flight -= amount
+        self.calls_in_flight -= 1
+
+    def desired_room(self) -> int:
+        calls = min(max(2 * self.peak, MIN_ROOM_CALLS), MAX_CALLS)
+        return calls * self.per_call
+
+    def freeze(self, *, keep_room: bool) -> tuple[Report, int]:
+        """The report to send now and the room to ask for: this line's news, and its unused
+        room beyond what it keeps, handed back (it leaves the line at once)."""
+        if self.sending is not None:
+            return self.sending, self.sending_want
+        keep = self.desired_room() if keep_room else 0
+        returned = max(self.room - keep, 0)
+        want = max(keep - self.room, 0)
+        news = self.news
+        if news.empty() and not returned:
+            return Report(seq=self.seq, in_flight_micros=self.in_flight), want  # a heartbeat
+        self.seq += 1
+        self.limit -= returned
+        self.sending = Report(
+            seq=self.seq,
+            spent_micros=news.spent,
+            charged_micros=news.charged,
+            calls=news.calls,
+            failed_calls=news.failed,
+            returned_micros=returned,
+            in_flight_micros=self.in_flight,
+            by_step=news.by_step,
+            by_model=news.by_model,
+            overruns=news.overruns,
+            rows=news.rows,
+        )
+        self.sending_want = want
+        self.news = News()
+        self.peak = self.calls_in_flight
+        return self.sending, want
+
+    def answered(self, report: Report, answer: LendAnswer, now: float) -> None:
+        """Adopt the keeper's view of the line, and what it says of itself."""
+        if self.sending is report:
+            self.unacked -= report.charged_micros
+            self.sending = None
+        self.limit = answer.held_micros
+        self.cap = answer.cap_micros
+        self.spent = answer.spent_micros
+        self.lend = answer.lend
+        self.recalled = answer.recalled
+        self.status = answer.status
+        self.per_call_only = answer.per_call_only
+        if self.keeper.is_run:
+            self.blocked = set(answer.blocked)
+            self.factors = dict(answer.factors)
+        self.heard_at = now
+
+
+@dataclass
+class Hold:
+    """A call's reservation across its keepers: how much it holds at each line."""
+
+    call_id: str
+    chain: list[Target]
+    max_tokens: int
+    amount: int
+    lines: list[tuple[LocalLine, int]]
+
+
+@dataclass
+class Ending:
+    """How a call ended, as its lines report it."""
+
+    cost: int
+    ok: bool
+    usage: Usage
+    tags: list[str]
+    model: str
+    target: Target | None
+    max_tokens: int
+    row: LedgerRow | None = None
+    """Set when this process could not write the row: the run writes it."""
+
+
+class Lending:
+    """This process's lines, and the loop that reports, heartbeats and hands room back."""
+
+    def __init__(
+        self,
+        borrower: str,
+        transport: KeeperTransport,
+        *,
+        journaled: bool,
+        nudge: Nudge | None = None,
+        report_every: float = 2.0,
+        heartbeat: float = 10.0,
+        fresh_for: float = 20.0,
+        idle_after: float = 60.0,
+        tick: float = 0.2,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.borrower = borrower
+        self.transport = transport
+        self.journaled = journaled
+        self.nudge = nudge
+        self.report_every = report_every
+        self.heartbeat = heartbeat
+        self.fresh_for = fresh_for
+        """A line not heard from for this long takes no local hold: its keeper may be about to
+        count this process silent (``caller_timeout_seconds``) and bill its line."""
+        self.idle_after = idle_after
+        self.tick = tick
+        self.clock = clock
+        self.lines: dict[str, LocalLine] = {}
+        self._loop: asyncio.Task[None] | None = None
+        self._sends: set[asyncio.Task[Any]] = set()
+
+    # ---- calls --------------------------------------------------------------------------
+
+    def line(self, keeper: Keeper) -> LocalLine:
+        line = self.lines.get(keeper.workflow_id)
+        if line is None or line.gone:
+            line = LocalLine(keeper, now=self.clock())
+            self.lines[keeper.workflow_id] = line
+        return line
+
+    def adopt(self, keeper: Keeper, micros: int, opened_at: str) -> None:
+        """A line this process opened with its run (the ``runs`` row), before the run's
+        workflow exists: usable at once."""
+        line = self.line(keeper)
+        line.limit += micros
+        if isinstance(keeper.start, RunInput):
+            line.cap = keeper.start.budget_micros
+            line.spent = keeper.start.spent_before_micros
+        line.opened_at = opened_at
+        line.heard_at = self.clock()
+
+    async def reserve(self, keepers: Sequence[Keeper], need: CallNeed) -> Hold:
+        """Hold ``need``'s worst case at every keeper (the run first): in memory where a line
+        has room, else granted by the keeper. Raises ``CallFailed`` when refused."""
+        lines = [self.line(k) for k in keepers]
+        run_line = lines[0]
+        chain = [t for t in need.chain if target_key(t) not in run_line.blocked]
+        need = replace(need, chain=chain or need.chain, factors=dict(run_line.factors))
+        amount = reservation_micros(need.chain, need.input_tokens, need.max_tokens, need.factors)
+        now = self.clock()
+        held: list[tuple[LocalLine, int]] = []
+        missing: list[LocalLine] = []
+        for line in lines:
+            if chain and line.can_hold(amount, now, self.fresh_for):
+                line.hold(amount, now)
+                held.append((line, amount))
+            else:
+                missing.append(line)
+        if not missing:
+            return Hold(need.call_id, need.chain, need.max_tokens, amount, held)
+        for line in missing:  # room is asked for in calls like this one
+            line.per_call = max(line.per_call, amount)
+        answers = await asyncio.gather(
+            *(self._need(line, need) for line in missing), return_exceptions=True
+        )
+        failure: BaseException | None = None
+        for line, answer in zip(missing, answers, strict=True):
+            if isinstance(answer, BaseException):
+                failure = failure or answer
+            elif answer.granted_micros:
+                held.append((line, answer.granted_micros))
+            else:
+                failure = failure or _refused(answer)
+        if failure is not None:
+            for line, micros in held:
+                line.release(micros)
+            raise failure
+        granted = [a.max_tokens for a in answers if isinstance(a, NeedAnswer)]
+        max_tokens = min([need.max_tokens, *granted])
+        if max_tokens < need.max_tokens:  # a keeper clamped the call: the others hold less too
+            amount = reservation_micros(need.chain, need.input_tokens, max_tokens, need.factors)
+            for line, micros in held:
+                line.in_flight -= micros - amount
+            held = [(line, amount) for line, _ in held]
+        return Hold(need.call_id, need.chain, max_tokens, amount, held)
+
+    async def _need(self, line: LocalLine, need: CallNeed) -> NeedAnswer:
+        """``need`` granted by the keeper, waiting (about a second at most) while others hand
+        back unused room."""
+        deadline = self.clock() + RECALL_WAIT
+        while True:
+            answer = await self._ask(line, need)
+            if not answer.wait:
+                return answer
+            if self.clock() >= deadline:
+                need = replace(need, final=True)
+            await asyncio.sleep(RECALL_RETRY)
+
+    async def _ask(self, line: LocalLine, need: CallNeed) -> NeedAnswer:
+        """Queue ``need`` at the line's keeper; needs queued meanwhile go in one request."""
+        done: asyncio.Future[NeedAnswer] = asyncio.get_running_loop().create_future()
+        line.waiting.append((need, done))
+        async with line.lock:
+            if not done.done():
+                batch, line.waiting = line.waiting, []
+                try:
+                    answer = await self._send(line, [n for n, _ in batch])
+                except Exception as err:
+                    for _, future in batch:
+                        future.set_exception(_unreachable(err))
+                else:
+                    by_id = {a.call_id: a for a in answer.needs}
+                    for sent, future in batch:
+                        future.set_result(by_id.get(sent.call_id, NeedAnswer(sent.call_id)))
+                    if answer.recalling and self.nudge is not None:
+                        await self.nudge([line.keeper.workflow_id])
+        return await done
+
+    def ended(self, hold: Hold, ending: Ending) -> bool:
+        """A call ended: its holds become its cost (reported with the next report). True when
+        the run should hear of it at once (an overrun closes its target there)."""
+        urgent = False
+        for line, micros in hold.lines:
+            line.in_flight -= micros
+            line.calls_in_flight -= 1
+            if line.gone:
+                continue  # billed by its keeper when this process was counted silent
+            charged = min(ending.cost, micros)
+            line.unacked += charged
+            news = line.news
+            news.spent += ending.cost
+            news.charged += charged
+            if not ending.ok:
+                news.failed += 1
+                continue
+            news.calls += 1
+            if not line.keeper.is_run:
+                continue
+            usage = ending.usage
+            tokens_in = usage.input_tokens + usage.cached_input_tokens + usage.cache_write_tokens
+            spend = StepSpend(1, ending.cost, tokens_in, usage.output_tokens)
+            merge_spend(news.by_step, {step_of(ending.tags): spend})
+            merge_spend(news.by_model, {ending.model: spend})
+            if ending.row is not None:
+                news.rows.append(ending.row)
+            if ending.cost > micros and ending.target is not None:
+                news.overruns.append(
+                    Overrun(
+                        hold.call_id,
+                        ending.target,
+                        ending.cost,
+                        micros,
+                        ending.max_tokens,
+                        usage.output_tokens,
+                    )
+                )
+                urgent = True
+        return urgent
+
+    # ---- reports ------------------------------------------------------------------------
+
+    async def report(self, keeper_id: str, *, hand_back: bool = False) -> None:
+        """Send the line's news now (``hand_back``: and all its unused room)."""
+        line = self.lines.get(keeper_id)
+        if line is None or line.gone:
+            return
+        if hand_back:
+            line.recalled = True
+        async with line.lock:
+            await self._send(line, [])
+
+    async def flush(self, *, hand_back: bool = False) -> None:
+        """Report every line's news now (``hand_back``: and all unused room), and wait."""
+        for line in list(self.lines.values()):
+            if hand_back:
+                line.recalled = True
+            if line.sending is not None or not line.news.empty() or line.room > 0:
+                async with line.lock:
+                    await self._send(line, [])
+
+    async def _send(self, line: LocalLine, needs: list[CallNeed]) -> LendAnswer:
+        """One request to the line's keeper (the caller holds ``line.lock``)."""
+        now = self.clock()
+        idle = now - line.used_at >= self.idle_after and not needs
+        keep = line.lend and not line.recalled and not idle and line.status == "open"
+        report, want = line.freeze(keep_room=keep)
+        req = LendRequest(
+            borrower=self.borrower,
+            report=report,
+            want_micros=want,
+            per_call_micros=line.per_call,
+            needs=needs,
+            opened_at=line.opened_at,
+            journaled=self.journaled,
+        )
+        line.sent_at = now
+        try:
+            answer = await self.transport.lend(line.keeper, req)
+        except CallFailed as failed:
+            if failed.kind == errors.LINE_GONE:
+                self._forget(line)
+            raise
+        line.answered(report, answer, self.clock())
+        for need_answer in answer.needs:
+            if need_answer.granted_micros:
+                line.hold(need_answer.granted_micros, now)
+        if answer.recalled or not answer.lend:
+            self._soon(line)
+        return answer
+
+    def _forget(self, line: LocalLine) -> None:
+        """The keeper billed this line when this process was counted silent: start afresh."""
+        line.gone = True
+        if self.lines.get(line.keeper.workflow_id) is line:
+            del self.lines[line.keeper.workflow_id]
+
+    def _soon(self, line: LocalLine) -> None:
+        """Hand unused room back right after this request (the keeper wants it)."""
+        if line.room <= 0 and line.news.empty():
+            return
+        task = asyncio.get_running_loop().create_task(self.report(line.keeper.workflow_id))
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+
+    def due(self, line: LocalLine, now: float) -> bool:
+        """Whether the line should report now."""
+        if line.sending is not None:
+            return True  # a report that failed: resend it
+        news = not line.news.empty()
+        if news and (now - line.sent_at >= self.report_every or line.room < line.per_call):
+            return True
+        if line.room > 0 and (
+            line.recalled or not line.lend or now - line.used_at >= self.idle_after
+        ):
+            return True  # room to hand back
+        return line.holding() and now - line.sent_at >= self.heartbeat
+
+    async def tick_once(self) -> None:
+        """One round: report, heartbeat or hand back where due; forget idle empty lines."""
+        now = self.clock()
+        due = [
+            line for line in self.lines.values() if not line.lock.locked() and self.due(line, now)
+        ]
+        for line in list(self.lines.values()):
+            if not line.holding() and line.news.empty() and now - line.used_at >= self.idle_after:
+                del self.lines[line.keeper.workflow_id]
+        if due:
+            await asyncio.gather(*(self._report_quietly(line) for line in due))
+
+    async def _report_quietly(self, line: LocalLine) -> None:
+        try:
+            async with line.lock:
+                await self._send(line, [])
+        except Exception as err:  # kept for the next round: the report is resent as it is
+            log.info("report to %s failed: %s", line.keeper.workflow_id, err)
+
+    async def start(self) -> None:
+        self._loop = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick)
+            try:
+                await self.tick_once()
+            except Exception:  # the loop must go on: reports depend on it
+                log.exception("lending tick failed")
+
+    async def stop(self, within: float = 10.0) -> None:
+        """Hand every line's room back and report what is left (what cannot be, the keepers
+        reconcile)."""
+        if self._loop is not None:
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop
+        for line in self.lines.values():
+            line.recalled = True
+        with contextlib.suppress(Exception, TimeoutError):
+            async with asyncio.timeout(within):
+                await asyncio.gather(*self._sends, return_exceptions=True)
+                await asyncio.gather(
+                    *(self._report_quietly(line) for line in list(self.lines.values()))
+                )
+
+    def in_flight(self) -> tuple[int, int]:
+        """Runs where this process has calls in flight, and those calls (for gauges)."""
+        counts = [
+            line.calls_in_flight
+            for line in self.lines.values()
+            if line.keeper.is_run and line.calls_in_flight
+        ]
+        return len(counts), sum(counts)
+
+
+def _refused(answer: NeedAnswer) -> CallFailed:
+    kind = answer.failure or errors.BUDGET_EXCEEDED
+    message = answer.message or "the budget cannot pay for this call"
+    return CallFailed(Failure(kind, message, refusal=answer.refusal))
+
+
+def _unreachable(err: BaseException) -> BaseException:
+    if isinstance(err, CallFailed):
+        return err
+    return CallFailed.of(errors.TEMPORAL_UNAVAILABLE, f"the budget keeper did not answer: {err}")
