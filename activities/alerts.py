@@ -39,13 +39,24 @@ from temporalio.exceptions import ApplicationError
 
 from activities.alert_body import encode, event_id_of, json_body, sentence_of, slack_body
 from activities.alert_signature import EVENT_ID_HEADER, SIGNATURE_HEADER, signature_header
-from db.alerts import claim_delivery, mark_delivered, record_alert, release_claim
+from db.alerts import (
+    claim_delivery,
+    mark_delivered,
+    mark_held_back,
+    posted_since,
+    record_alert,
+    release_claim,
+)
 from workflows.contracts import Alert
 
 log = logging.getLogger(__name__)
 CLAIM_HOLD_FACTOR = 3
 """A claim is held for this many times the longest a post may take (``timeout_seconds``, end
 to end); a dead attempt's claim delays the next attempt by at most that."""
+POSTED_PER_KEY = 20
+POSTED_WITHIN = timedelta(hours=1)
+"""At most this many alerts of one kind per key are posted within this window: an agent that
+opens run after run (each refused once) cannot flood the webhook; the rest are recorded."""
 MAX_RETRY_AFTER = timedelta(seconds=60)
 """A receiver's ``Retry-After`` is honoured up to this; the retry policy still bounds attempts."""
 AlertFormat = Literal["json", "slack"]
@@ -88,6 +99,17 @@ class AlertActivities:
         if self.webhook.url is None:
             log.info("alert %s recorded (no webhook configured): %s", event_id, sentence_of(alert))
             return
+        if alert.key_id:
+            posted = await asyncio.to_thread(
+                posted_since, self.engine, alert.key_id, alert.kind, POSTED_WITHIN
+            )
+            if posted >= POSTED_PER_KEY:
+                reason = (
+                    f"held back: {posted} {alert.kind} alerts of this key were posted within "
+                    f"{POSTED_WITHIN}; see the dashboard's Alerts page"
+                )
+                await asyncio.to_thread(mark_held_back, self.engine, event_id, reason)
+                return
         hold = timedelta(seconds=CLAIM_HOLD_FACTOR * self.webhook.timeout_seconds)
         claim = await asyncio.to_thread(claim_delivery, self.engine, event_id, hold)
         if claim == "delivered":

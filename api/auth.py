@@ -50,6 +50,7 @@ class KeyPolicy:
     budget_per_run_micros: int | None
     budget_per_day_micros: int | None
     budget_per_month_micros: int | None
+    budget_total_micros: int | None
     timezone: str
     max_parallel: int
     rpm: int
@@ -58,6 +59,7 @@ class KeyPolicy:
     tags: tuple[str, ...]
     loop_max_repeats: int = 0
     loop_window_seconds: int = 300
+    max_open_runs: int = 100
 
     def allows(self, model: str) -> bool:
         """An empty model list allows every model."""
@@ -65,18 +67,19 @@ class KeyPolicy:
 
     @property
     def budget_micros(self) -> int:
-        """The cap of one run: the per-run budget, else the largest period budget (the periods'
-        leases bound it more tightly anyway; a run's cap must be a number)."""
+        """The cap of one run: the per-run budget, else the key's largest budget (its periods
+        and total bound its runs more tightly anyway; a run's cap must be a number)."""
         if self.budget_per_run_micros is not None:
             return self.budget_per_run_micros
-        periods = [b for b in (self.budget_per_day_micros, self.budget_per_month_micros) if b]
-        return max(periods, default=0)
+        caps = [c for c in (b.cap_micros for b in self.periods()) if c]
+        return max(caps, default=0)
 
     def periods(self) -> list[PeriodBudget]:
-        """The key's day and month caps, as its runs draw leases from them."""
+        """The key's day, month and total caps: each call needs room at each of them."""
         caps: list[tuple[PeriodKind, int | None]] = [
             ("day", self.budget_per_day_micros),
             ("month", self.budget_per_month_micros),
+            ("total", self.budget_total_micros),
         ]
         return [PeriodBudget(kind, cap, self.timezone) for kind, cap in caps if cap]
 
@@ -88,6 +91,7 @@ class KeyPolicy:
             budget_per_run_micros=key.budget_per_run_micros,
             budget_per_day_micros=key.budget_per_day_micros,
             budget_per_month_micros=key.budget_per_month_micros,
+            budget_total_micros=key.budget_total_micros,
             timezone=key.timezone,
             max_parallel=key.max_parallel,
             rpm=key.rpm,
@@ -96,6 +100,7 @@ class KeyPolicy:
             tags=tuple(key.tags),
             loop_max_repeats=key.loop_max_repeats,
             loop_window_seconds=key.loop_window_seconds,
+            max_open_runs=key.max_open_runs,
         )
 
 

@@ -67,7 +67,7 @@ def key_public(key: VirtualKey) -> VirtualKeyPublic:
         budget_usd_per_run=_usd(key.budget_per_run_micros),
         budget_usd_per_day=_usd(key.budget_per_day_micros),
         budget_usd_per_month=_usd(key.budget_per_month_micros),
-        budget_usd=_usd(key.budget_per_run_micros),
+        budget_usd=_usd(key.budget_total_micros),
         timezone=key.timezone,
         max_parallel=key.max_parallel,
         rpm=key.rpm,
@@ -76,6 +76,7 @@ def key_public(key: VirtualKey) -> VirtualKeyPublic:
         tags=list(key.tags),
         loop_max_repeats=key.loop_max_repeats,
         loop_window_seconds=key.loop_window_seconds,
+        max_open_runs=key.max_open_runs,
         revoked=revoked is not None,
         # SQLite hands back naive times; every stored time is UTC.
         revoked_at=revoked.replace(tzinfo=UTC) if revoked and not revoked.tzinfo else revoked,
@@ -95,6 +96,7 @@ def create(session: Session, body: VirtualKeyCreate) -> VirtualKeyCreated:
         budget_per_run_micros=_micros(body.budget_usd_per_run),
         budget_per_day_micros=_micros(body.budget_usd_per_day),
         budget_per_month_micros=_micros(body.budget_usd_per_month),
+        budget_total_micros=_micros(body.budget_usd),
         timezone=body.timezone,
         max_parallel=body.max_parallel,
         rpm=body.rpm,
@@ -103,6 +105,7 @@ def create(session: Session, body: VirtualKeyCreate) -> VirtualKeyCreated:
         tags=tags,
         loop_max_repeats=body.loop_max_repeats,
         loop_window_seconds=body.loop_window_seconds,
+        max_open_runs=body.max_open_runs,
         created_at=utcnow(),
     )
     session.add(key)
@@ -126,10 +129,13 @@ def all_keys(session: Session) -> list[VirtualKeyPublic]:
 
 
 BUDGET_COLUMNS = {
+    "budget_usd": "budget_total_micros",
     "budget_usd_per_run": "budget_per_run_micros",
     "budget_usd_per_day": "budget_per_day_micros",
     "budget_usd_per_month": "budget_per_month_micros",
 }
+BOUNDING = ("budget_total_micros", "budget_per_day_micros", "budget_per_month_micros")
+"""A key keeps at least one of these: its spend is always bounded."""
 PLAIN_FIELDS = (
     "name",
     "max_parallel",
@@ -139,12 +145,13 @@ PLAIN_FIELDS = (
     "timezone",
     "loop_max_repeats",
     "loop_window_seconds",
+    "max_open_runs",
 )
 
 
 def changes_of(key: VirtualKey, body: VirtualKeyUpdate) -> dict[str, Any]:
     """The column values ``body`` sets, checked: no null where a value is needed, and the key
-    keeps at least one budget."""
+    keeps a bounded budget (a total, a day or a month cap)."""
     sent = body.model_dump(exclude_unset=True)
     changes: dict[str, Any] = {}
     for field in PLAIN_FIELDS:
@@ -157,10 +164,11 @@ def changes_of(key: VirtualKey, body: VirtualKeyUpdate) -> dict[str, Any]:
     for field, column in BUDGET_COLUMNS.items():
         if field in sent:
             changes[column] = _micros(getattr(body, field))
-    if all(changes.get(c, getattr(key, c)) is None for c in BUDGET_COLUMNS.values()):
+    if all(changes.get(c, getattr(key, c)) is None for c in BOUNDING):
         raise BadRequest(
-            "a key needs a budget: keep one of budget_usd_per_run, _per_day or _per_month",
-            param="budget_usd_per_run",
+            "a key needs a bounded budget: keep budget_usd (its total), budget_usd_per_day or "
+            "budget_usd_per_month",
+            param="budget_usd",
         )
     return changes
 

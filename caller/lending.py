@@ -106,8 +106,9 @@ class News:
 class LocalLine:
     """This process's line at one keeper."""
 
-    def __init__(self, keeper: Keeper, *, now: float) -> None:
+    def __init__(self, keeper: Keeper, *, now: float, journaled: bool = True) -> None:
         self.keeper = keeper
+        self.journaled = journaled
         self.opened_at = wall_now().isoformat()
         self.limit = 0
         """What the keeper holds for us, as it last said, less room handed back since."""
@@ -170,6 +171,8 @@ class LocalLine:
         self.calls_in_flight -= 1
 
     def desired_room(self) -> int:
+        if not self.journaled:
+            return 0  # no journal: a crash bills the whole line, so it holds no spare room
         calls = min(max(2 * self.peak, MIN_ROOM_CALLS), MAX_CALLS)
         return calls * self.per_call
 
@@ -286,7 +289,7 @@ class Lending:
     def line(self, keeper: Keeper) -> LocalLine:
         line = self.lines.get(keeper.workflow_id)
         if line is None or line.gone:
-            line = LocalLine(keeper, now=self.clock())
+            line = LocalLine(keeper, now=self.clock(), journaled=self.journaled)
             self.lines[keeper.workflow_id] = line
         return line
 

@@ -37,7 +37,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(runs_app, name="runs")
 out = Console(highlight=False, soft_wrap=False)
 F = TypeVar("F", bound=Callable[..., Any])
-Period = Literal["run", "day", "month"]
+Period = Literal["total", "run", "day", "month"]
 GroupBy = Literal["key", "task", "step", "agent", "model", "provider", "run", "day"]
 
 
@@ -81,7 +81,13 @@ def keys_create(
     ctx: typer.Context,
     name: str,
     budget: Annotated[str, typer.Option(help="USD, e.g. 20 or 0.50.")],
-    per: Annotated[Period, typer.Option(help="The budget's period.")] = "run",
+    per: Annotated[
+        Period, typer.Option(help="The budget's period: the key's total, or a day or month.")
+    ] = "total",
+    per_run: Annotated[
+        str | None, typer.Option(help="USD: also cap each run (a task, a session) at this.")
+    ] = None,
+    max_open_runs: Annotated[int, typer.Option(help="Runs open at once.")] = 100,
     rpm: Annotated[int, typer.Option(help="Requests per minute; 0 is unlimited.")] = 0,
     tpm: Annotated[int, typer.Option(help="Tokens per minute; 0 is unlimited.")] = 0,
     max_parallel: Annotated[int, typer.Option(help="Parallel calls; 0 is unlimited.")] = 0,
@@ -90,9 +96,10 @@ def keys_create(
     timezone: Annotated[str, typer.Option(help="IANA zone of day/month budgets.")] = "UTC",
 ) -> None:
     """Create a key; its secret is printed this once."""
-    body = {
+    body: dict[str, Any] = {
         "name": name,
-        f"budget_usd_per_{per}": budget,
+        BUDGET_FIELDS[per]: budget,
+        "max_open_runs": max_open_runs,
         "rpm": rpm,
         "tpm": tpm,
         "max_parallel": max_parallel,
@@ -100,14 +107,25 @@ def keys_create(
         "tags": tag or [],
         "timezone": timezone,
     }
+    if per_run is not None:
+        body["budget_usd_per_run"] = per_run
     key = api_of(ctx).post("/admin/keys", body)
-    out.print(f"Created {key['id']} ({key['name']}): ${budget_of(key, per)} per {per}")
+    run_cap = f", ${key['budget_usd_per_run']} per run" if key.get("budget_usd_per_run") else ""
+    out.print(f"Created {key['id']} ({key['name']}): ${budget_of(key, per)} {per}{run_cap}")
     out.print("Secret (shown once, keep it now):", markup=False)
     print(key["key"])
 
 
+BUDGET_FIELDS = {
+    "total": "budget_usd",
+    "run": "budget_usd_per_run",
+    "day": "budget_usd_per_day",
+    "month": "budget_usd_per_month",
+}
+
+
 def budget_of(key: dict[str, Any], per: str) -> str:
-    return str(key.get(f"budget_usd_per_{per}"))
+    return str(key.get(BUDGET_FIELDS[per]))
 
 
 @keys_app.command("list")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Literal
 
-from sqlalchemy import Engine, or_, select, update
+from sqlalchemy import Engine, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -51,6 +51,30 @@ def record_alert(engine: Engine, alert: Alert, event_id: str, sentence: str) -> 
             session.commit()
         except IntegrityError:
             session.rollback()  # another attempt recorded it between our read and our write
+
+
+def posted_since(engine: Engine, key_id: str, kind: str, since: timedelta) -> int:
+    """How many alerts of this key and kind were posted within ``since`` (delivered, or being
+    delivered now)."""
+    after = utcnow() - since
+    query = select(func.count()).where(
+        ALERTS.c.key_id == key_id,
+        ALERTS.c.kind == kind,
+        ALERTS.c.at >= after,
+        or_(ALERTS.c.delivered_at.is_not(None), ALERTS.c.attempts > 0),
+    )
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar() or 0)
+
+
+def mark_held_back(engine: Engine, event_id: str, reason: str) -> None:
+    """Recorded, not posted: the key's alerts of this kind reached their bound."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(ALERTS)
+            .where(ALERTS.c.id == event_id)
+            .values(last_error=reason[:MAX_ERROR_CHARS])
+        )
 
 
 def claim_delivery(engine: Engine, event_id: str, hold: timedelta) -> Claim:

@@ -32,8 +32,10 @@ from sqlmodel import Field, SQLModel
 
 MAX_BUDGET_USD = 1_000_000
 MAX_MODELS = 256
-BUDGET_PERIODS = ("run", "day", "month")
-"""A key's budgets: per run (each run's cap), per calendar day and per calendar month."""
+BUDGET_PERIODS = ("run", "day", "month", "total")
+"""A key's budgets: per run (each run's cap), per calendar day, per calendar month, and its total
+over its whole life. Every key has a total, a day or a month cap: its spend is always bounded."""
+DEFAULT_MAX_OPEN_RUNS = 100
 Budget = Decimal | None
 
 
@@ -60,6 +62,9 @@ class VirtualKeyBase(SQLModel):
     """Loop guard: a run that sends the same request this many times within
     ``loop_window_seconds`` is paused (0: off)."""
     loop_window_seconds: int = Field(default=300, ge=1, le=86_400)
+    max_open_runs: int = Field(default=DEFAULT_MAX_OPEN_RUNS, ge=1, le=100_000)
+    """Runs of this key open at once (a task tag or an agent's session each make one): a new
+    run past it is refused with 429 ``too_many_runs``."""
 
 
 def valid_models(models: list[str] | None) -> list[str] | None:
@@ -101,36 +106,39 @@ class VirtualKey(VirtualKeyBase, table=True):
     """The cap of each run made with this key."""
     budget_per_day_micros: int | None = Field(default=None, sa_type=BigInteger)
     budget_per_month_micros: int | None = Field(default=None, sa_type=BigInteger)
+    budget_total_micros: int | None = Field(default=None, sa_type=BigInteger)
+    """The most the key spends over its whole life."""
     revoked_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
 
 
 class VirtualKeyCreate(VirtualKeyBase):
-    """``POST /admin/keys``: budgets arrive in USD, exact to the micro-dollar; at least one.
+    """``POST /admin/keys``: budgets arrive in USD, exact to the micro-dollar.
 
-    ``budget_usd`` is the older name of ``budget_usd_per_run``, still accepted.
+    ``budget_usd`` is the key's total: the most it spends over its whole life. A key needs a
+    total, a day or a month budget (a per-run budget alone would let every new run spend
+    afresh); its runs are capped at ``budget_usd_per_run``, else at the key's budget.
     """
 
+    budget_usd: Budget = budget_field()
     budget_usd_per_run: Budget = budget_field()
     budget_usd_per_day: Budget = budget_field()
     budget_usd_per_month: Budget = budget_field()
-    budget_usd: Budget = budget_field()
 
     _models = field_validator("models")(valid_models)
     _timezone = field_validator("timezone")(valid_timezone)
 
     @model_validator(mode="after")
-    def _one_budget(self) -> Self:
-        if self.budget_usd is not None:
-            if self.budget_usd_per_run not in (None, self.budget_usd):
-                raise ValueError("budget_usd and budget_usd_per_run disagree: send one")
-            self.budget_usd_per_run = self.budget_usd
-        if (self.budget_usd_per_run, self.budget_usd_per_day, self.budget_usd_per_month) == (
+    def _bounded(self) -> Self:
+        if (self.budget_usd, self.budget_usd_per_day, self.budget_usd_per_month) == (
             None,
             None,
             None,
         ):
-            raise ValueError("a key needs a budget: budget_usd_per_run, _per_day or _per_month")
+            raise ValueError(
+                "a key needs a bounded budget: budget_usd (its total), budget_usd_per_day or "
+                "budget_usd_per_month; budget_usd_per_run alone caps each run, not the key"
+            )
         return self
 
 
@@ -138,6 +146,7 @@ class VirtualKeyUpdate(SQLModel):
     """``PATCH /admin/keys/{id}``: only the fields sent change; ``null`` drops a budget."""
 
     name: str | None = Field(default=None, min_length=1, max_length=100)
+    budget_usd: Budget = budget_field()
     budget_usd_per_run: Budget = budget_field()
     budget_usd_per_day: Budget = budget_field()
     budget_usd_per_month: Budget = budget_field()
@@ -149,6 +158,7 @@ class VirtualKeyUpdate(SQLModel):
     timezone: str | None = Field(default=None, max_length=64)
     loop_max_repeats: int | None = Field(default=None, ge=0, le=10_000)
     loop_window_seconds: int | None = Field(default=None, ge=1, le=86_400)
+    max_open_runs: int | None = Field(default=None, ge=1, le=100_000)
 
     _models = field_validator("models")(valid_models)
     _timezone = field_validator("timezone")(valid_timezone)
@@ -163,7 +173,7 @@ class VirtualKeyPublic(VirtualKeyBase):
     budget_usd_per_day: str | None
     budget_usd_per_month: str | None
     budget_usd: str | None
-    """The per-run budget under its older name."""
+    """The key's total over its whole life."""
     revoked: bool
     revoked_at: datetime | None
     created_at: datetime
@@ -192,7 +202,7 @@ class LedgerEntryBase(SQLModel):
     cache_write_tokens: int = Field(default=0, sa_type=BigInteger)
     latency_ms: int = 0
     error: str = ""
-    caller_id: str = Field(default="", max_length=100, sa_column_kwargs={"server_default": ""})
+    caller_id: str = Field(default="", max_length=100)
     """The caller process that made the call: a crash reconciliation reads its rows."""
 
 

@@ -17,10 +17,17 @@ from typing import Literal
 from temporalio.exceptions import ApplicationError
 
 from workflows import errors
-from workflows.budget import ALERT_THRESHOLDS, BudgetExceeded, merge_spend, target_key
+from workflows.budget import ALERT_THRESHOLDS, BudgetExceeded, figures, merge_spend, target_key
 from workflows.calls import check_call
-from workflows.contracts import Alert, StepSpend, Target
-from workflows.lending import Lender, available_micros, in_flight_micros, lends, unused_micros
+from workflows.contracts import Alert, LedgerRow, StepSpend, Target, Usage
+from workflows.lending import (
+    Lender,
+    available_micros,
+    in_flight_micros,
+    lends,
+    lent_micros,
+    unused_micros,
+)
 from workflows.lending_contracts import (
     Books,
     CallNeed,
@@ -37,6 +44,10 @@ from workflows.run_contracts import RunBooks, RunInput, RunSpend
 
 KEPT_FINGERPRINTS = 1_000
 RECOVERED = "(recovered)"
+UNREPORTED = (
+    "a caller with no journal stopped reporting: what its line held is billed, since the "
+    "provider may have worked on every call it held money for"
+)
 """Where a silent borrower's unreported spend is counted in the per-step and per-model figures."""
 AlertKind = Literal["threshold", "refused", "overrun", "loop"]
 
@@ -214,8 +225,34 @@ class RunBook:
             self.raise_alert("overrun", 0, now, detail, event=f"overrun:{key}:{overrun.call_id}")
 
     def reconcile(self, borrower: str, recorded: Recorded, now: datetime) -> None:
-        """A silent borrower, billed from what it recorded (see ``Lender.reconcile``)."""
+        """A silent borrower, billed from what it recorded (see ``Lender.reconcile``). A line
+        billed whole (no journal to read) leaves one ``unknown`` ledger row for what it held,
+        so the ledger equals the run."""
+        line = self.state.books.lines.get(borrower)
+        whole = line is not None and not (recorded.read and line.journaled)
+        opened_at = line.opened_at if line is not None else ""
         billed, calls = self.lender.reconcile(borrower, recorded)
+        if whole and billed:
+            self.state.pending_ledger.append(
+                LedgerRow(
+                    call_id=f"unreported-{borrower}-{opened_at}",
+                    run_id=self.run.run_id,
+                    key_id=self.run.key_id,
+                    tags=[],
+                    requested_model="",
+                    provider="",
+                    model=RECOVERED,
+                    status="unknown",
+                    attempts=[],
+                    usage=Usage(),
+                    cost_micros=billed,
+                    reserved_micros=billed,
+                    started_at=opened_at or now.isoformat(),
+                    latency_ms=0,
+                    error=UNREPORTED,
+                    caller_id=borrower,
+                )
+            )
         if not billed and not calls:
             return
         self.state.calls += calls
@@ -257,21 +294,22 @@ class RunBook:
         """The run's figures as the ``spend`` query answers them."""
         state = self.state
         books = state.books
-        lent = books.cap_micros - books.spent_micros - available_micros(books)
+        held = in_flight_micros(books)
         return RunSpend(
             run_id=self.run.run_id,
             status=state.status,
             budget_micros=books.cap_micros,
             spent_micros=books.spent_micros,
-            reserved_micros=lent,
-            remaining_micros=max(available_micros(books), 0),
+            reserved_micros=held,
+            remaining_micros=figures(books.cap_micros, books.spent_micros, held).remaining_micros,
             calls=state.calls,
             failed_calls=state.failed_calls,
             overruns=state.overruns,
             overrun_micros=books.overrun_micros,
             by_step=state.by_step,
             by_model=state.by_model,
-            in_flight_micros=in_flight_micros(books),
+            in_flight_micros=held,
+            lent_micros=lent_micros(books),
             lines=sum(1 for line in books.lines.values() if line.held_micros),
         )
 

@@ -31,8 +31,10 @@ class RunSpend:
     settled_under: dict[str, list[str]] = field(default_factory=dict)
     """(Runs before lines.) By advance id: the calls under it the run has settled."""
     in_flight_micros: int = 0
-    """Held by calls in flight, as their callers last reported (``reserved_micros`` is all that
-    is lent out: those calls, spend not yet reported, and unused room)."""
+    """(Runs that lend lines: the same as ``reserved_micros``.)"""
+    lent_micros: int = 0
+    """Lent to caller processes: their calls in flight, spend they have not reported yet, and
+    unused room. ``spent + lent`` never passes the budget."""
     lines: int = 0
     """Caller processes holding a line of the run."""
 

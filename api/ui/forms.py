@@ -16,6 +16,7 @@ from db.models import VirtualKey, VirtualKeyCreate, VirtualKeyUpdate
 from workflows.money import micros_to_usd
 
 BUDGETS = {
+    "total": "budget_usd",
     "run": "budget_usd_per_run",
     "day": "budget_usd_per_day",
     "month": "budget_usd_per_month",
@@ -44,6 +45,9 @@ def key_values(form: Mapping[str, Any], *, editing: bool) -> dict[str, Any]:
     for field in NUMBERS:
         number = str(form.get(field, "")).strip()
         values[field] = number or "0"
+    open_runs = str(form.get("max_open_runs", "")).strip()
+    if open_runs:
+        values["max_open_runs"] = open_runs
     for field in LISTS:
         values[field] = _items(str(form.get(field, "")))
     timezone = str(form.get("timezone", "")).strip()
@@ -79,11 +83,13 @@ def form_of(key: VirtualKey) -> dict[str, str]:
 
     return {
         "name": key.name,
+        "budget_usd": amount(key.budget_total_micros),
         "budget_usd_per_run": amount(key.budget_per_run_micros),
         "budget_usd_per_day": amount(key.budget_per_day_micros),
         "budget_usd_per_month": amount(key.budget_per_month_micros),
         "timezone": key.timezone,
         "max_parallel": str(key.max_parallel),
+        "max_open_runs": str(key.max_open_runs),
         "rpm": str(key.rpm),
         "tpm": str(key.tpm),
         "models": ", ".join(key.models),

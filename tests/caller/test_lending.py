@@ -191,9 +191,7 @@ async def test_a_need_recalls_room_another_process_holds() -> None:
     ),
     st.integers(3 * PER_CALL, 60 * PER_CALL),
 )
-def test_spent_and_held_never_pass_a_cap(
-    steps: list[tuple[int, int, int]], cap: int
-) -> None:
+def test_spent_and_held_never_pass_a_cap(steps: list[tuple[int, int, int]], cap: int) -> None:
     """Three processes, four runs on one day cap, calls starting, ending and reporting in any
     order: no keeper ever has more spent and lent than its cap."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -11,13 +12,14 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 from temporalio.client import Client
 
 from activities.alerts import AlertWebhook
 from api.app import create_app
 from api.settings import Settings
 from caller import run_handle
+from db.models import LedgerEntry
 from fake_provider import FakeProvider
 from providers.registry import build_providers, make_http_client
 from tests.polling import eventually
@@ -27,6 +29,7 @@ from worker.app import build_worker
 from workflows.agent_run import AgentRun
 from workflows.run_contracts import RunSpend
 
+L = LedgerEntry.__table__  # type: ignore[attr-defined]
 ADMIN_KEY = "rc-admin-test"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 ALERT_SECRET = "whsec-test"
@@ -141,15 +144,21 @@ async def gateway(
 
 
 async def settled_spend(gateway: Gateway, run_id: str) -> RunSpend:
-    """The run's figures once every call answered so far has settled there (settles are
-    batched off the call path, a few hundred ms after the answers)."""
+    """The run's figures once every call answered so far has reached it (callers report a few
+    seconds after their answers): as many calls as the ledger has, nothing in flight."""
+
+    def billed() -> int:
+        with gateway.engine.connect() as conn:
+            query = select(func.count()).where(L.c.run_id == run_id, L.c.status != "failed")
+            return int(conn.execute(query).scalar() or 0)
 
     async def query() -> RunSpend | None:
         spend: RunSpend = await run_handle(gateway.temporal, run_id).query(AgentRun.spend)
-        return None if spend.open_calls else spend
+        rows = await asyncio.to_thread(billed)
+        return spend if spend.calls == rows and not spend.in_flight_micros else None
 
-    spend = await eventually(query, within=15)
-    assert spend is not None, f"run {run_id} kept calls open"
+    spend = await eventually(query, within=20)
+    assert spend is not None, f"run {run_id} never heard of every call the ledger has"
     return spend
 
 

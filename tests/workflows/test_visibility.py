@@ -6,7 +6,6 @@ from temporalio.common import SearchAttributeKey
 
 from worker.devserver import SEARCH_ATTRIBUTES
 from workflows import visibility
-from workflows.legacy.contracts import RunState
 from workflows.run_contracts import RunInput
 
 KINDS = {"DOUBLE": "Double", "INT": "Int", "KEYWORD": "Keyword", "KEYWORD_LIST": "KeywordList"}
@@ -23,8 +22,10 @@ def test_every_attribute_the_workflow_writes_is_registered() -> None:
 def test_updates_carry_identity_and_exact_figures() -> None:
     """Cost and budget in USD from micro-dollars; identity only when the run has it."""
     run = RunInput(run_id="r", budget_micros=2_500_000, key_id="key_1", tags=["task:9"])
-    state = RunState(budget_micros=2_500_000, spent_micros=1_234_567, calls=3)
-    values = {u.key.name: u.value for u in visibility.search_attribute_updates(run, state)}
+    updates = visibility.search_attribute_updates(
+        run, spent_micros=1_234_567, budget_micros=2_500_000, calls=3, status="open"
+    )
+    values = {u.key.name: u.value for u in updates}
     assert values == {
         "RunCost": 1.234567,
         "RunBudget": 2.5,

@@ -76,6 +76,16 @@ def upgrade() -> None:
             "ix_ledger_caller_key_started", ["caller_id", "key_id", "started_at"], unique=False
         )
         batch_op.create_index("ix_ledger_caller_run", ["caller_id", "run_id"], unique=False)
+    # The default was for the rows already there; new rows always name their caller.
+    with op.batch_alter_table("ledger", schema=None) as batch_op:
+        batch_op.alter_column("caller_id", server_default=None)
+    # Runs that already have calls count as closed: a call of one reopens it through its
+    # workflow, and a key's open runs count only those opened from now on.
+    op.execute(
+        "INSERT INTO runs (run_id, key_id, opened_by, opening_micros, opened_at, started, "
+        "closed_at) SELECT run_id, MIN(key_id), '', 0, MIN(started_at), TRUE, MAX(started_at) "
+        "FROM ledger GROUP BY run_id"
+    )
 
     # ### end Alembic commands ###
 
