@@ -1,7 +1,8 @@
 """``python -m api``: serve the gateway with uvicorn, one process, on the configured address.
 
 It checks before it serves, and exits 2 with one line saying what to fix: a provider must be
-configured, and the database schema must be at this code's revision (the migrations run first).
+configured, Temporal's client configuration must be readable (``settings/temporal.py``), and the
+database schema must be at this code's revision (the migrations run first).
 
 Why uvloop/httptools and no access log: the gateway's added latency is its product figure, and
 those are the cheap wins; they are used when installed and skipped otherwise.
@@ -33,6 +34,7 @@ def preflight() -> Settings:
     """The settings, once they name a provider and the database's schema is current."""
     settings = get_settings()
     settings.require_provider()
+    settings.temporal()
     engine = engine_from(settings)
     try:
         check_schema(engine)

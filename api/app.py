@@ -139,23 +139,12 @@ class CatchAllMiddleware:
 
 
 async def connect_temporal(settings: Settings) -> Client:
-    """Connect to Temporal or fail startup with a message that says what to fix."""
-    try:
-        return await asyncio.wait_for(
-            Client.connect(
-                settings.temporal_address,
-                namespace=settings.temporal_namespace,
-                data_converter=DATA_CONVERTER,
-                interceptors=temporal_interceptors(),
-            ),
-            timeout=settings.temporal_connect_timeout_seconds,
-        )
-    except Exception as err:
-        raise RuntimeError(
-            f"cannot reach Temporal at {settings.temporal_address} "
-            f"(namespace {settings.temporal_namespace!r}): {err or type(err).__name__}. "
-            "Start it (make run) or set RUNCAP_TEMPORAL_ADDRESS."
-        ) from err
+    """Connect to Temporal (``settings/temporal.py``) or fail startup saying what to fix."""
+    return await settings.temporal().connect(
+        within=settings.temporal_connect_timeout_seconds,
+        data_converter=DATA_CONVERTER,
+        interceptors=temporal_interceptors(),
+    )
 
 
 def create_app(

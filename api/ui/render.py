@@ -58,7 +58,7 @@ def temporal_link(settings: Settings, workflow_id: str) -> str | None:
     if not settings.temporal_ui_url:
         return None
     base = settings.temporal_ui_url.rstrip("/")
-    return f"{base}/namespaces/{settings.temporal_namespace}/workflows/{workflow_id}"
+    return f"{base}/namespaces/{settings.temporal().namespace}/workflows/{workflow_id}"
 
 
 def page(
