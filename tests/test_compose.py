@@ -389,7 +389,8 @@ def test_every_temporal_client_presents_the_client_certificate(
 ) -> None:
     """admin-tools, the worker and the api connect through Temporal's own variables with the
     mounted client certificate (read here with the very function the processes use); the UI
-    with its server's TLS variables; nothing else mounts a Temporal key."""
+    with its server's TLS variables, read-only since it has no login; nothing else mounts a
+    Temporal key."""
     for name in TEMPORAL_CLIENTS:
         service = services[name]
         env = service["environment"]
@@ -405,6 +406,7 @@ def test_every_temporal_client_presents_the_client_certificate(
     assert ui["TEMPORAL_TLS_KEY"] == "/run/secrets/temporal_client_key"
     assert ui["TEMPORAL_TLS_CA"] == "/run/secrets/temporal_ca_cert"
     assert ui["TEMPORAL_TLS_ENABLE_HOST_VERIFICATION"] == "true"
+    assert ui["TEMPORAL_DISABLE_WRITE_ACTIONS"] == "true"  # its certificate is admin's
     holders = {n for n, s in services.items() if "temporal_client_key" in mounted(s)}
     assert holders == {*TEMPORAL_CLIENTS, "temporal-ui"}
 
