@@ -113,6 +113,17 @@ def fee_bound_micros(price: Price) -> int:
     return _ceil_div(_fee_bound(price), TOKENS_PER_PRICE_UNIT)
 
 
+def with_every_use(usage: Usage, price: Price) -> Usage:
+    """``usage`` with each tool the call may use counted at its ``max_uses``: a cut call's
+    provider may have made them all before reporting any."""
+    most = {
+        TOOL_COUNTS[fee.tool]: max(uses_of(usage, fee.tool), fee.max_uses)
+        for fee in price.tools
+        if fee.tool in TOOL_COUNTS
+    }
+    return replace(usage, **most)
+
+
 def cost_micros(price: Price, usage: Usage) -> int:
     """The billed cost of ``usage`` at ``price``: every token at the rates of the tier its
     input falls in, plus tool fees per use; one rounding, always up.

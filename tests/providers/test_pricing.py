@@ -180,3 +180,50 @@ def test_bad_prices_are_rejected_with_the_model_name() -> None:
         parse_price({"input": "1", "output": "1", "reasoning": "2"})
     with pytest.raises(ValueError, match="negative"):
         parse_price({"input": "-1", "output": "1"})
+
+
+def test_overrides_give_tiers_one_hour_writes_and_tool_fees() -> None:
+    """The README's overrides example: rates, a long-context tier and a per-search fee."""
+    entry = {
+        "input": "3.00",
+        "output": "15.00",
+        "cached_input": "0.30",
+        "cache_write": "3.75",
+        "cache_write_1h": "6.00",
+        "tiers": [
+            {
+                "above_tokens": 200000,
+                "input": "6.00",
+                "output": "22.50",
+                "cached_input": "0.60",
+                "cache_write": "7.50",
+                "cache_write_1h": "12.00",
+            }
+        ],
+        "tools": {"web_search": "10.00"},
+    }
+    price = PriceBook({"my-model": entry}).price_of("my-model")
+    assert price == PriceBook().price_of("claude-sonnet-4-5")
+    bare = parse_price(
+        {"input": "1", "output": "2", "tiers": [{"above_tokens": 5, "input": "3", "output": "4"}]}
+    )
+    assert bare.tiers == (PriceTier(5, 3_000_000, 4_000_000, 3_000_000, 3_000_000),)
+
+
+def test_bad_tiers_and_tool_fees_are_rejected() -> None:
+    """A tier without a threshold or rates, two tiers at one threshold, an unknown tool or a
+    negative fee fail loudly."""
+    base = {"input": "1", "output": "1"}
+    bad: list[dict[str, object]] = [
+        {"tiers": [{"input": "1", "output": "1"}]},
+        {"tiers": [{"above_tokens": 10, "input": "1"}]},
+        {"tiers": [{"above_tokens": 10, "input": "1", "output": "1", "speed": "2"}]},
+        {"tiers": [{"above_tokens": 9, "input": "1", "output": "1"}] * 2},
+        {"tiers": {"above_tokens": 9}},
+        {"tools": {"image_generation": "1"}},
+        {"tools": {"web_search": "-1"}},
+        {"tools": ["web_search"]},
+    ]
+    for extra in bad:
+        with pytest.raises(ValueError):
+            parse_price({**base, **extra})

@@ -14,6 +14,7 @@ from workflows.budget import (
     rates_at,
     reservation_micros,
     settled_cost,
+    with_every_use,
     worst_case_micros,
 )
 from workflows.contracts import Price, PriceTier, Target, ToolFee, Usage
@@ -70,6 +71,13 @@ def test_affordable_max_tokens_pays_for_tools_and_the_tier() -> None:
         <= 4_000_000
         < reservation_micros(chain, 300_000, fits + 1)
     )
+
+
+def test_a_cut_call_is_billed_every_tool_use_it_was_allowed() -> None:
+    """A call cut short may have searched before reporting: its bound counts every use."""
+    searching = replace(SONNET, tools=(ToolFee("web_search", 10_000_000, max_uses=4),))
+    assert with_every_use(Usage(5, 5, web_searches=1), searching) == Usage(5, 5, web_searches=4)
+    assert with_every_use(Usage(5, 5, web_searches=6), searching).web_searches == 6
 
 
 def test_catalogue_reservations_cover_the_issue_examples() -> None:
