@@ -145,3 +145,21 @@ def test_tool_arguments_are_not_read_as_content() -> None:
     call = {"type": "tool_use", "id": "t", "name": "f", "input": {"type": "file", "file_id": "x"}}
     body = {"messages": [{"role": "assistant", "content": [call]}]}
     assert inspect(body, "anthropic").input_tokens([CLAUDE]) == 0
+
+
+def test_one_hour_cache_rates_are_reserved_only_when_asked_for() -> None:
+    """A one-hour cache write can only happen when a part asks for it (``ttl: 1h``), so only
+    then does the reservation hold its dearer rate."""
+    hour = Price(3_000_000, 15_000_000, 300_000, 3_750_000, cache_write_1h=6_000_000)
+    target = Target("anthropic", "claude-x", "anthropic", hour)
+    five = {"type": "text", "text": "x", "cache_control": {"type": "ephemeral"}}
+    long = {**five, "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+    [plain] = priced([target], inspect(anthropic(content=[five]), "anthropic"), "anthropic")
+    assert plain.price.cache_write_1h == 0
+    for body in (
+        anthropic(content=[long]),
+        anthropic({"name": "t", "input_schema": {}, "cache_control": long["cache_control"]}),
+        anthropic(system=[long]),
+    ):
+        [kept] = priced([target], inspect(body, "anthropic"), "anthropic")
+        assert kept.price.cache_write_1h == 6_000_000
