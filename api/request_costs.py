@@ -136,13 +136,19 @@ def _refuse(param: str, why: str) -> BadRequest:
     return BadRequest(f"{param}: {why}", code="unbounded_cost", param=param)
 
 
-def _count(tool: dict[str, Any], name: str, param: str, where: str) -> int:
-    value = tool.get(name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+MAX_COUNT = 1_000_000
+"""The most uses, calls or content tokens a request may name: far above any real call, and
+far below what would overflow the figures downstream (Temporal, the ledger, telemetry)."""
+
+
+def _count(holder: dict[str, Any], name: str, why: str, where: str) -> int:
+    """``holder[name]``, a whole number from 1 to ``MAX_COUNT``, or a 400 saying ``why``."""
+    value = holder.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_COUNT:
         raise _refuse(
             f"{where}.{name}" if where else name,
-            f"{param} so runcap can reserve for it before the call; set {name} "
-            f"(a whole number of at least 1)",
+            f"{why} so runcap can reserve for it before the call; set {name} "
+            f"(a whole number from 1 to {MAX_COUNT:,})",
         )
     return value
 
@@ -217,6 +223,7 @@ def _responses_tools(body: dict[str, Any], extras: Extras) -> None:
             results = tool.get("max_num_results")
             if not isinstance(results, int) or isinstance(results, bool) or results < 1:
                 results = FILE_SEARCH_MAX_RESULTS
+            results = min(results, FILE_SEARCH_MAX_RESULTS)
             extras.use("file_search", calls, results * FILE_SEARCH_CHUNK_TOKENS)
         else:
             extras.use("code_execution", calls)

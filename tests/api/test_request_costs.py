@@ -54,6 +54,8 @@ def test_unbounded_server_tools_are_refused_saying_how_to_bound_them() -> None:
     fetch = {"type": "web_fetch_20250910", "name": "f", "max_uses": 2}
     assert refusal(anthropic(fetch)).param == "tools[0].max_content_tokens"
     assert "does not know" in refusal(anthropic({"type": "advisor_20990101", "name": "a"})).message
+    huge = {"type": "web_search_20250305", "name": "s", "max_uses": 2**63}
+    assert "1,000,000" in refusal(anthropic(huge)).message
     mcp = anthropic(mcp_servers=[{"type": "url", "url": "https://mcp.example"}])
     assert refusal(mcp).param == "mcp_servers"
 
