@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
+from api import request_costs
 from api.auth import KeyPolicy
 from api.body import loads
 from api.errors import BadRequest, ForbiddenModel, GatewayError
@@ -170,6 +171,8 @@ async def handle_call(
         raise ForbiddenModel(f"this key may not use model {model!r}")
     tags = call_tags(body, request.headers.get("x-runcap-tags"), key.tags)
     route = ctx.router.route_for(model, tags, inbound)
+    extras = request_costs.inspect(body, inbound)  # tools and media the bytes do not show
+    chain = request_costs.priced(route.chain, extras, inbound)
     idem = idempotency_key(request)
     claim: Claim | None = None
     if idem is not None:
@@ -181,13 +184,13 @@ async def handle_call(
     spec = CallSpec(
         body=body,
         inbound=inbound,
-        chain=route.chain,
+        chain=chain,
         max_tokens=max_tokens,
         tags=tags,
         call_id=claim.call_id if claim else "",
         headers={h: v for h in FORWARDED_HEADERS if (v := request.headers.get(h))},
         requested_model=model,
-        input_tokens=len(raw),
+        input_tokens=len(raw) + extras.input_tokens(chain),
         first_byte_timeout=route.first_byte_timeout,
         fingerprint=fingerprint(body) if key.loop_max_repeats else "",
         received_at=received_at,
@@ -217,7 +220,7 @@ async def handle_call(
             )
         reply = await _until_disconnect(request, ctx.caller.call(run, spec))
     except CallFailed as failure:
-        error = failure_to_http(failure.failure, route.chain)
+        error = failure_to_http(failure.failure, chain)
         ctx.metrics.refused(error.code)
         if saver:
             await saver.forget()
