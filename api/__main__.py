@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import sys
+from typing import Any
 
 import uvicorn
 from pydantic import ValidationError
@@ -41,6 +42,19 @@ def preflight() -> Settings:
     return settings
 
 
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options for the api (tests serve with them too)."""
+    return {
+        "loop": "uvloop" if _available("uvloop") else "asyncio",
+        "http": "httptools" if _available("httptools") else "h11",
+        "access_log": False,
+        "workers": 1,
+        # Longer than an agent's pause between calls, so its SDK's pooled connection is not
+        # closed under it (uvicorn's default of 5 s races with reuse and drops requests).
+        "timeout_keep_alive": 75,
+    }
+
+
 def main() -> int:
     """Run the api until interrupted; the exit status says whether it could start."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -55,18 +69,8 @@ def main() -> int:
         print(f"runcap api: database error: {type(error).__name__}: {error}", file=sys.stderr)
         return 2
     telemetry.configure("runcap-api")
-    uvicorn.run(
-        create_app(settings),
-        host=settings.api_host,
-        port=settings.api_port,
-        loop="uvloop" if _available("uvloop") else "asyncio",
-        http="httptools" if _available("httptools") else "h11",
-        access_log=False,
-        workers=1,
-        # Longer than an agent's pause between calls, so its SDK's pooled connection is not
-        # closed under it (uvicorn's default of 5 s races with reuse and drops requests).
-        timeout_keep_alive=75,
-    )
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port, **server_options(settings))
     telemetry.shutdown()
     return 0
 

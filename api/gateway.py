@@ -41,6 +41,8 @@ from api.tags import agent_of, call_tags, task_of
 from caller import Caller, CallFailed, CallSpec, CallStream, WalkPolicy
 from providers.pricing import PriceBook
 from providers.registry import build_providers
+from telemetry.labels import ModelLabels
+from telemetry.labels import install as install_model_labels
 from workflows.contracts import CallResult, RunInput, WireFormat
 from workflows.money import micros_to_usd
 
@@ -54,7 +56,10 @@ async def gateway_lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     configs = settings.provider_configs()
     prices = PriceBook(settings.price_overrides_file, floor=settings.floor_price())
-    app.state.router = Router(configs, prices, load_routes(settings.routes_file))
+    routes = load_routes(settings.routes_file)
+    app.state.router = Router(configs, prices, routes)
+    named = [name for route in routes.routes for name in (route.model, *route.chain)]
+    install_model_labels(ModelLabels(prices, named))
     stale = timedelta(seconds=settings.run_caller_timeout_seconds + 10)
     app.state.idempotency = IdempotencyStore(app.state.engine, stale_after=stale)
     providers = build_providers(configs, app.state.http)
