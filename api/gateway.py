@@ -35,6 +35,7 @@ from api.idempotency import (
 )
 from api.limits import CallLimiter, Limits
 from api.metrics import GatewayMetrics
+from api.output_limits import bounded_output
 from api.routing import Router, load_routes
 from api.settings import Settings
 from api.tags import agent_of, call_tags, task_of
@@ -175,13 +176,15 @@ async def handle_call(
         raise ForbiddenModel(f"this key may not use model {model!r}")
     tags = call_tags(body, request.headers.get("x-runcap-tags"), key.tags)
     route = ctx.router.route_for(model, tags, inbound)
+    max_tokens = bounded_output(
+        wire.asked_output(), wire.output_cap(), route.chain, ctx.settings.max_output_tokens
+    )
     idem = idempotency_key(request)
     claim: Claim | None = None
     if idem is not None:
         claim = await _claim(ctx, key, idem, request_hash(request.url.path, raw))
         if claim.kind != "ours":
             return _replay(claim)
-    max_tokens: int = wire.output_cap()
     run = run_for(key, tags, ctx.settings)
     spec = CallSpec(
         body=body,

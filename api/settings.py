@@ -9,8 +9,9 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
+from api.output_limits import OUTPUT_TOKENS_CEILING
 from api.wire import DEFAULT_MAX_OUTPUT_TOKENS
 from settings import RuncapSettings
 from workflows.contracts import TASK_QUEUE, Price
@@ -35,6 +36,9 @@ class Settings(RuncapSettings):
     max_body_bytes: int = 8 * MIB
     responses_default_max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS
     """The output bound of a Responses call that sets none (see ``api.wire``)."""
+    max_output_tokens: int = Field(default=OUTPUT_TOKENS_CEILING, gt=0)
+    """The most output tokens a call may ask for; a model's own limit, where known, is lower
+    (``api.output_limits``). Past it a call gets a 400."""
     price_overrides_file: Path | None = None
     floor_price_input_per_mtok_usd: str | None = None
     """Price of a model missing from the table; unset refuses such models (no free calls)."""
@@ -57,6 +61,10 @@ class Settings(RuncapSettings):
     max_concurrent_calls: int = 1000
     key_cache_ttl_seconds: float = 1.0
     """How long a key's policy is reused; an edit through another instance lands within it."""
+    unknown_key_cache_seconds: float = 10.0
+    """How long a secret that matched no active key is refused without a database lookup."""
+    unknown_key_cache_size: int = Field(default=10_000, gt=0)
+    """How many such secrets are remembered (the oldest forgotten first)."""
     revocation_poll_seconds: float = 0.25
     """How often each instance looks for keys revoked through another one."""
     limit_slot_lease_seconds: float = 15.0

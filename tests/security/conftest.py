@@ -34,7 +34,7 @@ from worker.app import build_worker
 
 ADMIN_KEY = "rc-admin-security"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
-HELLO = [{"role": "user", "content": "fix the failing test"}]
+HELLO: Any = [{"role": "user", "content": "fix the failing test"}]
 
 
 @dataclass

@@ -65,7 +65,7 @@ async def test_made_up_model_names_add_no_metric_series(
         async with AsyncOpenAI(base_url=f"{api.base_url}/v1", api_key=key) as client:
 
             async def chat(model: str) -> None:
-                await client.chat.completions.create(model=model, messages=HELLO, max_tokens=16)  # type: ignore[arg-type]
+                await client.chat.completions.create(model=model, messages=HELLO, max_tokens=16)
 
             for model in ("gpt-4.1", "made-up-0"):  # the labels' own series, once
                 await chat(model)
