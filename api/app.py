@@ -186,7 +186,12 @@ def create_app(
             app.state.engine = db
             app.state.temporal = client
             app.state.http = http
-            cache = KeyCache(db, ttl=settings.key_cache_ttl_seconds)
+            cache = KeyCache(
+                db,
+                ttl=settings.key_cache_ttl_seconds,
+                unknown_ttl=settings.unknown_key_cache_seconds,
+                unknown_size=settings.unknown_key_cache_size,
+            )
             app.state.key_cache = cache
             every = settings.revocation_poll_seconds
             await stack.enter_async_context(RevocationWatch(db, cache, every=every))
