@@ -30,6 +30,7 @@ from api.idempotency import (
     Claim,
     IdempotencyStore,
     StoredAnswer,
+    purging,
     request_hash,
     wait_for_outcome,
 )
@@ -78,7 +79,9 @@ async def gateway_lifespan(app: FastAPI) -> AsyncIterator[None]:
         advances=settings.caller_advances,
     ) as caller:
         app.state.caller = caller
-        yield
+        every = settings.idempotency_purge_interval_seconds
+        async with purging(app.state.idempotency, every=every):
+            yield
 
 
 def parse_body(raw: bytes, model: type[BaseModel]) -> tuple[dict[str, Any], Any]:
@@ -248,9 +251,19 @@ async def _claim(ctx: CallContext, key: KeyPolicy, idem: str, req_hash: str) -> 
     owner = ctx.caller.caller_id
     claim = await asyncio.to_thread(store.claim, key.id, idem, req_hash, owner)
     if claim.kind == "pending":
-        claim = await wait_for_outcome(
-            store, key.id, idem, req_hash, owner, within=ctx.settings.run_call_timeout_seconds
-        )
+        # A wait holds a request and a parallel slot of the key like a call (it spends no
+        # tokens), and is bounded: retries cannot pile up in the api.
+        limits = Limits(rpm=key.rpm, tpm=key.tpm, max_parallel=key.max_parallel)
+        try:
+            permit = await ctx.limiter.take(key.id, limits, tokens=0)
+        except GatewayError as refused:
+            ctx.metrics.refused(refused.code)
+            raise
+        try:
+            within = ctx.settings.idempotency_wait_seconds
+            claim = await wait_for_outcome(store, key.id, idem, req_hash, owner, within=within)
+        finally:
+            await permit.end()
     return claim
 
 

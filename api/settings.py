@@ -51,6 +51,11 @@ class Settings(RuncapSettings):
     """An api instance silent this long has its open calls settled at their reservations."""
     run_call_timeout_seconds: int = 900
     """No call holds money longer than this (the grant's deadline)."""
+    idempotency_wait_seconds: float = 60.0
+    """How long a retry waits for its ``Idempotency-Key``'s first request to end, before a 409
+    ``idempotency_in_progress`` with Retry-After; the wait counts against the key's limits."""
+    idempotency_purge_interval_seconds: float = Field(default=300.0, gt=0)
+    """How often this instance deletes idempotent answers older than 24 h."""
     first_byte_timeout_seconds: float = 120.0
     """How long a provider may stay silent before the chain moves on; routes may override."""
     settle_interval_seconds: float = 0.2
