@@ -35,6 +35,7 @@ from api import (
     spend,
 )
 from api.auth import KeyCache
+from api.concurrency import CallCapMiddleware
 from api.errors import BodyTooLarge, GatewayError, error_response, install_error_handlers
 from api.gateway import gateway_lifespan
 from api.limits import shared_limiter
@@ -218,6 +219,7 @@ def create_app(
     install_openapi(app)
     install_ui_errors(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(CallCapMiddleware, limit=settings.max_concurrent_calls)
     app.add_middleware(CatchAllMiddleware)
     app.include_router(keys.router)
     app.include_router(spend.router)

@@ -63,7 +63,28 @@ class Settings(RuncapSettings):
     caller_advances: bool = True
     """Far from a run's caps, hold an advance of its budget and reserve calls against it here,
     with no Temporal round trip (see ``caller.advances``); off: every call reserves in the run."""
-    max_concurrent_calls: int = 1000
+    max_concurrent_calls: int = Field(default=1000, gt=0)
+    """Model calls in flight in this instance (streams until they end, retries waiting on an
+    ``Idempotency-Key`` too); past it a call gets 503 with Retry-After."""
+    server_limit_concurrency: int | None = Field(default=None, gt=0)
+    """Connections and requests uvicorn holds at once, past which a request gets its plain 503;
+    default: twice ``max_concurrent_calls`` and 100 (pooled idle connections count too), so the
+    gateway's own 503 comes first."""
+    server_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    """A request's headers must arrive within this (a connection that sends none is closed)."""
+    server_max_header_bytes: int = Field(default=64 * 1024, gt=0)
+    """Larger request headers get 431."""
+    server_keep_alive_seconds: int = Field(default=75, gt=0)
+    """How long an idle kept-alive connection stays open. Longer than an agent's pause between
+    calls, so its SDK's pooled connection is not closed under it (uvicorn's default of 5 s
+    races with reuse and drops requests)."""
+    forwarded_allow_ips: str | None = None
+    """Proxies whose ``X-Forwarded-Proto``/``-For`` are believed (uvicorn's
+    ``forwarded_allow_ips``: addresses or networks, comma-separated, or ``*``); unset, only
+    127.0.0.1 (or ``FORWARDED_ALLOW_IPS``)."""
+    public_url: str | None = None
+    """The api as browsers reach it (``https://runcap.example.com``); https makes the dashboard's
+    session cookie Secure whatever the hop from a proxy says."""
     key_cache_ttl_seconds: float = 1.0
     """How long a key's policy is reused; an edit through another instance lands within it."""
     unknown_key_cache_seconds: float = 10.0
