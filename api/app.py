@@ -131,8 +131,9 @@ class CatchAllMiddleware:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:
             # Headers and bodies are never logged: they carry keys and prompts.
+            # The path as a repr: a client's %0a must not start a line of its own in the log.
             log.error(
-                "unhandled error on %s %s", scope.get("method"), scope.get("path"), exc_info=exc
+                "unhandled error on %s %r", scope.get("method"), scope.get("path"), exc_info=exc
             )
             if not started:
                 error = GatewayError("internal error; see the gateway's log", code="internal_error")
@@ -187,6 +188,7 @@ def create_app(
             app.state.engine = db
             app.state.temporal = client
             app.state.http = http
+            app.state.ui_signer = make_signer(settings, db)
             cache = KeyCache(
                 db,
                 ttl=settings.key_cache_ttl_seconds,
@@ -214,7 +216,6 @@ def create_app(
     app.state.settings = settings
     app.state.extra_lifespans = []
     app.state.metrics = metrics.GatewayMetrics()
-    app.state.ui_signer = make_signer(settings)
     install_error_handlers(app)
     install_openapi(app)
     install_ui_errors(app)

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Makes the secret files docker-compose.yml mounts (deploy/secrets/), once: random database
-# passwords and an admin key; empty provider key files for you to fill. Existing files are kept.
+# passwords, an admin key and a /metrics token; empty provider key files for you to fill.
+# Existing files are kept.
 #
 # The directory is 0700 (only you); the files are 0644 because each container reads its own
 # with its own user (postgres, temporal, runcap) through a bind mount that keeps the mode.
@@ -24,7 +25,10 @@ for name in postgres_password temporal_db_password runcap_db_password runcap_api
     make "$name" "$(random)"
 done
 make runcap_admin_key "rc-admin-$(random)"
-for name in runcap_openai_api_key runcap_anthropic_api_key runcap_metrics_token \
+# /metrics asks for this token; an empty file (older versions of this script) left it open.
+[ -s "$dir/runcap_metrics_token" ] || rm -f "$dir/runcap_metrics_token"
+make runcap_metrics_token "$(random)"
+for name in runcap_openai_api_key runcap_anthropic_api_key \
     runcap_alert_webhook_url runcap_alert_webhook_secret; do
     make "$name" ""  # optional: empty is unset
 done
