@@ -45,6 +45,9 @@ TABLE_PRIVILEGES: Final[Mapping[str, Privileges]] = MappingProxyType(
         # and parallel-call slots they lease, renew, give back and expire.
         "rate_windows": {"api": (*UPSERT, "DELETE"), "worker": ()},
         "call_slots": {"api": (*UPSERT, "DELETE"), "worker": ()},
+        # Dashboard sessions signed out early: added at sign-out, read by every instance,
+        # expired ones deleted.
+        "ui_signed_out": {"api": REPLACE, "worker": ()},
     }
 )
 PROCESSES: Final = ("api", "worker")

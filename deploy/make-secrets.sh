@@ -1,9 +1,10 @@
 #!/bin/sh
 # Makes the secret files docker-compose.yml mounts (deploy/secrets/, or the directory given as
-# the first argument), once: random database passwords and an admin key; empty provider key
-# files for you to fill; and Temporal's mTLS: a CA, the server's certificate and the clients'
-# (worker, api, admin-tools, UI). Existing files are kept; delete the temporal_* files and run
-# this again to issue new certificates (the server and every client must then restart).
+# the first argument), once: random database passwords, an admin key and a /metrics token;
+# empty provider key files for you to fill; and Temporal's mTLS: a CA, the server's certificate
+# and the clients' (worker, api, admin-tools, UI). Existing files are kept; delete the temporal_*
+# files and run this again to issue new certificates (the server and every client must then
+# restart).
 #
 # Why mTLS: whoever reaches Temporal's frontend is its admin (an update lifts any run's budget),
 # so the frontend refuses every client without a certificate from this CA.
@@ -31,7 +32,10 @@ for name in postgres_password temporal_db_password runcap_db_password runcap_api
     make "$name" "$(random)"
 done
 make runcap_admin_key "rc-admin-$(random)"
-for name in runcap_openai_api_key runcap_anthropic_api_key runcap_metrics_token \
+# /metrics asks for this token; an empty file (older versions of this script) left it open.
+[ -s "$dir/runcap_metrics_token" ] || rm -f "$dir/runcap_metrics_token"
+make runcap_metrics_token "$(random)"
+for name in runcap_openai_api_key runcap_anthropic_api_key \
     runcap_alert_webhook_url runcap_alert_webhook_secret; do
     make "$name" ""  # optional: empty is unset
 done

@@ -144,14 +144,23 @@ def to_price(model: types.ModelInfo, day: date) -> Price | None:
     )
 
 
-def lookup(model: str, day: date | None = None) -> Price | None:
-    """The price genai-prices gives ``model`` (matched as genai-prices matches names)."""
-    snapshot = data_snapshot.get_snapshot()
+def _find(model: str) -> types.ModelInfo | None:
     try:
-        _, info = snapshot.find_provider_model(model, None, None, None)
+        return data_snapshot.get_snapshot().find_provider_model(model, None, None, None)[1]
     except LookupError:
         return None
-    return to_price(info, day or datetime.now(UTC).date())
+
+
+def lookup(model: str, day: date | None = None) -> Price | None:
+    """The price genai-prices gives ``model`` (matched as genai-prices matches names)."""
+    info = _find(model)
+    return None if info is None else to_price(info, day or datetime.now(UTC).date())
+
+
+def canonical(model: str) -> str | None:
+    """genai-prices' own id of ``model`` (``gpt-4.1`` for ``gpt-4.1-2025-04-14``), if it has one."""
+    info = _find(model)
+    return None if info is None else info.id
 
 
 def listed_models() -> list[str]:

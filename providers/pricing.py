@@ -170,6 +170,17 @@ class PriceBook:
             price = price_catalogue.lookup(model.rsplit("/", 1)[1])
         return price
 
+    def canonical(self, model: str) -> str | None:
+        """The name ``model`` is priced under: an override's or runcap's own name, or
+        genai-prices' id; None without a price of its own. Metrics label models by it."""
+        own = self._own(model)
+        if own is not None:
+            return own[0]
+        found = price_catalogue.canonical(model)
+        if found is None and "/" in model:
+            found = price_catalogue.canonical(model.rsplit("/", 1)[1])
+        return found
+
     def source_of(self, model: str) -> str:
         """Where ``model``'s price comes from: ``overrides``, ``runcap`` or genai-prices."""
         own = self._own(model)
