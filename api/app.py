@@ -35,6 +35,7 @@ from api import (
     spend,
 )
 from api.auth import KeyCache
+from api.concurrency import CallCapMiddleware
 from api.errors import BodyTooLarge, GatewayError, error_response, install_error_handlers
 from api.gateway import gateway_lifespan
 from api.limits import shared_limiter
@@ -130,8 +131,9 @@ class CatchAllMiddleware:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:
             # Headers and bodies are never logged: they carry keys and prompts.
+            # The path as a repr: a client's %0a must not start a line of its own in the log.
             log.error(
-                "unhandled error on %s %s", scope.get("method"), scope.get("path"), exc_info=exc
+                "unhandled error on %s %r", scope.get("method"), scope.get("path"), exc_info=exc
             )
             if not started:
                 error = GatewayError("internal error; see the gateway's log", code="internal_error")
@@ -139,23 +141,12 @@ class CatchAllMiddleware:
 
 
 async def connect_temporal(settings: Settings) -> Client:
-    """Connect to Temporal or fail startup with a message that says what to fix."""
-    try:
-        return await asyncio.wait_for(
-            Client.connect(
-                settings.temporal_address,
-                namespace=settings.temporal_namespace,
-                data_converter=DATA_CONVERTER,
-                interceptors=temporal_interceptors(),
-            ),
-            timeout=settings.temporal_connect_timeout_seconds,
-        )
-    except Exception as err:
-        raise RuntimeError(
-            f"cannot reach Temporal at {settings.temporal_address} "
-            f"(namespace {settings.temporal_namespace!r}): {err or type(err).__name__}. "
-            "Start it (make run) or set RUNCAP_TEMPORAL_ADDRESS."
-        ) from err
+    """Connect to Temporal (``settings/temporal.py``) or fail startup saying what to fix."""
+    return await settings.temporal().connect(
+        within=settings.temporal_connect_timeout_seconds,
+        data_converter=DATA_CONVERTER,
+        interceptors=temporal_interceptors(),
+    )
 
 
 def create_app(
@@ -186,7 +177,13 @@ def create_app(
             app.state.engine = db
             app.state.temporal = client
             app.state.http = http
-            cache = KeyCache(db, ttl=settings.key_cache_ttl_seconds)
+            app.state.ui_signer = make_signer(settings, db)
+            cache = KeyCache(
+                db,
+                ttl=settings.key_cache_ttl_seconds,
+                unknown_ttl=settings.unknown_key_cache_seconds,
+                unknown_size=settings.unknown_key_cache_size,
+            )
             app.state.key_cache = cache
             every = settings.revocation_poll_seconds
             await stack.enter_async_context(RevocationWatch(db, cache, every=every))
@@ -208,11 +205,11 @@ def create_app(
     app.state.settings = settings
     app.state.extra_lifespans = []
     app.state.metrics = metrics.GatewayMetrics()
-    app.state.ui_signer = make_signer(settings)
     install_error_handlers(app)
     install_openapi(app)
     install_ui_errors(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(CallCapMiddleware, limit=settings.max_concurrent_calls)
     app.add_middleware(CatchAllMiddleware)
     app.include_router(keys.router)
     app.include_router(spend.router)

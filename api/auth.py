@@ -5,6 +5,13 @@ each time. Entries live ``ttl`` seconds (so an edit made through another api pro
 within that bound), a revoke through this process drops them at once (effective on the next
 call), and ``api.revocations`` drops a key revoked through another process within a fraction of
 a second. A load that overlaps a drop is not cached, so it cannot bring a revoked key back.
+
+Unknown secrets are remembered as unknown for ``unknown_ttl`` seconds, in at most
+``unknown_size`` entries (the oldest forgotten first): a client repeating a bad key costs no
+database lookup each time, and cannot grow the cache. A secret never becomes valid later (a new
+key gets a new random secret; a revoke is final), so remembering it costs nothing in freshness.
+At most ``LOOKUPS_AT_ONCE`` lookups run at once, so a flood of random keys holds a few of the
+pool's connections, not all of them.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,6 +37,7 @@ from workflows.contracts import PeriodBudget, PeriodKind
 KEY_PREFIX = "rc-"
 MAX_SECRET_LENGTH = 200
 _MAX_CACHED = 10_000
+LOOKUPS_AT_ONCE = 4
 
 
 def new_secret() -> str:
@@ -105,15 +114,26 @@ class KeyPolicy:
 
 
 class KeyCache:
-    """Looks keys up by secret hash, caching active keys for ``ttl`` seconds."""
+    """Looks keys up by secret hash, caching active keys for ``ttl`` seconds and unknown ones
+    for ``unknown_ttl``."""
 
     def __init__(
-        self, engine: Engine, ttl: float = 1.0, clock: Callable[[], float] = time.monotonic
+        self,
+        engine: Engine,
+        ttl: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        unknown_ttl: float = 10.0,
+        unknown_size: int = 10_000,
     ) -> None:
         self.engine = engine
         self.ttl = ttl
         self.clock = clock
+        self.unknown_ttl = unknown_ttl
+        self.unknown_size = unknown_size
         self._entries: dict[str, tuple[KeyPolicy, float]] = {}
+        self._unknown: OrderedDict[str, float] = OrderedDict()
+        self._lookups = asyncio.Semaphore(LOOKUPS_AT_ONCE)
         self._drops = 0
         """How many drops so far: a load that saw the count change meanwhile is not kept."""
 
@@ -134,16 +154,32 @@ class KeyCache:
         hit = self._entries.get(key_hash)
         if hit is not None and hit[1] > now:
             return hit[0]
+        if self._known_unknown(key_hash, now):
+            raise AuthError("invalid api key: unknown or revoked")
         drops = self._drops
-        policy = await asyncio.to_thread(self.load, key_hash)
+        async with self._lookups:
+            policy = await asyncio.to_thread(self.load, key_hash)
         if policy is None:
             self._entries.pop(key_hash, None)
+            self._unknown[key_hash] = now + self.unknown_ttl
+            self._unknown.move_to_end(key_hash)
+            while len(self._unknown) > self.unknown_size:
+                self._unknown.popitem(last=False)
             raise AuthError("invalid api key: unknown or revoked")
         if drops == self._drops:
             if len(self._entries) >= _MAX_CACHED:
                 self._entries.clear()
             self._entries[key_hash] = (policy, now + self.ttl)
         return policy
+
+    def _known_unknown(self, key_hash: str, now: float) -> bool:
+        until = self._unknown.get(key_hash)
+        if until is None:
+            return False
+        if until <= now:
+            del self._unknown[key_hash]
+            return False
+        return True
 
     def invalidate(self, key_id: str | None = None) -> None:
         """Forget one key (after a revoke or an update) or every key."""

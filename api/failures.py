@@ -8,6 +8,7 @@ from dataclasses import asdict
 from api import errors as http
 from api.errors import BadRequest, GatewayError
 from workflows import errors
+from workflows.budget import dearest_rates, fee_bound_micros
 from workflows.contracts import CallResult, Refusal, Target
 from workflows.errors import Failure
 from workflows.money import micros_to_usd
@@ -54,9 +55,13 @@ def budget_refusal(refusal: Refusal, chain: Sequence[Target]) -> http.BudgetExce
     usd = micros_to_usd
     rates = ""
     if chain:
-        top_in = max(max(t.price.input, t.price.cached_input, t.price.cache_write) for t in chain)
-        top_out = max(t.price.output for t in chain)
+        dearest = [dearest_rates(t.price, refusal.input_tokens) for t in chain]
+        top_in = max(rate for rate, _ in dearest)
+        top_out = max(rate for _, rate in dearest)
         rates = f" at ${usd(top_in)}/M input and ${usd(top_out)}/M output tokens"
+        fees = max(fee_bound_micros(t.price) for t in chain)
+        if fees:
+            rates += f", and ${usd(fees)} for the server tools' uses it may make"
     needs = (
         f"this call needs ${usd(refusal.needed_micros)} held: up to {refusal.input_tokens} "
         f"input tokens and {refusal.min_output_tokens} output tokens{rates}"

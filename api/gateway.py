@@ -21,6 +21,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
+from api import request_costs
 from api.auth import KeyPolicy
 from api.body import loads
 from api.errors import BadRequest, ForbiddenModel, GatewayError
@@ -31,21 +32,22 @@ from api.idempotency import (
     Claim,
     IdempotencyStore,
     StoredAnswer,
+    purging,
     request_hash,
     wait_for_outcome,
 )
 from api.limits import CallLimiter, Limits
 from api.metrics import GatewayMetrics
+from api.output_limits import bounded_output
 from api.routing import Router, load_routes
 from api.settings import Settings
 from api.tags import agent_of, call_tags, task_of
 from caller import Caller, CallFailed, CallSpec, CallStream, WalkPolicy
 from providers.pricing import PriceBook
 from providers.registry import build_providers
-from workflows.contracts import (
-    CallResult,
-    WireFormat,
-)
+from telemetry.labels import ModelLabels
+from telemetry.labels import install as install_model_labels
+from workflows.contracts import CallResult, WireFormat
 from workflows.money import micros_to_usd
 from workflows.run_contracts import RunInput
 
@@ -59,7 +61,10 @@ async def gateway_lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     configs = settings.provider_configs()
     prices = PriceBook(settings.price_overrides_file, floor=settings.floor_price())
-    app.state.router = Router(configs, prices, load_routes(settings.routes_file))
+    routes = load_routes(settings.routes_file)
+    app.state.router = Router(configs, prices, routes)
+    named = [name for route in routes.routes for name in (route.model, *route.chain)]
+    install_model_labels(ModelLabels(prices, named))
     stale = timedelta(seconds=settings.run_caller_timeout_seconds + 10)
     app.state.idempotency = IdempotencyStore(app.state.engine, stale_after=stale)
     providers = build_providers(configs, app.state.http)
@@ -76,7 +81,9 @@ async def gateway_lifespan(app: FastAPI) -> AsyncIterator[None]:
         observer=app.state.metrics.observe,
     ) as caller:
         app.state.caller = caller
-        yield
+        every = settings.idempotency_purge_interval_seconds
+        async with purging(app.state.idempotency, every=every):
+            yield
 
 
 def parse_body(raw: bytes, model: type[BaseModel]) -> tuple[dict[str, Any], Any]:
@@ -175,24 +182,28 @@ async def handle_call(
         raise ForbiddenModel(f"this key may not use model {model!r}")
     tags = call_tags(body, request.headers.get("x-runcap-tags"), key.tags)
     route = ctx.router.route_for(model, tags, inbound)
+    extras = request_costs.inspect(body, inbound)  # tools and media the bytes do not show
+    chain = request_costs.priced(route.chain, extras, inbound)
+    max_tokens = bounded_output(
+        wire.asked_output(), wire.output_cap(), route.chain, ctx.settings.max_output_tokens
+    )
     idem = idempotency_key(request)
     claim: Claim | None = None
     if idem is not None:
         claim = await _claim(ctx, key, idem, request_hash(request.url.path, raw))
         if claim.kind != "ours":
             return _replay(claim)
-    max_tokens: int = wire.output_cap()
     run = run_for(key, tags, ctx.settings)
     spec = CallSpec(
         body=body,
         inbound=inbound,
-        chain=route.chain,
+        chain=chain,
         max_tokens=max_tokens,
         tags=tags,
         call_id=claim.call_id if claim else "",
         headers={h: v for h in FORWARDED_HEADERS if (v := request.headers.get(h))},
         requested_model=model,
-        input_tokens=len(raw),
+        input_tokens=len(raw) + extras.input_tokens(chain),
         first_byte_timeout=route.first_byte_timeout,
         fingerprint=fingerprint(body) if key.loop_max_repeats else "",
         received_at=received_at,
@@ -222,7 +233,7 @@ async def handle_call(
             )
         reply = await _until_disconnect(request, ctx.caller.call(run, spec))
     except CallFailed as failure:
-        error = failure_to_http(failure.failure, route.chain)
+        error = failure_to_http(failure.failure, chain)
         ctx.metrics.refused(error.code)
         if saver:
             await saver.forget()
@@ -245,9 +256,19 @@ async def _claim(ctx: CallContext, key: KeyPolicy, idem: str, req_hash: str) -> 
     owner = ctx.caller.caller_id
     claim = await asyncio.to_thread(store.claim, key.id, idem, req_hash, owner)
     if claim.kind == "pending":
-        claim = await wait_for_outcome(
-            store, key.id, idem, req_hash, owner, within=ctx.settings.run_call_timeout_seconds
-        )
+        # A wait holds a request and a parallel slot of the key like a call (it spends no
+        # tokens), and is bounded: retries cannot pile up in the api.
+        limits = Limits(rpm=key.rpm, tpm=key.tpm, max_parallel=key.max_parallel)
+        try:
+            permit = await ctx.limiter.take(key.id, limits, tokens=0)
+        except GatewayError as refused:
+            ctx.metrics.refused(refused.code)
+            raise
+        try:
+            within = ctx.settings.idempotency_wait_seconds
+            claim = await wait_for_outcome(store, key.id, idem, req_hash, owner, within=within)
+        finally:
+            await permit.end()
     return claim
 
 

@@ -8,22 +8,30 @@ What is stored: every outcome that spent money (an answer, or a call cut off aft
 may have worked). An outcome that spent nothing (refused, or every target failed) is forgotten,
 so a retry may try again. A claim whose owner died before it reserved anything is taken over
 once it is older than ``stale_after`` and the ledger has no row for it.
+
+Nothing here grows without bound: each api instance deletes answers older than 24 h every few
+minutes (``purging``, one indexed DELETE), and a retry waits for the first request at most
+``within`` seconds, polling less often as it waits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
 from sqlalchemy import Engine, delete, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session
 
 from db.models import IdempotentRequest, LedgerEntry, utcnow
 
+log = logging.getLogger(__name__)
 KEEP_FOR = timedelta(hours=24)
 MAX_KEY_LENGTH = 200
 R = IdempotentRequest.__table__  # type: ignore[attr-defined]
@@ -169,13 +177,40 @@ async def wait_for_outcome(
     *,
     within: float,
     every: float = 0.25,
+    at_most_every: float = 2.0,
 ) -> Claim:
-    """Poll until the key's first request ends (or is taken over, or forgotten)."""
-    deadline = asyncio.get_running_loop().time() + within
+    """Poll until the key's first request ends (or is taken over, or forgotten), for at most
+    ``within`` seconds; the polls grow apart from ``every`` to ``at_most_every``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
     while True:
         claim = await asyncio.to_thread(store.claim, key_id, idem, req_hash, owner)
         if claim.kind != "pending" or claim.ledger_status in ("unknown", "cancelled"):
             return claim
-        if asyncio.get_running_loop().time() > deadline:
+        left = deadline - loop.time()
+        if left <= 0:
             return claim
-        await asyncio.sleep(every)
+        await asyncio.sleep(min(every, left))
+        every = min(every * 1.5, at_most_every)
+
+
+@contextlib.asynccontextmanager
+async def purging(store: IdempotencyStore, *, every: float) -> AsyncIterator[None]:
+    """Purge answers older than 24 h now and every ``every`` seconds while the block runs."""
+
+    async def purge_forever() -> None:
+        while True:
+            try:
+                if purged := await asyncio.to_thread(store.purge):
+                    log.info("purged %d idempotent answers older than 24 h", purged)
+            except SQLAlchemyError:
+                log.warning("could not purge old idempotent answers", exc_info=True)
+            await asyncio.sleep(every)
+
+    task = asyncio.create_task(purge_forever())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -5,8 +5,9 @@ is the reference implementation of the format (content negotiation included), ne
 and a registry per app keeps two apps in one process (the tests) from sharing or clashing; the
 OTel exporter is still beta and registers into the global registry.
 
-Labels stay bounded: provider and model come from the configuration (routes, the price table),
-never a run, a key or a tag. Every figure is this process's own since it started; Prometheus
+Labels stay bounded: providers are the configured ones, and models are labelled by their
+canonical names in the price book, any other name ``other`` (``telemetry.labels``); never a run,
+a key or a tag. Every figure is this process's own since it started; Prometheus
 sums the api instances.
 
 Like a usual scrape target it needs no credentials, unless ``RUNCAP_METRICS_TOKEN`` is set: then
@@ -32,6 +33,7 @@ from api.auth import bearer_token
 from api.deps import SettingsDep
 from api.errors import AuthError
 from telemetry.genai import CallEnded
+from telemetry.labels import model_label
 
 REFUSAL_REASONS = {
     "budget_exceeded": "budget",
@@ -98,14 +100,15 @@ class GatewayMetrics:
         provider, model = row.provider, row.model
         if not provider:  # failed: label it with the last target tried
             last = ended.attempts[-1].target if ended.attempts else None
-            provider, model = (last.provider, last.model) if last else ("none", "none")
-        self.calls.labels(provider, model, row.status).inc()
+            provider, model = (last.provider, last.model) if last else ("none", "")
+        label = model_label(model) if model else "none"
+        self.calls.labels(provider, label, row.status).inc()
         if row.cost_micros:
-            self.cost.labels(provider, model).inc(row.cost_micros)
+            self.cost.labels(provider, label).inc(row.cost_micros)
         for attempt in ended.attempts:
-            target = attempt.target
-            self.attempts.labels(target.provider, target.model, attempt.outcome).inc()
-            self.provider.labels(target.provider, target.model).observe(attempt.seconds)
+            target, tried = attempt.target, model_label(attempt.target.model)
+            self.attempts.labels(target.provider, tried, attempt.outcome).inc()
+            self.provider.labels(target.provider, tried).observe(attempt.seconds)
         added = max(ended.total_seconds - ended.provider_seconds, 0.0)
         self.added.labels("true" if ended.stream else "false").observe(added)
 

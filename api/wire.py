@@ -1,5 +1,8 @@
 """The inbound wire formats, checked just enough to route and budget a call.
 
+Each model's ``output_cap()`` is the call's output bound as asked (or a default), and
+``asked_output()`` the fields that set it; ``api.output_limits`` holds them to the model's limit.
+
 The models tolerate unknown fields (``extra="allow"``) because the body itself is forwarded as
 the caller sent it: we validate what budget and routing read, and let everything else pass.
 """
@@ -43,6 +46,10 @@ class ChatCompletionRequest(_Tolerant):
     def output_cap(self) -> int:
         return self.max_completion_tokens or self.max_tokens or DEFAULT_MAX_TOKENS
 
+    def asked_output(self) -> dict[str, int]:
+        """The output bounds the caller set, the one that counts first."""
+        return _asked(max_completion_tokens=self.max_completion_tokens, max_tokens=self.max_tokens)
+
 
 class MessagesRequest(_Tolerant):
     """Anthropic ``POST /v1/messages``: ``max_tokens`` is required, as the real api says."""
@@ -54,6 +61,9 @@ class MessagesRequest(_Tolerant):
 
     def output_cap(self) -> int:
         return self.max_tokens
+
+    def asked_output(self) -> dict[str, int]:
+        return {"max_tokens": self.max_tokens}
 
 
 class CountTokensRequest(_Tolerant):
@@ -100,10 +110,17 @@ class ResponsesRequest(_Tolerant):
     def output_cap(self) -> int:
         return self.max_output_tokens or self.default_output_cap
 
+    def asked_output(self) -> dict[str, int]:
+        return _asked(max_output_tokens=self.max_output_tokens)
+
     @staticmethod
     def bounded(default_cap: int) -> type[ResponsesRequest]:
         """This model with another default output cap (the api's setting)."""
         return _bounded(default_cap)
+
+
+def _asked(**fields: int | None) -> dict[str, int]:
+    return {name: value for name, value in fields.items() if value is not None}
 
 
 @cache

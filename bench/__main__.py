@@ -8,7 +8,8 @@ Parts, each on a stack of its own on 127.0.0.1:
 - ``gateway``: the api alone, non-stream and stream (time to first chunk), and throughput;
 - ``profile``: py-spy on the api and the worker under load, the top costs per call;
 - ``telemetry``: what tracing costs a call (a stack of its own, traced and not);
-- ``limits``: what the shared rate limits cost a call (a database only, no stack).
+- ``limits``: what the shared rate limits cost a call (a database only, no stack);
+- ``pricing``: what tiered prices, tool fees and media bounds change and cost (no stack).
 With no argument: ``core`` and ``compare``.
 """
 
@@ -23,11 +24,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import compare, core, gateway, limits, profile, telemetry
+from bench import compare, core, gateway, limits, pricing, profile, telemetry
 from bench.harness import stack
 
-PARTS = ("core", "compare", "gateway", "profile", "telemetry", "limits")
-OWN_STACK = ("telemetry", "limits")
+PARTS = ("core", "compare", "gateway", "profile", "telemetry", "limits", "pricing")
+OWN_STACK = ("telemetry", "limits", "pricing")
 """Parts that start what they need themselves."""
 DEFAULT_PARTS = ["core", "compare"]
 
@@ -44,6 +45,9 @@ async def main(args: argparse.Namespace, root: Path) -> None:
             continue
         if part == "limits":
             await limits.run()
+            continue
+        if part == "pricing":
+            await pricing.run()
             continue
         async with stack(with_api=part != "core", data_dir=str(root / part)) as running:
             if part == "core":

@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-from temporalio.client import Client
 
 from bench.harness import Stack, percentiles, timed
 from bench.report import table
@@ -28,10 +27,8 @@ from db.migrate import upgrade
 from providers.base import ProviderConfig
 from providers.pricing import PriceBook
 from providers.registry import build_providers, make_http_client
-from workflows.contracts import (
-    MICROS_PER_USD,
-    Target,
-)
+from settings.temporal import load_target
+from workflows.contracts import MICROS_PER_USD, Target
 from workflows.run_contracts import RunInput
 
 BODY = {"model": "fake-small", "messages": [{"role": "user", "content": "fix the bug"}]}
@@ -62,7 +59,7 @@ class Phases:
 
 
 async def run(stack: Stack) -> None:
-    client = await Client.connect(stack.temporal)
+    client = await load_target(environ=stack.env).connect()  # the workers' own dev server
     prices = PriceBook()
     chain = [Target("fake", "fake-small", "openai", prices.price_of("fake-small"))]
     engine = make_engine(f"sqlite:///{stack.data_dir}/core.db")

@@ -26,6 +26,7 @@ import httpx
 
 from db.engine import make_engine
 from db.migrate import upgrade
+from settings.temporal import dev_server_env
 from worker.devserver import DevServer, stop_process
 
 ADMIN_KEY = "rc-admin-bench"
@@ -138,8 +139,7 @@ async def stack(
         fake_port = free_port()
         fake_url = f"http://127.0.0.1:{fake_port}"
         env = {
-            **os.environ,
-            "RUNCAP_TEMPORAL_ADDRESS": server.target,
+            **dev_server_env(os.environ, server.target),
             "RUNCAP_FAKE_PROVIDER_URL": fake_url,
             "RUNCAP_DATABASE_URL": database,
             "RUNCAP_ADMIN_KEY": ADMIN_KEY,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -20,12 +20,13 @@ from caller.lending import Hold
 from caller.walk import Served, Walk
 from providers.base import StreamProgress
 from telemetry.genai import CallTrace
-from workflows.budget import settled_cost
+from workflows.budget import settled_cost, with_every_use
 from workflows.contracts import (
     Attempt,
     CallResult,
     CallStatus,
     LedgerRow,
+    Price,
     Target,
     Usage,
 )
@@ -50,15 +51,17 @@ class Admission:
     remaining_micros: int
 
 
-def received_bound(progress: StreamProgress, input_bound: int, max_tokens: int) -> Usage:
+def received_bound(
+    progress: StreamProgress, input_bound: int, max_tokens: int, price: Price
+) -> Usage:
     """An upper bound of what a cut call used: the input the provider reported (else the
-    caller's bound of it) and one token per byte of output received, at most ``max_tokens``."""
+    caller's bound of it), one token per byte of output received, at most ``max_tokens``, and
+    every server-tool use the call was allowed."""
     seen = progress.usage
     reported_input = seen.input_tokens + seen.cached_input_tokens + seen.cache_write_tokens
     output = max(min(progress.output_bytes, max_tokens), seen.output_tokens)
-    if reported_input:
-        return Usage(seen.input_tokens, output, seen.cached_input_tokens, seen.cache_write_tokens)
-    return Usage(input_bound, output)
+    bound = replace(seen, output_tokens=output) if reported_input else Usage(input_bound, output)
+    return with_every_use(bound, price)
 
 
 @dataclass
@@ -120,7 +123,7 @@ class GrantedCall:
         if streamed.broken:
             self.progress.usage = streamed.usage
             self.progress.output_bytes = streamed.output_bytes
-            usage = received_bound(self.progress, self.input_tokens, self.grant.max_tokens)
+            usage = self._received(served.target)
             result = await self._end("broken", served.target, usage, False, streamed.broken)
             return streamed.tail, result, streamed.broken
         result = await self._end("ok", served.target, streamed.usage, streamed.usage_known)
@@ -135,9 +138,13 @@ class GrantedCall:
         except asyncio.CancelledError:
             # The client left (or the deadline passed): the provider may have started, so the
             # call is billed what it received. Recorded even while this task is being cancelled.
-            usage = received_bound(self.progress, self.input_tokens, self.grant.max_tokens)
+            usage = self._received(self.walk.current)
             await self._end("cancelled", self.walk.current, usage, False, "cancelled")
             raise
+
+    def _received(self, target: Target | None) -> Usage:
+        price = (target or self.grant.chain[0]).price
+        return received_bound(self.progress, self.input_tokens, self.grant.max_tokens, price)
 
     async def _end(
         self,

@@ -52,6 +52,9 @@ TABLE_PRIVILEGES: Final[Mapping[str, Privileges]] = MappingProxyType(
         "runs": {"api": UPSERT, "worker": UPSERT},
         # A keeper's word to its borrowers: written and read by the api instances.
         "nudges": {"api": (*UPSERT, "DELETE"), "worker": UPSERT},
+        # Dashboard sessions signed out early: added at sign-out, read by every instance,
+        # expired ones deleted.
+        "ui_signed_out": {"api": REPLACE, "worker": ()},
     }
 )
 PROCESSES: Final = ("api", "worker")

@@ -274,6 +274,16 @@ class IdempotentRequest(SQLModel, table=True):
     )
 
 
+class SignedOutSession(SQLModel, table=True):
+    """A dashboard session signed out before it expired: every api process refuses it until
+    ``expires_at``, when the row may go (sign-outs delete the expired ones)."""
+
+    __tablename__ = "ui_signed_out"
+
+    sid: str = Field(primary_key=True, max_length=64)
+    expires_at: datetime = Field(sa_type=DateTime(timezone=True), index=True)
+
+
 class AlertRecordBase(SQLModel):
     """What an alert was about: which run or key period, which kind, the sentence."""
 

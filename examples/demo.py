@@ -3,14 +3,15 @@
 The agent plans, edits, runs the tests, reads the failure and edits again; every model call goes
 through the budget core, and the demo prints what each step cost and where to look at the run.
 
-When ``make run`` is up (a Temporal server answers at ``RUNCAP_TEMPORAL_ADDRESS``, by default
-127.0.0.1 on ``RUNCAP_TEMPORAL_PORT``), the demo runs there, so its run shows in that Temporal UI,
-in ``/admin/spend`` and in the dashboard. The production worker never registers examples, so the
-demo brings its own worker for the example agent, on its own task queue, writing the gateway's
-database (``RUNCAP_DATABASE_URL``, else ``.runcap/runcap.db``) and calling the provider ``make run``
-uses (its fake provider on ``RUNCAP_FAKE_PROVIDER_URL`` or port 9100, or the real keys). Only when
-no Temporal server answers does it start a private stack: an in-memory dev server, the fake
-provider and a throwaway database, all gone when it ends.
+When ``make run`` is up (a Temporal server answers where Temporal's environment configuration
+says, ``settings/temporal.py``: ``TEMPORAL_ADDRESS`` or ``RUNCAP_TEMPORAL_ADDRESS``, a profile,
+else 127.0.0.1 on ``RUNCAP_TEMPORAL_PORT``), the demo runs there, so its run shows in that
+Temporal UI, in ``/admin/spend`` and in the dashboard. The production worker never registers
+examples, so the demo brings its own worker for the example agent, on its own task queue, writing
+the gateway's database (``RUNCAP_DATABASE_URL``, else ``.runcap/runcap.db``) and calling the
+provider ``make run`` uses (its fake provider on ``RUNCAP_FAKE_PROVIDER_URL`` or port 9100, or the
+real keys). Only when no Temporal server answers does it start a private stack: an in-memory dev
+server, the fake provider and a throwaway database, all gone when it ends.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from providers.base import ProviderConfig
 from providers.pricing import PriceBook
 from providers.registry import build_providers, make_http_client
 from settings import RuncapSettings
+from settings.temporal import TemporalTarget, TemporalUnreachable
 from worker.app import build_worker
 from worker.devserver import DevServer
 from worker.launch import LaunchSettings, database_url, uses_fake_provider
@@ -56,9 +58,9 @@ class DemoSettings(LaunchSettings):
 
     temporal_ui_url: str | None = None
 
-    def temporal_target(self) -> str:
-        if "temporal_address" in self.model_fields_set:  # the base has a default; was it set?
-            return self.temporal_address
+    @property
+    def temporal_default_address(self) -> str:
+        """``make run``'s dev server, on the port it was told to use."""
         return f"127.0.0.1:{self.temporal_port}"
 
     def fake_url(self) -> str:
@@ -73,15 +75,15 @@ class DemoRun:
     """True when it ran on a running gateway, False on a private stack."""
 
 
-async def running_temporal(address: str, namespace: str = "default") -> Client | None:
-    """A client of the Temporal server at ``address``, or ``None`` when none answers soon."""
-    host, _, port = address.rpartition(":")
+async def running_temporal(target: TemporalTarget) -> Client | None:
+    """A client of the Temporal server ``target`` names, or ``None`` when none answers soon."""
+    host, _, port = target.address.rpartition(":")
     try:
         async with asyncio.timeout(CONNECT_SECONDS):
             _, writer = await asyncio.open_connection(host or "127.0.0.1", int(port))
             writer.close()
-            return await Client.connect(address, namespace=namespace, data_converter=DATA_CONVERTER)
-    except (OSError, ValueError, RuntimeError, TimeoutError):
+            return await target.connect(data_converter=DATA_CONVERTER)
+    except (OSError, ValueError, TemporalUnreachable, TimeoutError):
         return None
 
 
@@ -111,16 +113,16 @@ def demo_chain(configs: list[ProviderConfig], prices: PriceBook) -> list[Target]
 async def main(settings: DemoSettings | None = None) -> DemoRun:
     settings = settings or DemoSettings()
     async with AsyncExitStack() as stack:
-        client = await running_temporal(settings.temporal_target(), settings.temporal_namespace)
+        client = await running_temporal(settings.temporal())
         on_gateway = client is not None
         if client is None:
-            print(f"No Temporal at {settings.temporal_target()}: starting a private stack.")
+            print(f"No Temporal at {settings.temporal()}: starting a private stack.")
             server = await stack.enter_async_context(DevServer(ui=False))
             client = await Client.connect(server.target, data_converter=DATA_CONVERTER)
             tmp = stack.enter_context(tempfile.TemporaryDirectory())
             db_url = f"sqlite:///{Path(tmp) / 'demo.db'}"
         else:
-            print(f"Running on the gateway's Temporal at {settings.temporal_target()}.")
+            print(f"Running on the gateway's Temporal at {settings.temporal()}.")
             db_url = database_url(settings)
         if uses_fake_provider(settings):
             fake_url = settings.fake_url()
@@ -173,7 +175,7 @@ def print_where(settings: DemoSettings, run_id: str, workflow_id: str, on_gatewa
         print("\nThe private stack is gone with its run; start `make run` first to keep it.")
         return
     ui = settings.temporal_ui_url or f"http://127.0.0.1:{settings.temporal_ui_port}"
-    namespace = settings.temporal_namespace
+    namespace = settings.temporal().namespace
     api = f"http://{settings.api_host}:{settings.api_port}"
     print(f"\n  Temporal UI  {ui.rstrip('/')}/namespaces/{namespace}/workflows/{workflow_id}")
     print(f"  Dashboard    {api}/ui/runs/{run_id}")

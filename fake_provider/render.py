@@ -51,12 +51,15 @@ def _openai_usage(a: Answer) -> JSON:
 
 
 def _anthropic_usage(a: Answer) -> JSON:
-    return {
+    usage: JSON = {
         "input_tokens": a.prompt_tokens - a.cached_tokens - a.cache_write_tokens,
         "output_tokens": a.completion_tokens,
         "cache_read_input_tokens": a.cached_tokens,
         "cache_creation_input_tokens": a.cache_write_tokens,
     }
+    if a.web_searches:
+        usage["server_tool_use"] = {"web_search_requests": a.web_searches}
+    return usage
 
 
 def _tool_json(a: Answer) -> str:
@@ -153,7 +156,8 @@ def render_anthropic_stream(model: str, a: Answer) -> list[bytes]:
         "content": [],
         "stop_reason": None,
         "stop_sequence": None,
-        "usage": {**usage, "output_tokens": 1},
+        # Searches are reported at the end, as Anthropic does: they happen during the answer.
+        "usage": {**{k: v for k, v in usage.items() if k != "server_tool_use"}, "output_tokens": 1},
     }
     out = [encode_event("message_start", {"type": "message_start", "message": start})]
 
@@ -176,7 +180,8 @@ def render_anthropic_stream(model: str, a: Answer) -> list[bytes]:
             event("content_block_delta", index=index, delta=delta)
         event("content_block_stop", index=index)
     stop: JSON = {"stop_reason": _STOP[a.finish], "stop_sequence": None}
-    event("message_delta", delta=stop, usage={"output_tokens": a.completion_tokens})
+    final = {k: v for k, v in usage.items() if k in ("output_tokens", "server_tool_use")}
+    event("message_delta", delta=stop, usage={**final, "output_tokens": a.completion_tokens})
     event("message_stop")
     return out
 

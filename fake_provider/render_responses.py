@@ -32,7 +32,10 @@ def _usage(a: Answer) -> JSON:
 
 
 def _items(a: Answer, n: int) -> list[JSON]:
-    items: list[JSON] = []
+    items: list[JSON] = [
+        {"type": "web_search_call", "id": f"ws_fake_{n}_{k}", "status": "completed"}
+        for k in range(a.web_searches)
+    ]
     if a.reasoning_tokens:
         # Real reasoning models send an opaque reasoning item first; callers must cope.
         items.append({"type": "reasoning", "id": f"rs_fake_{n}", "summary": []})

@@ -59,6 +59,9 @@ class Script(BaseModel):
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
     """Of the completion tokens, how many the model spent reasoning (reported, not shown)."""
+    web_searches: int = 0
+    """Server-side web searches the answer reports (Anthropic's ``server_tool_use``, the
+    Responses API's ``web_search_call`` items), as a provider bills them per use."""
     retry_after: float | None = None
     timeout: bool = False
     drop_stream_after: int | None = None
@@ -191,6 +194,7 @@ class Answer:
     completion_tokens: int
     reasoning_tokens: int
     finish: Literal["stop", "length", "tool_calls"]
+    web_searches: int = 0
 
 
 def plan_answer(api: FakeFormat, body: JSON, script: Script, max_tokens: int) -> Answer:
@@ -218,4 +222,6 @@ def plan_answer(api: FakeFormat, body: JSON, script: Script, max_tokens: int) ->
     cached = min(script.cached_tokens, prompt)
     written = min(script.cache_write_tokens, prompt - cached)
     reasoning = min(script.reasoning_tokens, completion)
-    return Answer(text, tool, prompt, cached, written, completion, reasoning, finish)
+    return Answer(
+        text, tool, prompt, cached, written, completion, reasoning, finish, script.web_searches
+    )

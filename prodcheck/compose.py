@@ -23,6 +23,9 @@ DYNAMIC_CONFIG = ROOT / "deploy" / "dynamicconfig" / "runcap.yaml"
 POSTGRES_INIT = ROOT / "deploy" / "postgres" / "init-roles.sh"
 TEMPORAL_SCHEMA = ROOT / "deploy" / "temporal" / "setup-schema.sh"
 TEMPORAL_NAMESPACE = ROOT / "deploy" / "temporal" / "setup-namespace.sh"
+MAKE_SECRETS = ROOT / "deploy" / "make-secrets.sh"
+SECRETS_MOUNT = "/run/secrets"
+"""Where compose mounts a service's ``secrets:``."""
 _REFERENCE = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
 
 
@@ -52,14 +55,19 @@ def interpolate(value: str, environ: Mapping[str, str] | None = None) -> str:
     return _REFERENCE.sub(expand, value)
 
 
-def environment(name: str, hosts: Mapping[str, str]) -> dict[str, str]:
+def environment(
+    name: str, hosts: Mapping[str, str], secrets_dir: Path | None = None
+) -> dict[str, str]:
     """A service's environment, expanded, with ``host:port`` of other services replaced by
-    where they run here (``hosts``: ``{"temporal:7233": "127.0.0.1:41234", ...}``)."""
+    where they run here (``hosts``: ``{"temporal:7233": "127.0.0.1:41234", ...}``) and paths
+    under /run/secrets by the same files in ``secrets_dir`` (certificates and keys)."""
     env: dict[str, str] = {}
     for key, value in (services()[name].get("environment") or {}).items():
         text = interpolate("" if value is None else str(value))
         for service_address, local in hosts.items():
             text = text.replace(service_address, local)
+        if secrets_dir is not None and text.startswith(f"{SECRETS_MOUNT}/"):
+            text = str(secrets_dir / text.removeprefix(f"{SECRETS_MOUNT}/"))
         env[key] = text
     return env
 

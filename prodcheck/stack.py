@@ -1,10 +1,12 @@
 """The whole topology on 127.0.0.1, as docker-compose.yml runs it, with handles for faults.
 
 ``Stack.production()``: PostgreSQL (init script, roles, scram passwords full of URL syntax),
-the Temporal server built from source on it (schema and namespace set up by the compose
-one-shots' own scripts, the compose dynamic config), the migrations, then the worker and the
-api started as their image starts them. ``Stack.dev()``: the same worker and api on the dev
-server and SQLite (as ``make run``), for running the same cases cheaply.
+the Temporal server built from source on it, requiring mTLS with the certificates
+deploy/make-secrets.sh makes (schema and namespace set up by the compose one-shots' own
+scripts, the compose dynamic config), the migrations, then the worker and the api started as
+their image starts them, connecting with the client certificate. ``Stack.dev()``: the same
+worker and api on the plaintext dev server and SQLite (as ``make run``), for running the same
+cases cheaply.
 
 Tests kill and restart parts through ``kill_worker``, ``restart_temporal`` and the like.
 """
@@ -33,6 +35,7 @@ from prodcheck import compose
 from prodcheck.postgres import LocalPostgres
 from prodcheck.processes import Child, run_once
 from prodcheck.temporal import TemporalServer
+from settings.temporal import TemporalTarget, dev_server_env, load_target
 from worker.devserver import DevServer, free_port
 from worker.health import is_fresh
 
@@ -89,15 +92,16 @@ class Stack:
 
     # -- secrets, addresses, environments -------------------------------------------------
 
-    def _make_secrets(self) -> None:
+    async def _make_secrets(self) -> None:
+        """Passwords full of URL syntax, then compose's own deploy/make-secrets.sh for the
+        rest (it keeps files that exist): the admin key, empty optional files (the fake
+        profile, no alerts), and Temporal's CA and certificates."""
         self.secret_files.mkdir(parents=True)
         for name in ("postgres_password", "temporal_db_password", "runcap_db_password",
                      "runcap_api_db_password", "runcap_worker_db_password"):  # fmt: skip
             (self.secret_files / name).write_text(_password())
-        (self.secret_files / "runcap_admin_key").write_text("rc-admin-" + secrets.token_urlsafe(24))
-        for name in ("runcap_openai_api_key", "runcap_anthropic_api_key", "runcap_metrics_token",
-                     "runcap_alert_webhook_url", "runcap_alert_webhook_secret"):  # fmt: skip
-            (self.secret_files / name).write_text("")  # unset: the fake profile, no alerts
+        argv = ["/bin/sh", str(compose.MAKE_SECRETS), str(self.secret_files)]
+        await run_once("make-secrets", argv, dict(os.environ), self.logs)
         (self.root / "routes.json").write_text(json.dumps(ROUTES))
 
     def secret(self, source: str) -> str:
@@ -133,16 +137,27 @@ class Stack:
     def _fake_host(self) -> str:
         return self.fake_url.removeprefix("http://")
 
+    def service_env(self, service: str) -> dict[str, str]:
+        """The process environment of any compose service: ours without RUNCAP_* and
+        TEMPORAL_* (nor a Temporal profile from our home), then the compose file's, with
+        hosts and /run/secrets mapped here, and its secrets dir."""
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("RUNCAP_", "TEMPORAL_"))}
+        directory = self.secrets_dir(service)
+        env = {**base, "TEMPORAL_CONFIG_FILE": os.devnull}
+        env.update(compose.environment(service, self._hosts(), directory))
+        env["RUNCAP_SECRETS_DIR"] = str(directory)
+        return env
+
     def env(self, service: str, **extra: str) -> dict[str, str]:
-        """The process environment of a runcap service: ours without RUNCAP_*, then the
-        compose file's (hosts mapped here), its secrets dir, and ``extra``."""
-        base = {k: v for k, v in os.environ.items() if not k.startswith("RUNCAP_")}
-        env = {**base, **compose.environment(service, self._hosts())}
+        """The process environment of a runcap service (``service_env``), the fake provider,
+        and ``extra``. On the dev stack: SQLite, and the plaintext dev server."""
+        env = self.service_env(service)
         env["RUNCAP_FAKE_PROVIDER_URL"] = self.fake_url  # the fake profile, as its doc says
-        env["RUNCAP_SECRETS_DIR"] = str(self.secrets_dir(service))
         env["PYTHONUNBUFFERED"] = "1"
         if self.kind == "dev":
             env["RUNCAP_DATABASE_URL"] = f"sqlite:///{self.root / 'runcap.db'}"
+            if self.temporal is not None:
+                env = dev_server_env(env, self.temporal.target)
         return {**env, **extra}
 
     # -- parts ------------------------------------------------------------------------------
@@ -176,7 +191,7 @@ class Stack:
             await server.start()
             return
         assert self.postgres is not None
-        temporal = TemporalServer(self.postgres.port, self.secrets_dir, self.logs)
+        temporal = TemporalServer(self.postgres.port, self.service_env, self.secrets_dir, self.logs)
         self.temporal = temporal
         self._exits.push_async_callback(temporal.stop)
         await temporal.setup_schema()
@@ -255,14 +270,18 @@ class Stack:
         url: URL = self.postgres.url("runcap", "runcap", self.secret("runcap_db_password"))
         return make_engine(url)
 
+    def temporal_target(self, service: str = "api") -> TemporalTarget:
+        """Temporal as ``service`` reaches it (production: with the client certificate)."""
+        return load_target(environ=self.env(service))
+
     async def client(self) -> Client:
-        """A Temporal client on the topology's server."""
-        return await Client.connect(self.temporal_address)
+        """A Temporal client on the topology's server, with the api's credentials."""
+        return await self.temporal_target().connect()
 
     def describe(self) -> str:
         """Where each part listens, for a human."""
         lines = [f"runcap {self.kind} topology (logs in {self.logs})"]
-        lines.append(f"  Temporal   {self.temporal_address}")
+        lines.append(f"  Temporal   {self.temporal_target()}")
         if self.postgres is not None:
             lines.append(
                 f"  PostgreSQL 127.0.0.1:{self.postgres.port} (socket dir {self.postgres.root})"
@@ -286,7 +305,7 @@ class Stack:
         if self.kind == "production":
             phases.insert(0, ("postgresql (initdb, roles)", self._start_postgres))
         try:
-            self._make_secrets()
+            await self._make_secrets()
             for name, phase in phases:
                 started = time.monotonic()
                 await phase()

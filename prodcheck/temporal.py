@@ -3,7 +3,8 @@
 The schema and the namespace come from the compose one-shots' scripts (deploy/temporal/), run
 with the tools built at the pinned version; the server renders the module's own
 ``config/docker.yaml`` template from the compose service's environment, with the compose
-dynamic config file as is. Every port is a free one, so parallel runs do not collide.
+dynamic config file as is. So it requires mTLS as compose's does, with the certificates
+deploy/make-secrets.sh made. Every port is a free one, so parallel runs do not collide.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from temporalio.client import Client
 from prodcheck import compose
 from prodcheck.processes import Child, run_once
 from prodcheck.tools import ensure_server_tools
+from settings.temporal import load_target
+
+ServiceEnv = Callable[[str], dict[str, str]]
+"""A compose service's environment here: hosts and /run/secrets mapped to this machine."""
 
 PORT_SETTINGS = (
     "FRONTEND_GRPC_PORT",
@@ -49,9 +54,16 @@ def free_low_port() -> int:
 class TemporalServer:
     """``server --env docker start`` on the topology's PostgreSQL."""
 
-    def __init__(self, postgres_port: int, secrets_dir: Callable[[str], Path], logs: Path) -> None:
+    def __init__(
+        self,
+        postgres_port: int,
+        service_env: ServiceEnv,
+        secrets_dir: Callable[[str], Path],
+        logs: Path,
+    ) -> None:
         self.tools = ensure_server_tools()
         self.postgres_port = postgres_port
+        self.service_env = service_env
         self.secrets_dir = secrets_dir
         self.logs = logs
         self.ports = {name: free_low_port() for name in PORT_SETTINGS}
@@ -63,9 +75,9 @@ class TemporalServer:
         return f"{self.tools.bin}{os.pathsep}{os.environ.get('PATH', '')}"
 
     def server_env(self) -> dict[str, str]:
-        """The compose service's environment, pointed at this machine's PostgreSQL and ports,
-        and the password its entrypoint reads from the secret file."""
-        env = {**os.environ, **compose.environment("temporal", {})}
+        """The compose service's environment (its TLS files included), pointed at this
+        machine's PostgreSQL and ports, and the password its entrypoint reads from the file."""
+        env = self.service_env("temporal")
         password = (self.secrets_dir("temporal") / "temporal_db_password").read_text()
         env.update(
             POSTGRES_SEEDS="127.0.0.1",
@@ -81,8 +93,7 @@ class TemporalServer:
     async def setup_schema(self) -> None:
         """The temporal-schema one-shot's script, with the schema tool built at our version."""
         env = {
-            **os.environ,
-            **compose.environment("temporal-schema", {}),
+            **self.service_env("temporal-schema"),
             "POSTGRES_SEEDS": "127.0.0.1",
             "DB_PORT": str(self.postgres_port),
             "SCHEMA_DIR": str(self.tools.schema_dir),
@@ -92,18 +103,20 @@ class TemporalServer:
         await run_once("temporal-schema", ["/bin/sh", str(compose.TEMPORAL_SCHEMA)], env, self.logs)
 
     async def setup_namespace(self) -> None:
-        """The temporal-setup one-shot's script: namespace, then search attributes."""
-        hosts = {"temporal:7233": self.target}
-        env = {**os.environ, **compose.environment("temporal-setup", hosts), "PATH": self._path()}
+        """The temporal-setup one-shot's script: namespace, then search attributes, with
+        the CLI connecting as compose's admin-tools do (its client certificate)."""
+        env = {**self.service_env("temporal-setup"), "PATH": self._path()}
         await run_once(
             "temporal-setup", ["/bin/sh", str(compose.TEMPORAL_NAMESPACE)], env, self.logs
         )
 
     async def _healthy(self) -> bool:
-        # compose's health check is `temporal operator cluster health`: the same gRPC call.
+        # compose's health check is `temporal operator cluster health`: the same gRPC call,
+        # with the admin-tools' certificate.
         try:
             if self._client is None:
-                self._client = await Client.connect(self.target)
+                target = load_target(environ=self.service_env("temporal-setup"))
+                self._client = await target.connect()
             return await self._client.service_client.check_health()
         except Exception:  # not up yet
             return False

@@ -5,13 +5,17 @@ models were missing from ours); genai-prices is kept current by its maintainers,
 write prices included, and its version pins what a deployment bills with. Only its bundled
 snapshot is used: runcap never lets it fetch newer prices at run time.
 
-runcap bills one price per model, so from genai-prices' richer data it takes:
-- the base tier of tiered prices (the rate below the first threshold, such as 200K or 272K
-  input tokens); a long-context call is billed at the base rate;
+From genai-prices' data runcap takes, for each model:
+- the token rates (input, output, cache reads, 5-minute and one-hour cache writes) and their
+  long-context tiers. genai-prices picks a tier by the call's whole input, cache reads and
+  writes included, and bills every token of the call at it (``calc_unit_price``: a cliff, not
+  marginal rates); ``Price.tiers`` holds the same, with every threshold any rate has;
+- per-use fees of server-side tools: web searches, file (vector store) searches, code runs;
 - the standard service tier (no batch, flex or priority variants);
 - of dated price changes, the one in force on the day of the lookup; where the rate depends on
-  the hour (off-peak discounts), the highest rate of the day, so a call is never under-billed;
-- cache writes at the default (5-minute) rate, and reasoning tokens at the output rate.
+  the hour (off-peak discounts), the highest rate of the day, so a call is never under-billed.
+A rate genai-prices does not give bills like genai-prices bills it: cache reads and writes as
+input, one-hour writes as cache writes.
 """
 
 from __future__ import annotations
@@ -23,21 +27,30 @@ from typing import Any
 import genai_prices
 from genai_prices import data_snapshot, types
 
-from workflows.contracts import MICROS_PER_USD, Price
+from workflows.contracts import MICROS_PER_USD, Price, PriceTier, ToolFee
 
 SOURCE = f"genai-prices {genai_prices.__version__}"
 LISTED_PROVIDERS = ("anthropic", "openai")
 """Whose models ``GET /v1/models`` lists; any other provider's model is still priced."""
 
 
-def _micros(value: Any) -> int | None:
-    """USD per million tokens as micro-dollars. The data holds a few float artefacts such as
-    0.18000000000000002; they round to the nearest micro-dollar, never through a float."""
-    if isinstance(value, types.TieredPrices):
-        value = value.base
-    if not isinstance(value, Decimal):
-        return None
+def _micros(value: Decimal) -> int:
+    """USD per million tokens (or per thousand uses) as micro-dollars. Some providers' data
+    holds float artefacts such as 0.18000000000000002; they round to the nearest micro-dollar,
+    never through a float."""
     return int((value * MICROS_PER_USD).to_integral_value(rounding=ROUND_HALF_UP))
+
+
+def _rate(value: Any, input_tokens: int) -> Decimal | None:
+    """The rate of one price field for a call with ``input_tokens`` of input, as
+    ``genai_prices.types.calc_unit_price`` picks it."""
+    if isinstance(value, types.TieredPrices):
+        rate = value.base
+        for tier in sorted(value.tiers, key=lambda t: t.start):
+            if input_tokens > tier.start:
+                rate = tier.price
+        return rate
+    return value if isinstance(value, Decimal) else None
 
 
 def _in_force(model: types.ModelInfo, day: date) -> list[types.ModelPrice]:
@@ -55,43 +68,99 @@ def _in_force(model: types.ModelInfo, day: date) -> list[types.ModelPrice]:
     return [chosen, *by_hour]
 
 
-_FIELDS = (
+_TOKEN_FIELDS = (
     ("input", "input_mtok"),
     ("output", "output_mtok"),
     ("cached_input", "cache_read_mtok"),
     ("cache_write", "cache_write_mtok"),
+    ("cache_write_1h", "cache_write_1h_mtok"),
 )
+_TOOL_FIELDS = (
+    ("web_search", "web_searches_kcount"),
+    ("file_search", "storage_searches_kcount"),
+    ("code_execution", "code_executions_kcount"),
+)
+
+
+def _highest(prices: list[types.ModelPrice], field: str, input_tokens: int) -> int | None:
+    """The highest rate of ``field`` among ``prices`` (the hour's alternatives)."""
+    rates = [_rate(getattr(p, field, None), input_tokens) for p in prices]
+    found = [_micros(r) for r in rates if r is not None]
+    return max(found) if found else None
+
+
+def _tier(prices: list[types.ModelPrice], above: int) -> PriceTier | None:
+    """The rates of a call with more than ``above`` input tokens; None without input and
+    output rates."""
+    found = {name: _highest(prices, field, above + 1) for name, field in _TOKEN_FIELDS}
+    input_rate, output_rate = found["input"], found["output"]
+    if input_rate is None or output_rate is None:
+        return None
+    cached = found["cached_input"]
+    write = found["cache_write"] if found["cache_write"] is not None else input_rate
+    hour = found["cache_write_1h"]  # absent: 0, billed as a cache write (``Price``)
+    return PriceTier(
+        above_tokens=above,
+        input=input_rate,
+        output=output_rate,
+        cached_input=cached if cached is not None else input_rate,
+        cache_write=write,
+        cache_write_1h=hour or 0,
+    )
+
+
+def _thresholds(prices: list[types.ModelPrice]) -> list[int]:
+    starts = {
+        tier.start
+        for p in prices
+        for _, field in _TOKEN_FIELDS
+        if isinstance(value := getattr(p, field, None), types.TieredPrices)
+        for tier in value.tiers
+    }
+    return sorted(starts)
 
 
 def to_price(model: types.ModelInfo, day: date) -> Price | None:
     """The model's price on ``day``; None when it has no per-token input and output price.
     Where the rate depends on the hour, each rate is the highest of the day."""
-    found: dict[str, int | None] = {name: None for name, _ in _FIELDS}
-    for prices in _in_force(model, day):
-        for name, field in _FIELDS:
-            value = _micros(getattr(prices, field, None))
-            old = found[name]
-            found[name] = value if old is None or (value is not None and value > old) else old
-    input_price, output_price = found["input"], found["output"]
-    if input_price is None or output_price is None:
+    prices = _in_force(model, day)
+    base = _tier(prices, -1)
+    if base is None:
         return None
-    # A missing cache rate is billed like plain input: the safe side for a cap.
-    return Price(
-        input=input_price,
-        output=output_price,
-        cached_input=found["cached_input"] if found["cached_input"] is not None else input_price,
-        cache_write=found["cache_write"] if found["cache_write"] is not None else input_price,
+    tiers = tuple(t for above in _thresholds(prices) if (t := _tier(prices, above)) is not None)
+    fees = tuple(
+        ToolFee(tool, fee)
+        for tool, field in _TOOL_FIELDS
+        if (fee := _highest(prices, field, 0)) is not None
     )
+    return Price(
+        input=base.input,
+        output=base.output,
+        cached_input=base.cached_input,
+        cache_write=base.cache_write,
+        cache_write_1h=base.cache_write_1h,
+        tiers=tiers,
+        tools=fees,
+    )
+
+
+def _find(model: str) -> types.ModelInfo | None:
+    try:
+        return data_snapshot.get_snapshot().find_provider_model(model, None, None, None)[1]
+    except LookupError:
+        return None
 
 
 def lookup(model: str, day: date | None = None) -> Price | None:
     """The price genai-prices gives ``model`` (matched as genai-prices matches names)."""
-    snapshot = data_snapshot.get_snapshot()
-    try:
-        _, info = snapshot.find_provider_model(model, None, None, None)
-    except LookupError:
-        return None
-    return to_price(info, day or datetime.now(UTC).date())
+    info = _find(model)
+    return None if info is None else to_price(info, day or datetime.now(UTC).date())
+
+
+def canonical(model: str) -> str | None:
+    """genai-prices' own id of ``model`` (``gpt-4.1`` for ``gpt-4.1-2025-04-14``), if it has one."""
+    info = _find(model)
+    return None if info is None else info.id
 
 
 def listed_models() -> list[str]:

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from providers import price_catalogue
-from workflows.contracts import Price
+from workflows.budget import TOOL_COUNTS
+from workflows.contracts import Price, PriceTier, ToolFee
 from workflows.money import usd_to_micros
 
 _DATED = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
-_FIELDS = ("input", "output", "cached_input", "cache_write")
+_RATES = ("input", "output", "cached_input", "cache_write", "cache_write_1h")
 RUNCAP_MODELS: dict[str, dict[str, str]] = {
     "fake-small": {
         "input": "0.50",
@@ -58,19 +59,58 @@ class FreeModelRefused(UnknownModel):
         super().__init__(model, "is priced at $0 for input and output")
 
 
-def parse_price(entry: Mapping[str, Any]) -> Price:
-    """One table entry; a missing cache rate defaults to the input rate, the safe side."""
-    unknown = set(entry) - set(_FIELDS)
-    if unknown:
-        raise ValueError(f"unknown price fields: {sorted(unknown)}")
+def _rates(entry: Mapping[str, Any], where: str) -> dict[str, int]:
+    """Token rates; a missing cache rate is the input rate (a missing one-hour write rate, 0,
+    bills as the cache write rate), as genai-prices bills tokens it has no rate for."""
     if "input" not in entry or "output" not in entry:
-        raise ValueError("a price needs both 'input' and 'output'")
-    values = {name: usd_to_micros(entry[name]) for name in _FIELDS if name in entry}
+        raise ValueError(f"{where} needs both 'input' and 'output'")
+    values = {name: usd_to_micros(entry[name]) for name in _RATES if name in entry}
     if any(v < 0 for v in values.values()):
         raise ValueError("prices cannot be negative")
     values.setdefault("cached_input", values["input"])
     values.setdefault("cache_write", values["input"])
-    return Price(**values)
+    return values
+
+
+def _tier(entry: Any) -> PriceTier:
+    if not isinstance(entry, Mapping):
+        raise ValueError("a tier is an object with 'above_tokens' and rates")
+    unknown = set(entry) - {"above_tokens", *_RATES}
+    if unknown:
+        raise ValueError(f"unknown tier fields: {sorted(unknown)}")
+    above = entry.get("above_tokens")
+    if not isinstance(above, int) or isinstance(above, bool) or above < 0:
+        raise ValueError("a tier's 'above_tokens' is a whole number of input tokens")
+    return PriceTier(above_tokens=above, **_rates(entry, "a tier"))
+
+
+def _fees(entry: Any) -> tuple[ToolFee, ...]:
+    if not isinstance(entry, Mapping):
+        raise ValueError("'tools' maps a tool to its USD price per 1,000 uses")
+    unknown = set(entry) - set(TOOL_COUNTS)
+    if unknown:
+        raise ValueError(f"unknown tools {sorted(unknown)}; runcap prices {sorted(TOOL_COUNTS)}")
+    fees = tuple(ToolFee(str(tool), usd_to_micros(usd)) for tool, usd in entry.items())
+    if any(fee.per_thousand < 0 for fee in fees):
+        raise ValueError("prices cannot be negative")
+    return fees
+
+
+def parse_price(entry: Mapping[str, Any]) -> Price:
+    """One table entry: rates in USD per million tokens, long-context ``tiers`` (each priced
+    whole above its ``above_tokens`` of input), and per-use ``tools`` fees in USD per 1,000
+    uses. A missing cache rate defaults to the input rate."""
+    unknown = set(entry) - {*_RATES, "tiers", "tools"}
+    if unknown:
+        raise ValueError(f"unknown price fields: {sorted(unknown)}")
+    tiers = entry.get("tiers", [])
+    if not isinstance(tiers, list):
+        raise ValueError("'tiers' is a list")
+    parsed = tuple(sorted((_tier(t) for t in tiers), key=lambda t: t.above_tokens))
+    if len({t.above_tokens for t in parsed}) != len(parsed):
+        raise ValueError("two tiers start at the same 'above_tokens'")
+    fees = _fees(entry.get("tools", {}))
+    return Price(**_rates(entry, "a price"), tiers=parsed, tools=fees)
 
 
 def _read_table(source: PriceOverrides) -> dict[str, Price]:
@@ -129,6 +169,17 @@ class PriceBook:
         if price is None and "/" in model:
             price = price_catalogue.lookup(model.rsplit("/", 1)[1])
         return price
+
+    def canonical(self, model: str) -> str | None:
+        """The name ``model`` is priced under: an override's or runcap's own name, or
+        genai-prices' id; None without a price of its own. Metrics label models by it."""
+        own = self._own(model)
+        if own is not None:
+            return own[0]
+        found = price_catalogue.canonical(model)
+        if found is None and "/" in model:
+            found = price_catalogue.canonical(model.rsplit("/", 1)[1])
+        return found
 
     def source_of(self, model: str) -> str:
         """Where ``model``'s price comes from: ``overrides``, ``runcap`` or genai-prices."""

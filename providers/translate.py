@@ -33,11 +33,17 @@ class Format:
     read_reply: Callable[[JSON], Reply]
     write_reply: Callable[[Reply], JSON]
     read_usage: Callable[[Any], Meter]
+    body_usage: Callable[[JSON], Usage]
 
 
 FORMATS: dict[WireFormat, Format] = {
     "openai": Format(
-        chat.read_request, chat.write_request, chat.read_reply, chat.write_reply, chat.read_usage
+        chat.read_request,
+        chat.write_request,
+        chat.read_reply,
+        chat.write_reply,
+        chat.read_usage,
+        chat.body_usage,
     ),
     "anthropic": Format(
         messages.read_request,
@@ -45,6 +51,7 @@ FORMATS: dict[WireFormat, Format] = {
         messages.read_reply,
         messages.write_reply,
         messages.read_usage,
+        messages.body_usage,
     ),
     "responses": Format(
         responses.read_request,
@@ -52,6 +59,7 @@ FORMATS: dict[WireFormat, Format] = {
         responses.read_reply,
         responses.write_reply,
         responses.read_usage,
+        responses.body_usage,
     ),
 }
 
@@ -68,7 +76,7 @@ def translate_reply(body: JSON, source: WireFormat, target: WireFormat) -> JSON:
 
 def usage_of(body: JSON, fmt: WireFormat) -> Usage:
     """The usage of a whole answer in ``fmt``, normalised as runcap bills it."""
-    return FORMATS[fmt].read_usage(body.get("usage")).usage
+    return FORMATS[fmt].body_usage(body)
 
 
 def strip_runcap_metadata(body: JSON) -> None:

@@ -7,6 +7,10 @@ providers, Temporal and database settings, and must agree on two rules:
 - secrets may come from files named after the setting (``runcap_openai_api_key``) in a secrets
   directory: ``RUNCAP_SECRETS_DIR``, else ``/run/secrets`` (where compose mounts ``secrets:``)
   when it exists. Environment variables win over files.
+
+Temporal is the exception: where and how to reach it is Temporal's own environment
+configuration (``TEMPORAL_*`` and its TOML profiles, ``settings/temporal.py``), with
+``RUNCAP_TEMPORAL_ADDRESS`` and ``RUNCAP_TEMPORAL_NAMESPACE`` as aliases that win when set.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ import os
 from pathlib import Path
 from typing import Any, Self
 
-from pydantic import SecretStr, model_validator
+from pydantic import PrivateAttr, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from providers.base import ProviderConfig
+from settings.temporal import DEFAULT_ADDRESS, TemporalConfigError, TemporalTarget, load_target
 
 ENV_PREFIX = "RUNCAP_"
 DEFAULT_SECRETS_DIR = Path("/run/secrets")
@@ -52,8 +57,11 @@ class RuncapSettings(BaseSettings):
     fake_provider_url: str | None = None
     """The fake provider's base URL (``python -m fake_provider``); set only for tests and demos."""
 
-    temporal_address: str = "127.0.0.1:7233"
-    temporal_namespace: str = "default"
+    temporal_address: str | None = None
+    """Alias of ``TEMPORAL_ADDRESS`` that wins over it; read through ``temporal()``."""
+    temporal_namespace: str | None = None
+    """Alias of ``TEMPORAL_NAMESPACE`` that wins over it; read through ``temporal()``."""
+    _temporal: TemporalTarget | None = PrivateAttr(default=None)
 
     database_url: str = DEFAULT_DATABASE_URL
     """Without the password: it goes in ``database_password``, so no character needs escaping."""
@@ -75,6 +83,25 @@ class RuncapSettings(BaseSettings):
     def load(cls) -> Self:
         """Read the environment and the secrets directory (what each process's main calls)."""
         return cls(_secrets_dir=secrets_dir())
+
+    @property
+    def temporal_default_address(self) -> str:
+        """Where Temporal is when nothing says otherwise: ``make run``'s dev server."""
+        return DEFAULT_ADDRESS
+
+    def temporal(self) -> TemporalTarget:
+        """Where and how this process reaches Temporal (``settings/temporal.py``), read once:
+        ``await settings.temporal().connect(...)`` is how every process connects."""
+        if self._temporal is None:
+            try:
+                self._temporal = load_target(
+                    self.temporal_address,
+                    self.temporal_namespace,
+                    default_address=self.temporal_default_address,
+                )
+            except TemporalConfigError as error:
+                raise SettingsError(str(error)) from None
+        return self._temporal
 
     def provider_configs(self) -> list[ProviderConfig]:
         """``openai`` (chat), ``openai-responses`` and ``anthropic`` when keyed; ``fake``,

@@ -26,6 +26,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from providers.base import ProviderError
+from telemetry.labels import model_label
 from workflows import errors
 from workflows.contracts import CallResult, LedgerRow, Target, Usage
 from workflows.errors import Failure
@@ -264,13 +265,14 @@ class CallTrace:
                 log.exception("call observer failed")
 
     def _record_metrics(self, row: LedgerRow, total: float) -> None:
+        # Model attributes are labels here: bounded (telemetry.labels), unlike the span's.
         attributes: dict[str, AttributeValue] = {
             "gen_ai.operation.name": OPERATION,
-            "gen_ai.request.model": self.requested_model,
+            "gen_ai.request.model": model_label(self.requested_model),
         }
         if row.provider:
             attributes["gen_ai.provider.name"] = provider_name(row.provider)
-            attributes["gen_ai.response.model"] = row.model
+            attributes["gen_ai.response.model"] = model_label(row.model)
         if row.status != "ok":
             _duration.record(total, {**attributes, "error.type": row.status})
             return

@@ -14,12 +14,15 @@ SHUTDOWN_GRACE_SECONDS = 10.0
 
 
 @asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[str]:
-    """``app`` served by uvicorn on a free port of 127.0.0.1 until the block ends."""
+async def serving(app: Any, **options: Any) -> AsyncIterator[str]:
+    """``app`` served by uvicorn on a free port of 127.0.0.1 until the block ends; ``options``
+    are more ``uvicorn.Config`` arguments (the api's own: ``api.__main__.server_options``)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **options)
+    )
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

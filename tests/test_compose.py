@@ -1,13 +1,15 @@
 """docker-compose.yml and its deploy/ files, read statically (no Docker engine here, so
 `docker compose config` cannot run; `make prod-check` runs the same topology without containers).
 
-Each test stops one defect of issue 10 from coming back.
+Each test stops one defect of issue 10 from coming back, or keeps Temporal behind mTLS (issue 15).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import stat
 import subprocess
 import tomllib
 from pathlib import Path
@@ -23,6 +25,7 @@ from db.grants import PROCESSES
 from prodcheck import compose as prod_compose
 from prodcheck.tools import TEMPORAL_SERVER_VERSION
 from settings import RuncapSettings
+from settings.temporal import load_target
 from worker.devserver import DYNAMIC_CONFIG, SEARCH_ATTRIBUTES
 from worker.settings import WorkerSettings
 
@@ -32,6 +35,14 @@ SECRET_NAME = re.compile(r"PASSWORD|PWD|SECRET|TOKEN|_KEY$")
 RUNCAP = ("migrate", "worker", "api")
 ONE_SHOTS = ("temporal-schema", "temporal-setup", "migrate")
 SERVERS = ("postgresql", "temporal", "temporal-ui", "worker", "api")
+TEMPORAL_CLIENTS = ("temporal-setup", "worker", "api")
+"""Services that connect to Temporal with Temporal's environment configuration."""
+CLIENT_TLS = {
+    "TEMPORAL_TLS_SERVER_CA_CERT_PATH": "temporal_ca_cert",
+    "TEMPORAL_TLS_CLIENT_CERT_PATH": "temporal_client_cert",
+    "TEMPORAL_TLS_CLIENT_KEY_PATH": "temporal_client_key",
+}
+"""The client's TLS variables and the secret each names."""
 PROCESS_SETTINGS: dict[str, type[RuncapSettings]] = {
     "migrate": RuncapSettings,
     "worker": WorkerSettings,
@@ -57,6 +68,26 @@ def env_default(value: str) -> str:
     """The default of a ``${NAME:-default}`` reference (or the value itself)."""
     match = re.fullmatch(r"\$\{[A-Z0-9_]+:-([^}]*)\}", value)
     return match.group(1) if match else value
+
+
+def mounted(service: dict[str, Any]) -> dict[str, str]:
+    """A service's secrets: name in /run/secrets -> the compose secret it is."""
+    result = {}
+    for secret in service.get("secrets", []):
+        source = secret if isinstance(secret, str) else secret["source"]
+        result[secret if isinstance(secret, str) else secret.get("target", source)] = source
+    return result
+
+
+@pytest.fixture(scope="module")
+def made_secrets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What deploy/make-secrets.sh makes, in a directory of its own."""
+    directory = tmp_path_factory.mktemp("made") / "secrets"
+    done = subprocess.run(
+        ["sh", str(DEPLOY / "make-secrets.sh"), str(directory)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return directory
 
 
 def image_of(service: dict[str, Any]) -> str:
@@ -175,20 +206,25 @@ def test_worker_gets_no_admin_key(services: dict[str, Any]) -> None:
 def test_secrets_are_files_read_through_secrets_dir(
     compose: dict[str, Any], services: dict[str, Any]
 ) -> None:
-    """Defect 8: no secret in any environment; each is a secrets file under deploy/secrets
-    (ignored by git and by the image build), mounted under a name the process's settings read."""
-    for service in services.values():
+    """Defect 8: no secret in any environment, only the path of a secret file the service
+    mounts; each is a file under deploy/secrets (ignored by git and by the image build),
+    mounted under a name the process's settings read, or Temporal's TLS files, which its
+    TEMPORAL_TLS_* variables name."""
+    declared = compose["secrets"]
+    for name, service in services.items():
         for key, value in (service.get("environment") or {}).items():
             if SECRET_NAME.search(key):
-                assert key.endswith("_FILE") and str(value).startswith("/run/secrets/"), key
-    declared = compose["secrets"]
+                path = Path(str(value))
+                assert path.parent == Path("/run/secrets"), (name, key)
+                assert path.name in mounted(service), (name, key)
     for secret in declared.values():
         assert Path(secret["file"]).parent == Path("deploy/secrets")
     for name, settings_class in PROCESS_SETTINGS.items():
-        for secret in services[name]["secrets"]:
-            source = secret if isinstance(secret, str) else secret["source"]
-            target = secret if isinstance(secret, str) else secret["target"]
+        for target, source in mounted(services[name]).items():
             assert source in declared
+            if target.startswith("temporal_"):
+                assert f"/run/secrets/{target}" in services[name]["environment"].values()
+                continue
             field = target.removeprefix("runcap_")
             assert target.startswith("runcap_") and field in settings_class.model_fields, target
     assert (DEPLOY / "secrets" / ".gitignore").read_text().splitlines()[1] == "*"
@@ -283,8 +319,9 @@ def test_prod_check_reads_each_process_from_the_compose_file() -> None:
     """make prod-check takes commands and environments from docker-compose.yml itself, with
     service addresses pointed at 127.0.0.1, so the two cannot drift apart."""
     hosts = {"temporal:7233": "127.0.0.1:1", "postgresql:5432": "127.0.0.1:2"}
-    env = prod_compose.environment("api", hosts)
-    assert env["RUNCAP_TEMPORAL_ADDRESS"] == "127.0.0.1:1"
+    env = prod_compose.environment("api", hosts, Path("/here"))
+    assert env["TEMPORAL_ADDRESS"] == "127.0.0.1:1"
+    assert env["TEMPORAL_TLS_CLIENT_KEY_PATH"] == "/here/temporal_client_key"
     assert make_url(env["RUNCAP_DATABASE_URL"]).port == 2
     assert prod_compose.command("worker")[1:] == ["-m", "worker"]
     targets = {s.target for s in prod_compose.secrets("api")}
@@ -294,7 +331,109 @@ def test_prod_check_reads_each_process_from_the_compose_file() -> None:
         "runcap_metrics_token",
         "runcap_openai_api_key",
         "runcap_anthropic_api_key",
+        *CLIENT_TLS.values(),
     }
     assert prod_compose.interpolate("${X:-d}", {}) == "d"
     assert prod_compose.interpolate("${X:-d}", {"X": "v"}) == "v"
     assert prod_compose.image_tag("temporal") == TEMPORAL_SERVER_VERSION.lstrip("v")
+
+
+# -- Temporal behind mTLS (issue 15) ---------------------------------------------------------
+
+
+def test_temporal_is_published_nowhere(services: dict[str, Any]) -> None:
+    """Temporal access is admin access: the frontend has no port on the host (not even
+    loopback), and whatever is published is on 127.0.0.1 only (the api's bind is a choice
+    that defaults to it)."""
+    assert "ports" not in services["temporal"]
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            host, _, container = str(port).rpartition(":")
+            assert container != "7233", (name, port)
+            assert env_default(host.rsplit(":", 1)[0]) == "127.0.0.1", (name, port)
+    assert [p for s in services.values() for p in s.get("ports", [])] == [
+        "127.0.0.1:8080:8080",
+        "${RUNCAP_API_BIND:-127.0.0.1}:8000:8000",
+    ]
+
+
+def test_temporal_frontend_requires_a_client_certificate(services: dict[str, Any]) -> None:
+    """The server's config template (config/docker.yaml) gets mTLS on the frontend and
+    between its own services, with the server's certificate and the CA mounted; its health
+    check presents a certificate too."""
+    temporal = services["temporal"]
+    env = temporal["environment"]
+    secrets = mounted(temporal)
+    assert env["TEMPORAL_TLS_REQUIRE_CLIENT_AUTH"] == "true"
+    files = {
+        "TEMPORAL_TLS_SERVER_CA_CERT": "temporal_ca_cert",
+        "TEMPORAL_TLS_CLIENT1_CA_CERT": "temporal_ca_cert",
+        "TEMPORAL_TLS_CLIENT2_CA_CERT": "temporal_ca_cert",
+        "TEMPORAL_TLS_SERVER_CERT": "temporal_server_cert",
+        "TEMPORAL_TLS_SERVER_KEY": "temporal_server_key",
+        "TEMPORAL_TLS_FRONTEND_CERT": "temporal_server_cert",
+        "TEMPORAL_TLS_FRONTEND_KEY": "temporal_server_key",
+    }
+    for key, secret in files.items():
+        assert env[key] == f"/run/secrets/{secret}" and secrets[secret] == secret, key
+    assert env["TEMPORAL_TLS_FRONTEND_SERVER_NAME"] == "temporal"
+    assert env["TEMPORAL_TLS_INTERNODE_SERVER_NAME"] == "temporal"
+    assert "temporal_client_key" not in secrets and "temporal_ca_key" not in str(temporal)
+    check = temporal["healthcheck"]["test"]
+    assert "--tls-cert-path=/run/secrets/temporal_server_cert" in check
+    assert "--tls-ca-path=/run/secrets/temporal_ca_cert" in check
+
+
+def test_every_temporal_client_presents_the_client_certificate(
+    services: dict[str, Any], made_secrets: Path
+) -> None:
+    """admin-tools, the worker and the api connect through Temporal's own variables with the
+    mounted client certificate (read here with the very function the processes use); the UI
+    with its server's TLS variables, read-only since it has no login; nothing else mounts a
+    Temporal key."""
+    for name in TEMPORAL_CLIENTS:
+        service = services[name]
+        env = service["environment"]
+        assert env["TEMPORAL_ADDRESS"] == "temporal:7233" and "RUNCAP_TEMPORAL_ADDRESS" not in env
+        assert env["TEMPORAL_TLS_SERVER_NAME"] == "temporal"
+        for key, secret in CLIENT_TLS.items():
+            assert env[key] == f"/run/secrets/{secret}" and mounted(service)[secret] == secret
+        here = prod_compose.environment(name, {}, made_secrets)
+        target = load_target(environ={**here, "TEMPORAL_CONFIG_FILE": os.devnull})
+        assert (target.address, target.security) == ("temporal:7233", "mTLS"), name
+    ui = services["temporal-ui"]["environment"]
+    assert ui["TEMPORAL_TLS_CERT"] == "/run/secrets/temporal_client_cert"
+    assert ui["TEMPORAL_TLS_KEY"] == "/run/secrets/temporal_client_key"
+    assert ui["TEMPORAL_TLS_CA"] == "/run/secrets/temporal_ca_cert"
+    assert ui["TEMPORAL_TLS_ENABLE_HOST_VERIFICATION"] == "true"
+    assert ui["TEMPORAL_DISABLE_WRITE_ACTIONS"] == "true"  # its certificate is admin's
+    holders = {n for n, s in services.items() if "temporal_client_key" in mounted(s)}
+    assert holders == {*TEMPORAL_CLIENTS, "temporal-ui"}
+
+
+def test_make_secrets_issues_a_ca_and_certificates_that_verify(
+    compose: dict[str, Any], made_secrets: Path
+) -> None:
+    """deploy/make-secrets.sh makes every file compose mounts; the server's certificate is
+    for the name ``temporal`` (and loopback, for prod-check), the client's for client auth
+    only, both signed by the CA; the CA's key is private and mounted nowhere."""
+    made = {p.name for p in made_secrets.iterdir()}
+    declared = {Path(s["file"]).name for s in compose["secrets"].values()}
+    assert declared <= made and made - declared == {"temporal_ca_key"}
+    assert stat.S_IMODE((made_secrets / "temporal_ca_key").stat().st_mode) == 0o600
+    ca = str(made_secrets / "temporal_ca_cert")
+    for name in ("temporal_server_cert", "temporal_client_cert"):
+        done = subprocess.run(
+            ["openssl", "verify", "-CAfile", ca, str(made_secrets / name)], capture_output=True
+        )
+        assert done.returncode == 0, done.stderr
+
+    def text(name: str) -> str:
+        argv = ["openssl", "x509", "-noout", "-text", "-in", str(made_secrets / name)]
+        return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+
+    server, client = text("temporal_server_cert"), text("temporal_client_cert")
+    assert "DNS:temporal, DNS:localhost, IP Address:127.0.0.1" in server
+    assert "TLS Web Server Authentication, TLS Web Client Authentication" in server
+    assert "TLS Web Client Authentication" in client and "Server Authentication" not in client
+    assert "CA:TRUE" in text("temporal_ca_cert") and "CA:FALSE" in client

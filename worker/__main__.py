@@ -1,7 +1,9 @@
 """``python -m worker``: run runcap's worker until interrupted.
 
 It checks before it polls, and exits 2 with one line saying what to fix: a provider must be
-configured, and the database schema must be at this code's revision (the migrations run first).
+configured, the database schema must be at this code's revision (the migrations run first), and
+Temporal must answer with the configuration given (``settings/temporal.py``: address, namespace,
+TLS client certificate or API key).
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ import sys
 
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
-from temporalio.client import Client
 
 from db.engine import engine_from
 from db.migrate import SchemaError, check_schema
 from providers.registry import build_providers, make_http_client
 from settings import SettingsError
+from settings.temporal import TemporalUnreachable
 from telemetry import setup as telemetry
 from worker.app import build_worker
 from worker.health import clear, heartbeat
@@ -32,9 +34,8 @@ async def run(settings: WorkerSettings) -> None:
     engine = engine_from(settings)
     try:
         await asyncio.to_thread(check_schema, engine)
-        client = await Client.connect(
-            settings.temporal_address,
-            namespace=settings.temporal_namespace,
+        temporal = settings.temporal()
+        client = await temporal.connect(
             data_converter=DATA_CONVERTER,
             interceptors=telemetry.temporal_interceptors(),  # workers use their client's
         )
@@ -51,9 +52,7 @@ async def run(settings: WorkerSettings) -> None:
             )
             if settings.alert_webhook_url is not None and settings.alert_webhook_secret is None:
                 logging.warning("alerts are posted unsigned: set RUNCAP_ALERT_WEBHOOK_SECRET")
-            logging.info(
-                "runcap worker polling %s on %s", worker.task_queue, settings.temporal_address
-            )
+            logging.info("runcap worker polling %s on %s", worker.task_queue, temporal)
             async with asyncio.TaskGroup() as tasks:
                 if settings.health_file is not None:
                     beat = tasks.create_task(heartbeat(settings.health_file, client, worker))
@@ -74,6 +73,7 @@ def main() -> int:
     try:
         settings = get_settings()
         settings.require_provider()
+        settings.temporal()  # a bad Temporal configuration is reported before anything starts
         clear(settings.health_file)
     except (SettingsError, ValidationError) as error:
         print(f"runcap worker: {error}", file=sys.stderr)
@@ -82,7 +82,7 @@ def main() -> int:
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(run(settings))
-    except SchemaError as error:
+    except (SchemaError, TemporalUnreachable) as error:
         print(f"runcap worker: {error}", file=sys.stderr)
         return 2
     except SQLAlchemyError as error:

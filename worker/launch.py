@@ -22,6 +22,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from settings import RuncapSettings
+from settings.temporal import dev_server_env
 from worker.devserver import DevServer, TemporalCliError, stop_process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -91,11 +92,12 @@ def make_private(data_dir: Path) -> None:
 def child_env(
     settings: LaunchSettings, temporal_address: str, key: str, temporal_ui: str | None = None
 ) -> dict[str, str]:
-    """The environment every child gets: ours plus the addresses and secrets of this launch."""
+    """The environment every child gets: ours plus the addresses and secrets of this launch.
+    Its children reach the dev server it started, in plaintext, whatever Temporal variables or
+    profile our shell has (they may point at another cluster)."""
     env = {
-        **os.environ,
+        **dev_server_env(os.environ, temporal_address),
         "PYTHONUNBUFFERED": "1",
-        "RUNCAP_TEMPORAL_ADDRESS": temporal_address,
         "RUNCAP_DATABASE_URL": database_url(settings),
         "RUNCAP_ADMIN_KEY": key,
         "RUNCAP_API_HOST": settings.api_host,

@@ -70,10 +70,11 @@ class AgentRun:
         answer = self.book.lend(req, now)
         state = self.state
         if self.book.dirty and now - self.last_upsert >= FLUSH_PAUSE:
-            # Refresh the UI's figures in this task rather than wake the loop for one.
+            # Refresh the UI's figures in this task rather than wake the loop for one. Figures
+            # left for later wait for the next report or heartbeat (seconds): no timer churn.
             self._upsert(now)
-        if self.book.dirty or state.pending_ledger or state.pending_alerts:
-            self.rearm = True  # the loop's wait may be long: let it set a shorter one
+        if state.pending_ledger or state.pending_alerts:
+            self.rearm = True  # rows and alerts go out now, not at the loop's next timer
         return answer
 
     @lend.validator

@@ -19,6 +19,7 @@ from workflows.contracts import (
     TOKENS_PER_PRICE_UNIT,
     CallStatus,
     Price,
+    PriceTier,
     Refusal,
     StepSpend,
     Target,
@@ -65,20 +66,93 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def rates_at(price: Price, input_tokens: int) -> PriceTier:
+    """The rates of a call with ``input_tokens`` of input (cache reads and writes included):
+    those of the highest tier it is above, else the base rates."""
+    rates = _base(price)
+    for tier in price.tiers:
+        if input_tokens > tier.above_tokens >= rates.above_tokens:
+            rates = tier
+    return rates
+
+
+def _base(price: Price) -> PriceTier:
+    return PriceTier(
+        0, price.input, price.output, price.cached_input, price.cache_write, price.cache_write_1h
+    )
+
+
+def _hour_rate(rates: PriceTier) -> int:
+    return rates.cache_write_1h or rates.cache_write
+
+
+TOOL_COUNTS = {
+    "web_search": "web_searches",
+    "file_search": "file_searches",
+    "code_execution": "code_executions",
+}
+"""The ``Usage`` count each ``ToolFee.tool`` bills."""
+
+
+def uses_of(usage: Usage, tool: str) -> int:
+    """How many uses of ``tool`` ``usage`` reports (0 for a tool runcap does not count)."""
+    count = TOOL_COUNTS.get(tool)
+    return int(getattr(usage, count)) if count else 0
+
+
+def _fees(price: Price, usage: Usage) -> int:
+    """Tool fees, scaled like token costs (micro-dollars times ``TOKENS_PER_PRICE_UNIT``)."""
+    return sum(fee.per_thousand * 1000 * uses_of(usage, fee.tool) for fee in price.tools)
+
+
+def _fee_bound(price: Price) -> int:
+    """The most the call's tools can cost, scaled like ``_fees``: every use it may make."""
+    return sum(fee.per_thousand * 1000 * fee.max_uses for fee in price.tools)
+
+
+def fee_bound_micros(price: Price) -> int:
+    """The most the call's tool uses can cost, in micro-dollars (rounded up)."""
+    return _ceil_div(_fee_bound(price), TOKENS_PER_PRICE_UNIT)
+
+
+def with_every_use(usage: Usage, price: Price) -> Usage:
+    """``usage`` with each tool the call may use counted at its ``max_uses``: a cut call's
+    provider may have made them all before reporting any."""
+    most = {
+        TOOL_COUNTS[fee.tool]: max(uses_of(usage, fee.tool), fee.max_uses)
+        for fee in price.tools
+        if fee.tool in TOOL_COUNTS
+    }
+    return replace(usage, **most)
+
+
 def cost_micros(price: Price, usage: Usage) -> int:
-    """The billed cost of ``usage`` at ``price``: one rounding, always up."""
+    """The billed cost of ``usage`` at ``price``: every token at the rates of the tier its
+    input falls in, plus tool fees per use; one rounding, always up.
+
+    This is ``genai_prices.calc_price``'s arithmetic (tests/providers/test_price_crosscheck.py
+    checks it to the micro-dollar), in integers."""
+    total_input = usage.input_tokens + usage.cached_input_tokens + usage.cache_write_tokens
+    rates = rates_at(price, total_input)
+    hour = min(usage.cache_write_1h_tokens, usage.cache_write_tokens)
     scaled = (
-        usage.input_tokens * price.input
-        + usage.output_tokens * price.output
-        + usage.cached_input_tokens * price.cached_input
-        + usage.cache_write_tokens * price.cache_write
+        usage.input_tokens * rates.input
+        + usage.output_tokens * rates.output
+        + usage.cached_input_tokens * rates.cached_input
+        + (usage.cache_write_tokens - hour) * rates.cache_write
+        + hour * _hour_rate(rates)
+        + _fees(price, usage)
     )
     return _ceil_div(scaled, TOKENS_PER_PRICE_UNIT)
 
 
-def _worst_input_price(price: Price) -> int:
-    # The caller cannot know how a provider will split input into cache reads and writes.
-    return max(price.input, price.cached_input, price.cache_write)
+def dearest_rates(price: Price, input_tokens: int) -> tuple[int, int]:
+    """The input and output rates a call of at most ``input_tokens`` of input can be billed at:
+    the dearest of every tier it may fall in, and any input token may be a cache write (the
+    caller cannot know how a provider will split input into cache reads and writes)."""
+    tiers = [_base(price), *(t for t in price.tiers if input_tokens > t.above_tokens)]
+    worst_input = max(max(t.input, t.cached_input, t.cache_write, _hour_rate(t)) for t in tiers)
+    return worst_input, max(t.output for t in tiers)
 
 
 Factors = Mapping[str, int]
@@ -98,10 +172,12 @@ def _factor(target: Target, factors: Factors) -> int:
 def worst_case_micros(
     target: Target, input_tokens: int, max_tokens: int, factors: Factors = NO_FACTORS
 ) -> int:
-    """The most one call to ``target`` can cost: every input token at the dearest input rate,
-    and the output a provider that ignores ``max_tokens`` has been seen to return."""
+    """The most one call to ``target`` can cost: every input token at the dearest input rate
+    of any tier ``input_tokens`` reaches, the output a provider that ignores ``max_tokens`` has
+    been seen to return at that tier's dearest output rate, and every tool use it may make."""
     output = _ceil_div(max_tokens * _factor(target, factors), 1000)
-    scaled = input_tokens * _worst_input_price(target.price) + output * target.price.output
+    input_rate, output_rate = dearest_rates(target.price, input_tokens)
+    scaled = input_tokens * input_rate + output * output_rate + _fee_bound(target.price)
     return _ceil_div(scaled, TOKENS_PER_PRICE_UNIT)
 
 
@@ -118,9 +194,12 @@ def affordable_max_tokens(
     """The largest ``max_tokens`` whose reservation fits in ``remaining`` (may be negative)."""
     best: int | None = None
     for target in chain:
-        room = remaining * TOKENS_PER_PRICE_UNIT - input_tokens * _worst_input_price(target.price)
-        if target.price.output > 0:
-            outputs = room // target.price.output  # output tokens the room pays for
+        input_rate, output_rate = dearest_rates(target.price, input_tokens)
+        room = (
+            remaining * TOKENS_PER_PRICE_UNIT - input_tokens * input_rate - _fee_bound(target.price)
+        )
+        if output_rate > 0:
+            outputs = room // output_rate  # output tokens the room pays for
             fits = outputs * 1000 // _factor(target, factors) if outputs >= 0 else -1
         else:
             fits = 1 << 40 if room >= 0 else -1

@@ -28,13 +28,48 @@ idle timeout (a later call reopens the run with its spend)."""
 
 
 @dataclass(frozen=True)
+class PriceTier:
+    """The rates of a call whose input is above ``above_tokens`` (cache reads and writes
+    included): every token of such a call, output too, is billed at these rates, as providers
+    bill long context (a cliff, not marginal). Micro-dollars per million tokens."""
+
+    above_tokens: int
+    input: int
+    output: int
+    cached_input: int
+    cache_write: int
+    cache_write_1h: int = 0
+
+
+@dataclass(frozen=True)
+class ToolFee:
+    """A provider's fee per use of one of its server-side tools, in micro-dollars per 1,000
+    uses, and how many uses the call may make (``max_uses``): the api sets it from the request,
+    and the reservation holds the fee for every one of them."""
+
+    tool: str
+    """``web_search``, ``file_search`` or ``code_execution`` (see ``Usage``)."""
+    per_thousand: int
+    max_uses: int = 0
+
+
+@dataclass(frozen=True)
 class Price:
-    """Per-million-token prices of one model, in micro-dollars."""
+    """What one model bills, in micro-dollars: token rates per million tokens (with the
+    long-context tiers above them), and per-use fees of server-side tools.
+
+    ``cache_write`` is the default (5-minute) cache write; ``cache_write_1h`` the one-hour write,
+    where 0 means "as ``cache_write``". New fields keep defaults: recorded histories decode.
+    """
 
     input: int
     output: int
     cached_input: int = 0
     cache_write: int = 0
+    cache_write_1h: int = 0
+    tiers: tuple[PriceTier, ...] = ()
+    """Ascending ``above_tokens``: the highest one below a call's input prices all of it."""
+    tools: tuple[ToolFee, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -53,12 +88,18 @@ class Target:
 
 @dataclass(frozen=True)
 class Usage:
-    """Tokens a provider reported, normalised: ``input_tokens`` excludes cache reads and writes."""
+    """Tokens a provider reported, normalised: ``input_tokens`` excludes cache reads and writes;
+    ``cache_write_1h_tokens`` is the part of ``cache_write_tokens`` written for one hour. The
+    last three count server-side tool uses the provider bills per use."""
 
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    web_searches: int = 0
+    file_searches: int = 0
+    code_executions: int = 0
 
 
 PeriodKind = Literal["day", "month", "total"]

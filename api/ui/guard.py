@@ -11,9 +11,11 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlalchemy import Engine
 
 from api.settings import Settings
 from api.ui.session import COOKIE, SessionSigner, UiSession
+from api.ui.signed_out import SignedOutEverywhere
 
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
@@ -45,11 +47,13 @@ class PageNotFound(PageError):
     title = "Not found"
 
 
-def make_signer(settings: Settings) -> SessionSigner | None:
-    """The app's session signer, or ``None`` when no admin key is set (dashboard disabled)."""
+def make_signer(settings: Settings, engine: Engine) -> SessionSigner | None:
+    """The app's session signer, or ``None`` when no admin key is set (dashboard disabled).
+    Sign-outs go to ``engine``'s database, so they hold on every api process."""
     if settings.admin_key is None or not settings.admin_key.get_secret_value():
         return None
-    return SessionSigner(settings.admin_key.get_secret_value())
+    signed_out = SignedOutEverywhere(engine)
+    return SessionSigner(settings.admin_key.get_secret_value(), signed_out=signed_out)
 
 
 def get_signer(request: Request) -> SessionSigner:

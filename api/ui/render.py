@@ -58,7 +58,7 @@ def temporal_link(settings: Settings, workflow_id: str) -> str | None:
     if not settings.temporal_ui_url:
         return None
     base = settings.temporal_ui_url.rstrip("/")
-    return f"{base}/namespaces/{settings.temporal_namespace}/workflows/{workflow_id}"
+    return f"{base}/namespaces/{settings.temporal().namespace}/workflows/{workflow_id}"
 
 
 def page(
@@ -82,7 +82,10 @@ def page(
 
 
 def set_session_cookie(response: Response, request: Request, token: str, max_age: int) -> None:
-    """HttpOnly (no script reads it), SameSite=Strict (no other site sends it), path /ui."""
+    """HttpOnly (no script reads it), SameSite=Strict (no other site sends it), path /ui;
+    Secure when the browser's request was https: as the request came (behind a proxy, one
+    trusted through ``RUNCAP_FORWARDED_ALLOW_IPS``), or ``RUNCAP_PUBLIC_URL`` says so."""
+    public_url = request.app.state.settings.public_url or ""
     response.set_cookie(
         COOKIE,
         token,
@@ -90,5 +93,5 @@ def set_session_cookie(response: Response, request: Request, token: str, max_age
         path=COOKIE_PATH,
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=request.url.scheme == "https" or public_url.startswith("https://"),
     )

@@ -8,6 +8,9 @@ the admin key, so rotating the admin key also signs every dashboard session out.
 Why a CSRF token on top of SameSite=Strict: defence in depth for browsers that ignore SameSite,
 and the login form gets one too (from a signed-out session), so a third-party page cannot sign
 a victim in to an attacker's session.
+Signed-out sessions are kept where every api process sees them (``api.ui.signed_out``), else
+one signed out through one instance would still open pages on the others. Tokens are compared
+as bytes: a cookie or header with non-ASCII characters is simply not a session (it was a 500).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 COOKIE = "runcap_session"
 COOKIE_PATH = "/ui"
@@ -45,13 +49,46 @@ class UiSession:
     expires: int
 
 
-class SessionSigner:
-    """Makes and checks session tokens and CSRF tokens; remembers signed-out sessions."""
+class SignedOut(Protocol):
+    """Sessions signed out before they expired."""
 
-    def __init__(self, admin_key: str, clock: Callable[[], float] = time.time) -> None:
+    def add(self, sid: str, expires: int) -> None:
+        """Refuse session ``sid`` until ``expires`` (unix seconds)."""
+        ...
+
+    def __contains__(self, sid: object) -> bool: ...
+
+
+class SignedOutHere:
+    """Signed-out sessions of this process alone (a signer on its own, as in unit tests)."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._until: dict[str, int] = {}
+
+    def add(self, sid: str, expires: int) -> None:
+        now = self._clock()
+        for old, until in list(self._until.items()):
+            if until <= now:
+                del self._until[old]
+        self._until[sid] = expires
+
+    def __contains__(self, sid: object) -> bool:
+        return sid in self._until
+
+
+class SessionSigner:
+    """Makes and checks session tokens and CSRF tokens; refuses signed-out sessions."""
+
+    def __init__(
+        self,
+        admin_key: str,
+        clock: Callable[[], float] = time.time,
+        signed_out: SignedOut | None = None,
+    ) -> None:
         self._key = hmac.new(admin_key.encode(), b"runcap-ui-session-v1", hashlib.sha256).digest()
         self._clock = clock
-        self._signed_out: dict[str, int] = {}
+        self._signed_out = signed_out if signed_out is not None else SignedOutHere(clock)
 
     def _sign(self, payload: str) -> str:
         return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
@@ -69,7 +106,7 @@ class SessionSigner:
         if not token or len(token) > _MAX_TOKEN or token.count(".") != 1:
             return None
         payload, signature = token.split(".")
-        if not hmac.compare_digest(signature, self._sign(payload)):
+        if not hmac.compare_digest(signature.encode(), self._sign(payload).encode()):
             return None
         try:
             data = json.loads(_unb64(payload))
@@ -85,15 +122,14 @@ class SessionSigner:
         return self._sign("csrf:" + session.sid)
 
     def csrf_ok(self, session: UiSession, token: str | None) -> bool:
-        return token is not None and hmac.compare_digest(token, self.csrf_token(session))
+        return token is not None and hmac.compare_digest(
+            token.encode(), self.csrf_token(session).encode()
+        )
 
     def sign_out(self, session: UiSession) -> None:
-        """Refuse this session from now until it would have expired anyway."""
-        now = self._clock()
-        for sid, expires in list(self._signed_out.items()):
-            if expires <= now:
-                del self._signed_out[sid]
-        self._signed_out[session.sid] = session.expires
+        """Refuse this session from now until it would have expired anyway (blocking: the
+        shared list is in the database)."""
+        self._signed_out.add(session.sid, session.expires)
 
     def admin_key_ok(self, candidate: str, admin_key: str) -> bool:
         """A constant-time comparison of a typed key with the admin key."""

@@ -65,6 +65,11 @@ def read_usage(raw: Any) -> Meter:
     return Meter(usage, int(reasoning or 0))
 
 
+def body_usage(body: JSON) -> Usage:
+    """A whole answer's usage (chat completions bills no per-use tools runcap lets through)."""
+    return read_usage(body.get("usage")).usage
+
+
 def write_usage(meter: Meter) -> JSON:
     u = meter.usage
     prompt = u.input_tokens + u.cached_input_tokens + u.cache_write_tokens

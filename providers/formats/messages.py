@@ -6,6 +6,7 @@ blocks are signed for one provider and are dropped when a conversation changes f
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from providers.formats.hub import (
@@ -51,22 +52,48 @@ _ANSWER = ("text", "tool_use")
 # ---- usage ------------------------------------------------------------------------------------
 
 
+CODE_EXECUTION = ("code_execution", "bash_code_execution", "text_editor_code_execution")
+"""Names of the server tool calls that run code (``server_tool_use`` blocks)."""
+
+
 def read_usage(raw: Any, base: Usage | None = None) -> Meter:
-    """Anthropic counts cache reads and writes apart; absent fields keep ``base``'s values."""
+    """Anthropic counts cache reads and writes apart, one-hour writes within the writes, and
+    web searches under ``server_tool_use``; absent fields keep ``base``'s values."""
     raw = as_dict(raw)
     base = base or Usage()
 
-    def pick(name: str, old: int) -> int:
-        value = raw.get(name)
+    def pick(name: str, old: int, within: JSON = raw) -> int:
+        value = within.get(name)
         return old if value is None else int(value)
 
-    usage = Usage(
+    hour = pick(
+        "ephemeral_1h_input_tokens", base.cache_write_1h_tokens, as_dict(raw.get("cache_creation"))
+    )
+    written = pick("cache_creation_input_tokens", base.cache_write_tokens)
+    server = as_dict(raw.get("server_tool_use"))
+    usage = replace(
+        base,
         input_tokens=pick("input_tokens", base.input_tokens),
         output_tokens=pick("output_tokens", base.output_tokens),
         cached_input_tokens=pick("cache_read_input_tokens", base.cached_input_tokens),
-        cache_write_tokens=pick("cache_creation_input_tokens", base.cache_write_tokens),
+        cache_write_tokens=max(written, hour),
+        cache_write_1h_tokens=hour,
+        web_searches=pick("web_search_requests", base.web_searches, server),
     )
     return Meter(usage)
+
+
+def runs_code(block: Any) -> bool:
+    """A ``server_tool_use`` block that runs code in Anthropic's container."""
+    block = as_dict(block)
+    return block.get("type") == "server_tool_use" and block.get("name") in CODE_EXECUTION
+
+
+def body_usage(body: JSON) -> Usage:
+    """A whole answer's usage, with its code runs counted from its blocks."""
+    usage = read_usage(body.get("usage")).usage
+    runs = sum(1 for block in as_list(body.get("content")) if runs_code(block))
+    return replace(usage, code_executions=max(usage.code_executions, runs))
 
 
 def write_usage(meter: Meter) -> JSON:

@@ -8,6 +8,7 @@ proper end (``complete``). An error the provider reports inside the stream is ra
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from providers.formats import chat, messages, responses
@@ -152,6 +153,10 @@ class MessagesReader(Reader):
         index = int(obj.get("index", 0))
         if kind == "content_block_start":
             block = as_dict(obj.get("content_block"))
+            if messages.runs_code(block):
+                usage = self.meter.usage
+                runs = replace(usage, code_executions=usage.code_executions + 1)
+                self.meter = replace(self.meter, usage=runs)
             if block.get("type") == "tool_use":
                 return [ToolStarted(index, str(block.get("id", "")), str(block.get("name", "")))]
             if block.get("type") == "text" and block.get("text"):
@@ -181,6 +186,9 @@ class ResponsesReader(Reader):
         self.tools: dict[int, bool] = {}
         """Function-call slots, and whether their arguments came as deltas."""
         self.texts: set[tuple[int, int]] = set()
+        self.items: dict[int, Any] = {}
+        """Output items by slot, so built-in tool calls are counted even if the final
+        response event leaves its output out."""
 
     def read(self, event: SSEEvent) -> list[Event]:
         obj = event.json()
@@ -197,6 +205,7 @@ class ResponsesReader(Reader):
             return self._start(response.get("id"), response.get("model"))
         if kind in ("response.output_item.added", "response.output_item.done"):
             item = as_dict(obj.get("item"))
+            self.items[slot] = item
             if item.get("type") == "function_call" and slot not in self.tools:
                 call = ToolStarted(slot, str(item.get("call_id", "")), str(item.get("name", "")))
                 args = str(item.get("arguments") or "")
@@ -216,7 +225,10 @@ class ResponsesReader(Reader):
                 self.tools[slot] = True
                 return [ToolDelta(slot, str(obj["arguments"]))]
         elif kind in ("response.completed", "response.incomplete"):
-            self.meter = responses.read_usage(response.get("usage"))
+            meter = responses.read_usage(response.get("usage"))
+            output = response.get("output") or list(self.items.values())
+            usage = replace(meter.usage, **responses.tool_counts(output))
+            self.meter = replace(meter, usage=usage)
             self.usage_known = bool(response.get("usage"))
             stop = responses.stop_from(response)
             if stop == "end" and self.tools:

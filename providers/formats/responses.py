@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from providers.formats.hub import (
@@ -57,6 +58,29 @@ def read_usage(raw: Any) -> Meter:
     )
     reasoning = as_dict(raw.get("output_tokens_details")).get("reasoning_tokens")
     return Meter(usage, int(reasoning or 0))
+
+
+TOOL_ITEMS = {
+    "web_search_call": "web_searches",
+    "file_search_call": "file_searches",
+    "code_interpreter_call": "code_executions",
+}
+"""Output items of built-in tools the provider bills per call, and the ``Usage`` count of each."""
+
+
+def tool_counts(items: Any) -> dict[str, int]:
+    """How many billed tool calls ``items`` (a response's output) hold, by ``Usage`` count."""
+    counts = dict.fromkeys(TOOL_ITEMS.values(), 0)
+    for item in as_list(items):
+        count = TOOL_ITEMS.get(str(as_dict(item).get("type")))
+        if count:
+            counts[count] += 1
+    return counts
+
+
+def body_usage(body: JSON) -> Usage:
+    """A whole response's usage, with its built-in tool calls counted from its output."""
+    return replace(read_usage(body.get("usage")).usage, **tool_counts(body.get("output")))
 
 
 def write_usage(meter: Meter) -> JSON:

@@ -16,7 +16,6 @@ from workflows.key_contracts import KeyBudgetInput, PeriodBooks
 from workflows.lending_contracts import Books, LendAnswer, LendRequest
 from workflows.period_book import PeriodBook
 from workflows.run_book import RunBook, opening_books
-from workflows.run_contracts import RunInput
 
 
 class InProcessKeepers:

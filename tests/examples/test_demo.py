@@ -11,6 +11,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from db.models import LedgerEntry
 from examples.demo import DemoSettings, main, running_temporal
 from fake_provider import FakeProvider
+from settings.temporal import load_target
 from tests.polling import eventually
 from worker.devserver import DevServer
 
@@ -52,4 +53,4 @@ async def test_no_running_temporal_is_seen_quickly() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    assert await running_temporal(f"127.0.0.1:{port}") is None
+    assert await running_temporal(load_target(f"127.0.0.1:{port}", environ={})) is None

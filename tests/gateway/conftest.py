@@ -46,8 +46,11 @@ ROUTE_GUARDED = {
 }
 """A premium target that may hang, guarded by a short first-byte timeout."""
 """A chain that crosses formats: chat completions first, then Anthropic messages."""
+SEARCH_MODEL = "fake-searcher"
+"""A model the fake serves whose overrides price web searches ($10 per 1,000)."""
 PRICE_OVERRIDES = {
-    "gpt-6.2-sol": {"input": "2", "output": "10", "cached_input": "0.1", "cache_write": "2.5"}
+    "gpt-6.2-sol": {"input": "2", "output": "10", "cached_input": "0.1", "cache_write": "2.5"},
+    SEARCH_MODEL: {"input": "1", "output": "2", "tools": {"web_search": "10"}},
 }
 """Codex 0.171's default model, which genai-prices 0.2.3 does not list yet: a deployment prices it
 through its overrides file, and so does this one (at gpt-6.1-sol's rates, an assumption)."""

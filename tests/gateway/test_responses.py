@@ -234,10 +234,12 @@ async def test_stored_state_and_untranslatable_tools_get_a_clear_400(gateway: Ga
     assert stored.value.status_code == 400
     web: Any = [{"type": "web_search"}]
     try:
-        served = await client.responses.create(model="gpt-5.6-terra", input="news?", tools=web)
+        served = await client.responses.create(
+            model="gpt-5.6-terra", input="news?", tools=web, max_tool_calls=2
+        )
         [logged] = await gateway.fake.requests("gpt-5.6-terra")
         with pytest.raises(openai.BadRequestError, match="web_search"):
-            await client.responses.create(model="cross", input="news?", tools=web)
+            await client.responses.create(model="cross", input="news?", tools=web, max_tool_calls=2)
     finally:
         await gateway.fake.reset()
     assert served.output_text and logged["body"]["tools"] == web

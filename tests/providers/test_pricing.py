@@ -12,7 +12,7 @@ import pytest
 
 from providers import price_catalogue
 from providers.pricing import FreeModelRefused, PriceBook, UnknownModel, parse_price
-from workflows.contracts import Price
+from workflows.contracts import Price, PriceTier, ToolFee
 from workflows.money import micros_to_usd, usd_to_micros
 
 CURRENT_MODELS = [
@@ -39,21 +39,45 @@ def test_current_models_have_cache_read_and_write_prices(model: str) -> None:
 
 
 def test_decimal_prices_convert_exactly() -> None:
-    """genai-prices' Decimals become micro-dollars exactly; tiered prices bill the base tier."""
+    """genai-prices' Decimals become micro-dollars exactly: rates, one-hour cache writes,
+    long-context tiers and per-use tool fees."""
     book = PriceBook()
-    assert book.price_of("claude-opus-4-8") == Price(5_000_000, 25_000_000, 500_000, 6_250_000)
-    # Tiered above 200K input tokens; the base tier is billed.
-    assert book.price_of("claude-sonnet-4-5") == Price(3_000_000, 15_000_000, 300_000, 3_750_000)
+    search = ToolFee("web_search", 10_000_000)  # $10 per 1,000 searches
+    assert book.price_of("claude-opus-4-8") == Price(
+        5_000_000, 25_000_000, 500_000, 6_250_000, cache_write_1h=10_000_000, tools=(search,)
+    )
+    # Above 200K input tokens every token of the call bills at the tier's rates.
+    assert book.price_of("claude-sonnet-4-5") == Price(
+        3_000_000,
+        15_000_000,
+        300_000,
+        3_750_000,
+        cache_write_1h=6_000_000,
+        tiers=(PriceTier(200_000, 6_000_000, 22_500_000, 600_000, 7_500_000, 12_000_000),),
+        tools=(search,),
+    )
     # No cache-write price: written tokens bill like input, the safe side.
-    assert book.price_of("gpt-4.1-mini") == Price(400_000, 1_600_000, 100_000, 400_000)
+    assert book.price_of("gpt-4.1-mini") == Price(
+        400_000, 1_600_000, 100_000, 400_000, tools=(search, ToolFee("file_search", 2_500_000))
+    )
+
+
+def _rates(price: Price | None) -> tuple[int, int, int, int]:
+    assert price is not None
+    return price.input, price.output, price.cached_input, price.cache_write
 
 
 def test_dated_and_hourly_prices() -> None:
     """A dated price change applies from its day; an off-peak discount is not relied on."""
     before = price_catalogue.lookup("gpt-5.6-sol", date(2026, 8, 20))
     after = price_catalogue.lookup("gpt-5.6-sol", date(2026, 8, 21))
-    assert before == Price(5_000_000, 30_000_000, 500_000, 6_250_000)
-    assert after == Price(4_000_000, 20_000_000, 400_000, 5_000_000)
+    assert _rates(before) == (5_000_000, 30_000_000, 500_000, 6_250_000)
+    assert _rates(after) == (4_000_000, 20_000_000, 400_000, 5_000_000)
+    assert before is not None and after is not None
+    assert before.tiers[0].input == 10_000_000 and after.tiers[0].input == 8_000_000
+    # A dated change can drop the tiers: claude-sonnet-4-6 bills 1M context flat since March.
+    assert price_catalogue.lookup("claude-sonnet-4-6", date(2026, 3, 12)).tiers  # type: ignore[union-attr]
+    assert not price_catalogue.lookup("claude-sonnet-4-6", date(2026, 3, 13)).tiers  # type: ignore[union-attr]
     # deepseek-chat is cheaper off-peak; the full rate is billed at every hour.
     assert PriceBook().price_of("deepseek-chat").input == 270_000
 
@@ -156,3 +180,50 @@ def test_bad_prices_are_rejected_with_the_model_name() -> None:
         parse_price({"input": "1", "output": "1", "reasoning": "2"})
     with pytest.raises(ValueError, match="negative"):
         parse_price({"input": "-1", "output": "1"})
+
+
+def test_overrides_give_tiers_one_hour_writes_and_tool_fees() -> None:
+    """The README's overrides example: rates, a long-context tier and a per-search fee."""
+    entry = {
+        "input": "3.00",
+        "output": "15.00",
+        "cached_input": "0.30",
+        "cache_write": "3.75",
+        "cache_write_1h": "6.00",
+        "tiers": [
+            {
+                "above_tokens": 200000,
+                "input": "6.00",
+                "output": "22.50",
+                "cached_input": "0.60",
+                "cache_write": "7.50",
+                "cache_write_1h": "12.00",
+            }
+        ],
+        "tools": {"web_search": "10.00"},
+    }
+    price = PriceBook({"my-model": entry}).price_of("my-model")
+    assert price == PriceBook().price_of("claude-sonnet-4-5")
+    bare = parse_price(
+        {"input": "1", "output": "2", "tiers": [{"above_tokens": 5, "input": "3", "output": "4"}]}
+    )
+    assert bare.tiers == (PriceTier(5, 3_000_000, 4_000_000, 3_000_000, 3_000_000),)
+
+
+def test_bad_tiers_and_tool_fees_are_rejected() -> None:
+    """A tier without a threshold or rates, two tiers at one threshold, an unknown tool or a
+    negative fee fail loudly."""
+    base = {"input": "1", "output": "1"}
+    bad: list[dict[str, object]] = [
+        {"tiers": [{"input": "1", "output": "1"}]},
+        {"tiers": [{"above_tokens": 10, "input": "1"}]},
+        {"tiers": [{"above_tokens": 10, "input": "1", "output": "1", "speed": "2"}]},
+        {"tiers": [{"above_tokens": 9, "input": "1", "output": "1"}] * 2},
+        {"tiers": {"above_tokens": 9}},
+        {"tools": {"image_generation": "1"}},
+        {"tools": {"web_search": "-1"}},
+        {"tools": ["web_search"]},
+    ]
+    for extra in bad:
+        with pytest.raises(ValueError):
+            parse_price({**base, **extra})

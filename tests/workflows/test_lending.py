@@ -173,7 +173,7 @@ def test_reports_carry_the_run_breakdown_and_thresholds() -> None:
     from workflows.contracts import StepSpend
 
     run = book(1_000)
-    run.lend(request(), NOW).held_micros  # the line opens
+    run.lend(request(), NOW)  # the line opens
     run.state.books.lines["a"].held_micros = 600
     report = Report(
         seq=1,

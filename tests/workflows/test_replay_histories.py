@@ -19,7 +19,6 @@ from temporalio.worker import Replayer
 
 from caller import Caller, CallFailed, run_handle
 from fake_provider import FakeProvider
-from providers.base import Provider
 from tests.conftest import TargetFactory
 from tests.workflows.test_agent_run import spec
 from workflows.agent_run import AgentRun
@@ -35,14 +34,16 @@ RECORD = os.environ.get("RUNCAP_RECORD_HISTORIES") == "1"
 
 
 @pytest.mark.skipif(not RECORD, reason="records histories only when asked to")
-async def test_record_histories(
+async def test_record_lines_histories(
     caller: Caller,
     temporal_client: Client,
     fake: FakeProvider,
-    providers: dict[str, Provider],
     target: TargetFactory,
 ) -> None:
-    """Run the scenarios and write their histories (only with RUNCAP_RECORD_HISTORIES=1)."""
+    """A run that lends lines, and its key's day, through a caller: calls from its opening
+    line, reports, an overrun closing a target, a refusal, a resume, spare room handed back,
+    a close (only with RUNCAP_RECORD_HISTORIES=1). The histories from before lines
+    (``agent_run.json``, ``agent_run_advances.json``, ``key_budget.json``) stay as recorded."""
     await fake.reset()
     small = target("fake-small")
     key_id = f"key_{uuid.uuid4().hex[:16]}"
@@ -51,54 +52,34 @@ async def test_record_histories(
         budget_micros=1_000_000,
         key_id=key_id,
         periods=[PeriodBudget("day", 1_000_000)],
-        loop_max_repeats=2,
-        loop_window_seconds=300,
     )
     for n in range(3):
         await caller.call(run, spec([small], tags=[f"step:s{n}"]))
+    await caller.flush()
     await fake.script("fake-small", completion_tokens=500)  # an overrun
     await caller.call(run.run_id, spec([small], max_tokens=100))
     await fake.reset()
     with pytest.raises(CallFailed):
         await caller.call(run.run_id, spec([small]))  # the target is closed now
-    await caller.settler.flush()
     await run_handle(temporal_client, run.run_id).execute_update(AgentRun.resume)
+    await caller.flush()
+    await caller.call(run.run_id, spec([small]))
+    await caller.flush(hand_back=True)
     await run_handle(temporal_client, run.run_id).execute_update(AgentRun.close)
+    await caller.flush(hand_back=True)
     await run_handle(temporal_client, run.run_id).result()
     HISTORIES.mkdir(exist_ok=True)
     history = await run_handle(temporal_client, run.run_id).fetch_history()
-    (HISTORIES / "agent_run.json").write_text(history.to_json())
+    (HISTORIES / "agent_run_lines.json").write_text(history.to_json())
     period, _ = period_of("day", datetime.now(UTC), "UTC")
     budget = temporal_client.get_workflow_handle(key_budget_id(key_id, "day", period))
-    (HISTORIES / "key_budget.json").write_text((await budget.fetch_history()).to_json())
+    (HISTORIES / "key_budget_lines.json").write_text((await budget.fetch_history()).to_json())
 
 
-@pytest.mark.skipif(not RECORD, reason="records histories only when asked to")
-async def test_record_advance_history(
-    temporal_client: Client,
-    fake: FakeProvider,
-    target: TargetFactory,
-    providers: dict[str, Provider],
-    task_queue: str,
-    worker: None,
-) -> None:
-    """A run that lends its caller an advance: calls under it, its return, a close."""
-    await fake.reset()
-    small = target("fake-small")
-    run = RunInput(run_id=f"replay-{uuid.uuid4().hex[:8]}", budget_micros=1_000_000)
-    async with Caller(temporal_client, providers, workflow_task_queue=task_queue) as caller:
-        for n in range(6):
-            await caller.call(run, spec([small], tags=[f"step:s{n}"]))
-        assert caller.advances is not None
-        caller.advances.retire_all()
-        await caller.settler.flush()
-    await run_handle(temporal_client, run.run_id).execute_update(AgentRun.close)
-    await run_handle(temporal_client, run.run_id).result()
-    history = await run_handle(temporal_client, run.run_id).fetch_history()
-    (HISTORIES / "agent_run_advances.json").write_text(history.to_json())
-
-
-@pytest.mark.parametrize("name", ["agent_run", "agent_run_advances", "key_budget"])
+@pytest.mark.parametrize(
+    "name",
+    ["agent_run", "agent_run_advances", "key_budget", "agent_run_lines", "key_budget_lines"],
+)
 async def test_recorded_histories_replay(name: str) -> None:
     """Each recorded history replays without a nondeterminism error."""
     path = HISTORIES / f"{name}.json"
