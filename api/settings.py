@@ -59,7 +59,7 @@ class Settings(RuncapSettings):
     """How often this instance deletes idempotent answers older than 24 h."""
     first_byte_timeout_seconds: float = 120.0
     """How long a provider may stay silent before the chain moves on; routes may override."""
-    report_interval_seconds: float = 2.0
+    report_interval_seconds: float = 5.0
     """How often a line reports its calls' spend to its keeper (sooner when its room runs low):
     a run's ``RunCost`` lags by about this much; the ledger and ``/admin`` never do."""
     line_idle_seconds: float = 60.0

@@ -14,7 +14,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -79,7 +79,7 @@ class Caller:
         engine: Engine | None = None,
         workflow_task_queue: str = TASK_QUEUE,
         policy: WalkPolicy | None = None,
-        report_every: float = 2.0,
+        report_every: float = 5.0,
         caller_timeout: float = 30.0,
         line_idle: float = 60.0,
         caller_id: str | None = None,
@@ -203,7 +203,8 @@ class Caller:
             )
         if isinstance(run, RunInput) and self.opener is not None:
             per_call = reservation_micros(spec.chain, input_tokens, spec.max_tokens)
-            await self.opener.open(run, keepers[0], per_call, now)
+            started = await self.opener.open(run, per_call, now)
+            keepers[0] = replace(keepers[0], start=started)
         hold = await self.lending.reserve(keepers, need)
         run_line = hold.lines[0][0] if hold.lines else None
         call_timeout = run.call_timeout_seconds if isinstance(run, RunInput) else 900

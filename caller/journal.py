@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -96,7 +97,7 @@ class Journal:
         if rows:
             write_rows(self.engine, rows)
 
-    async def open_run(self, opening: Opening) -> OpenResult:
+    async def open_run(self, opening: Opening) -> tuple[OpenResult, dict[str, Any] | None]:
         return await asyncio.to_thread(open_run, self.engine, opening)
 
     async def reopen_run(self, run_id: str, key_id: str, max_open: int) -> bool:

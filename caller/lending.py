@@ -73,6 +73,8 @@ class Keeper:
     workflow_id: str
     start: Any = field(compare=False, hash=False)
     is_run: bool = True
+    per_call: bool = False
+    """Every call must pass through this keeper (a run under the loop guard)."""
 
 
 _last_stamp = datetime.min.replace(tzinfo=UTC)
@@ -129,7 +131,7 @@ class LocalLine:
         self.waiting: list[tuple[CallNeed, asyncio.Future[NeedAnswer]]] = []
         self.lend = True
         self.recalled = False
-        self.per_call_only = False
+        self.per_call_only = keeper.per_call
         self.status: RunStatus = "open"
         self.blocked: set[str] = set()
         self.factors: dict[str, int] = {}
@@ -261,7 +263,7 @@ class Lending:
         *,
         journaled: bool,
         nudge: Nudge | None = None,
-        report_every: float = 2.0,
+        report_every: float = 5.0,
         heartbeat: float = 10.0,
         fresh_for: float = 20.0,
         idle_after: float = 60.0,
@@ -305,49 +307,54 @@ class Lending:
         line.heard_at = self.clock()
 
     async def reserve(self, keepers: Sequence[Keeper], need: CallNeed) -> Hold:
-        """Hold ``need``'s worst case at every keeper (the run first): in memory where a line
-        has room, else granted by the keeper. Raises ``CallFailed`` when refused."""
+        """Hold ``need``'s worst case at every keeper: in memory where every line has room (no
+        await between the checks and the holds), else keeper by keeper, the run first, asking
+        each that has no room here for a grant. Raises ``CallFailed`` when refused; what the
+        call held elsewhere is then given back."""
         lines = [self.line(k) for k in keepers]
         run_line = lines[0]
         chain = [t for t in need.chain if target_key(t) not in run_line.blocked]
         need = replace(need, chain=chain or need.chain, factors=dict(run_line.factors))
         amount = reservation_micros(need.chain, need.input_tokens, need.max_tokens, need.factors)
         now = self.clock()
-        held: list[tuple[LocalLine, int]] = []
-        missing: list[LocalLine] = []
-        for line in lines:
-            if chain and line.can_hold(amount, now, self.fresh_for):
+        if chain and all(line.can_hold(amount, now, self.fresh_for) for line in lines):
+            for line in lines:
                 line.hold(amount, now)
-                held.append((line, amount))
-            else:
-                missing.append(line)
-        if not missing:
-            return Hold(need.call_id, need.chain, need.max_tokens, amount, held)
-        for line in missing:  # room is asked for in calls like this one
-            line.per_call = max(line.per_call, amount)
-        answers = await asyncio.gather(
-            *(self._need(line, need) for line in missing), return_exceptions=True
-        )
-        failure: BaseException | None = None
-        for line, answer in zip(missing, answers, strict=True):
-            if isinstance(answer, BaseException):
-                failure = failure or answer
-            elif answer.granted_micros:
+            holds = [(line, amount) for line in lines]
+            return Hold(need.call_id, need.chain, need.max_tokens, amount, holds)
+        held: list[tuple[LocalLine, int]] = []
+        try:
+            for line in lines:
+                if chain and line.can_hold(amount, self.clock(), self.fresh_for):
+                    line.hold(amount, self.clock())
+                    held.append((line, amount))
+                    continue
+                line.per_call = max(line.per_call, amount)  # room is asked for in such calls
+                answer = await self._need(line, need)
+                refused = not answer.granted_micros
+                if refused and answer.failure != errors.BUDGET_EXCEEDED:
+                    raise _refused(answer)
+                if refused and not (chain and line.can_hold(amount, self.clock(), self.fresh_for)):
+                    raise _refused(answer)  # nor has a call given room back here meanwhile
+                if refused:
+                    line.hold(amount, self.clock())
+                    held.append((line, amount))
+                    continue
                 held.append((line, answer.granted_micros))
-            else:
-                failure = failure or _refused(answer)
-        if failure is not None:
+                if answer.max_tokens < need.max_tokens:  # clamped: the others hold less too
+                    need = replace(need, max_tokens=answer.max_tokens)
+                    clamped = reservation_micros(
+                        need.chain, need.input_tokens, need.max_tokens, need.factors
+                    )
+                    for other, micros in held:
+                        other.in_flight -= micros - clamped
+                    held = [(other, clamped) for other, _ in held]
+                    amount = clamped
+        except BaseException:
             for line, micros in held:
                 line.release(micros)
-            raise failure
-        granted = [a.max_tokens for a in answers if isinstance(a, NeedAnswer)]
-        max_tokens = min([need.max_tokens, *granted])
-        if max_tokens < need.max_tokens:  # a keeper clamped the call: the others hold less too
-            amount = reservation_micros(need.chain, need.input_tokens, max_tokens, need.factors)
-            for line, micros in held:
-                line.in_flight -= micros - amount
-            held = [(line, amount) for line, _ in held]
-        return Hold(need.call_id, need.chain, max_tokens, amount, held)
+            raise
+        return Hold(need.call_id, need.chain, need.max_tokens, amount, held)
 
     async def _need(self, line: LocalLine, need: CallNeed) -> NeedAnswer:
         """``need`` granted by the keeper, waiting (about a second at most) while others hand

@@ -15,6 +15,8 @@ from collections import OrderedDict
 from dataclasses import replace
 from datetime import datetime
 
+from temporalio.converter import value_to_type
+
 from caller.errors import CallFailed
 from caller.journal import Journal
 from caller.keepers import KEPT_RUNNING, TemporalKeepers, remember
@@ -41,7 +43,7 @@ def keepers_of(run: RunInput | str, now: datetime) -> list[Keeper]:
     that contains ``now`` (the call's start)."""
     if isinstance(run, str):
         return [Keeper(workflow_id(run), None)]
-    keepers = [Keeper(workflow_id(run.run_id), run)]
+    keepers = [Keeper(workflow_id(run.run_id), run, per_call=run.loop_max_repeats > 0)]
     for budget in run.periods:
         period, starts, ends = period_window(budget.kind, now, budget.timezone)
         start = KeyBudgetInput(
@@ -64,16 +66,22 @@ class RunOpener:
         self.journal = journal
         self.keepers = keepers
         self.lending = lending
-        self._known: OrderedDict[str, None] = OrderedDict()
-        """Runs this caller saw open: their calls need no look at the journal."""
+        self._known: OrderedDict[str, RunInput] = OrderedDict()
+        """Runs this caller saw open, with the input they start with: their calls need no look
+        at the journal."""
         self._starting: set[asyncio.Task[None]] = set()
 
-    async def open(self, run: RunInput, keeper: Keeper, per_call: int, now: datetime) -> None:
+    async def open(self, run: RunInput, per_call: int, now: datetime) -> RunInput:
         """Make sure ``run`` is open: open it with a line if nobody did (no hop), else leave
-        its first call to ask it for room. Raises ``CallFailed`` past ``max_open_runs``."""
-        if run.run_id in self._known:
-            return
+        its first call to ask it for room. Returns the input its workflow starts with (its
+        opener's line in it), whoever starts it. Raises ``CallFailed`` past
+        ``max_open_runs``."""
+        known = self._known.get(run.run_id)
+        if known is not None:
+            return known
         micros = room_size(run.budget_micros, per_call, MIN_ROOM_CALLS * per_call)
+        if run.loop_max_repeats:
+            micros = 0  # the loop guard sees every call: its runs lend no room
         line = OpeningLine(self.lending.borrower, micros, now.isoformat())
         started = replace(run, opening=line if micros else None)
         opening = Opening(
@@ -85,20 +93,25 @@ class RunOpener:
             run.max_open_runs or 1 << 62,
             start_input=dataclasses.asdict(started),
         )
-        found = await self.journal.open_run(opening)
+        found, start_input = await self.journal.open_run(opening)
         if found == "too_many":
             raise CallFailed.of(
                 errors.TOO_MANY_RUNS,
                 f"key {run.key_id} already has {run.max_open_runs} runs open (max_open_runs): "
                 "finish or close one, or raise the key's max_open_runs",
             )
-        remember(self._known, run.run_id, None, KEPT_RUNNING)
-        if found != "opened" or not micros:
-            return  # its first call here asks the run (and starts it if needed)
-        self.lending.adopt(keeper, micros, now.isoformat())
-        task = asyncio.create_task(self._start(started))
-        self._starting.add(task)
-        task.add_done_callback(self._starting.discard)
+        if found == "open" and start_input is not None:
+            started = value_to_type(RunInput, start_input, [])
+        elif found != "opened":
+            started = run  # ended: its first call here reopens it
+        remember(self._known, run.run_id, started, KEPT_RUNNING)
+        if found == "opened" and micros:
+            keeper = keepers_of(started, now)[0]
+            self.lending.adopt(keeper, micros, now.isoformat())
+            task = asyncio.create_task(self._start(started))
+            self._starting.add(task)
+            task.add_done_callback(self._starting.discard)
+        return started
 
     async def _start(self, run: RunInput) -> None:
         for wait in (0.0, *START_RETRIES):

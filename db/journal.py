@@ -76,20 +76,21 @@ def write_intents(engine: Engine, intents: Sequence[Intent]) -> None:
             conn.execute(I.insert(), [vars(i) for i in intents])
 
 
-def open_run(engine: Engine, opening: Opening, intent: Intent | None = None) -> OpenResult:
-    """Insert the run's row (if the key may open another run) and, when that worked, the
-    call's intent, in one transaction."""
+def open_run(engine: Engine, opening: Opening) -> tuple[OpenResult, dict[str, Any] | None]:
+    """Insert the run's row if the key may open another run. Returns what happened and, for a
+    run already open, the input its opener started it with (its opening line included), so
+    whoever starts its workflow starts it the same way."""
     try:
         with engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(_PG_LOCK_KEY, {"space": _PG_LOCK_SPACE, "key": opening.key_id})
+            existing = conn.execute(
+                select(R.c.closed_at, R.c.start_input).where(R.c.run_id == opening.run_id)
+            ).first()
+            if existing is not None:
+                return _found(existing)
             if _open_count(conn, opening.key_id) >= opening.max_open:
-                existing = conn.execute(
-                    select(R.c.closed_at).where(R.c.run_id == opening.run_id)
-                ).first()
-                if existing is None:
-                    return "too_many"
-                return "open" if existing.closed_at is None else "closed"
+                return "too_many", None
             conn.execute(
                 R.insert().values(
                     run_id=opening.run_id,
@@ -102,13 +103,19 @@ def open_run(engine: Engine, opening: Opening, intent: Intent | None = None) -> 
                     start_input=opening.start_input,
                 )
             )
-            if intent is not None:
-                conn.execute(I.insert().values(**vars(intent)))
-            return "opened"
+            return "opened", opening.start_input
     except IntegrityError:
         with engine.connect() as conn:
-            row = conn.execute(select(R.c.closed_at).where(R.c.run_id == opening.run_id)).first()
-        return "open" if row is not None and row.closed_at is None else "closed"
+            row = conn.execute(
+                select(R.c.closed_at, R.c.start_input).where(R.c.run_id == opening.run_id)
+            ).one()
+        return _found(row)
+
+
+def _found(row: Any) -> tuple[OpenResult, dict[str, Any] | None]:
+    if row.closed_at is None:
+        return "open", row.start_input
+    return "closed", None
 
 
 def _open_count(conn: Connection, key_id: str) -> int:

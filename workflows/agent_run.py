@@ -56,6 +56,8 @@ class AgentRun:
         self.draining = False
         self.rearm = False
         """A handler left work that cannot wait for the loop's current timer."""
+        self.wake_at = workflow.now()
+        """When the loop's current wait ends."""
         self.reconciling: set[str] = set()
         self.flush_lock = asyncio.Lock()
         self.last_upsert = workflow.now() - FLUSH_PAUSE
@@ -75,6 +77,8 @@ class AgentRun:
             self._upsert(now)
         if state.pending_ledger or state.pending_alerts:
             self.rearm = True  # rows and alerts go out now, not at the loop's next timer
+        if now + self._silence() < self.wake_at:
+            self.rearm = True  # a new line: the loop must wake in time to find it silent
         return answer
 
     @lend.validator
@@ -200,8 +204,10 @@ class AgentRun:
                 await self._drain()
                 carried = {"carried": self.state, "opening": None, "spent_before_micros": 0}
                 workflow.continue_as_new(RunInput(**{**run.__dict__, **carried}))
+            wait = self._next_wake()
+            self.wake_at = workflow.now() + wait
             with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(self._should_wake, timeout=self._next_wake())
+                await workflow.wait_condition(self._should_wake, timeout=wait)
             self.rearm = False
             await self._reconcile_silent()
             if self.state.status in LIVE and self._idle_left() <= timedelta(0):

@@ -54,13 +54,18 @@ class KeyBudget:
         self.book = PeriodBook(inp, self.state)
         self.lender = self.book.lender
         self.reconciling: set[str] = set()
+        self.rearm = False
+        self.wake_at = workflow.now()
 
     # ---- lines --------------------------------------------------------------------------
 
     @workflow.update
     def lend(self, req: LendRequest) -> LendAnswer:
         """A caller's report, its spare room, and its calls that need a grant now."""
-        return self.book.lend(req, workflow.now())
+        now = workflow.now()
+        if now + SILENT_AFTER < self.wake_at:
+            self.rearm = True  # a new line: the loop must wake in time to find it silent
+        return self.book.lend(req, now)
 
     @lend.validator
     def _validate_lend(self, req: LendRequest) -> None:
@@ -130,15 +135,19 @@ class KeyBudget:
             if workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(KeyBudgetInput(**{**inp.__dict__, "carried": self.state}))
+            wait = self._next_wake(ends)
+            self.wake_at = workflow.now() + wait
             with contextlib.suppress(asyncio.TimeoutError):
                 await workflow.wait_condition(
                     lambda: (
-                        bool(self.state.pending_alerts)
+                        self.rearm
+                        or bool(self.state.pending_alerts)
                         or workflow.info().is_continue_as_new_suggested()
                         or (workflow.now() >= ends and self.lender.idle_lines())
                     ),
-                    timeout=self._next_wake(ends),
+                    timeout=wait,
                 )
+            self.rearm = False
             await self._reconcile_silent()
             alerts, self.state.pending_alerts = self.state.pending_alerts, []
             await send_alerts(alerts, BOOKKEEPING_RETRY)
