@@ -206,6 +206,7 @@ class Caller:
             started = await self.opener.open(run, per_call, now)
             keepers[0] = replace(keepers[0], start=started)
         hold = await self.lending.reserve(keepers, need)
+        now = hold.started(now)
         run_line = hold.lines[0][0] if hold.lines else None
         call_timeout = run.call_timeout_seconds if isinstance(run, RunInput) else 900
         grant = _admission(hold, run_line, now + timedelta(seconds=call_timeout))

@@ -27,7 +27,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from caller.errors import CallFailed, update_failure
-from caller.lending import Keeper
+from caller.lending import Keeper, wall_now
 from workflows import errors
 from workflows.agent_run import AgentRun
 from workflows.contracts import TASK_QUEUE
@@ -88,6 +88,9 @@ class TemporalKeepers:
                         errors.RUN_NOT_OPEN, "that budget period has ended"
                     ) from None
                 start = await self._reopen(start)
+                # A new workflow holds nothing of the old one's: the line starts afresh, so a
+                # crash reconciliation never reads the old run's rows as this line's.
+                req.opened_at = wall_now().isoformat()
                 continue
             except RPCError as err:
                 if err.status == RPCStatusCode.NOT_FOUND:

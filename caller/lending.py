@@ -237,6 +237,13 @@ class Hold:
     amount: int
     lines: list[tuple[LocalLine, int]]
 
+    def started(self, chosen: datetime) -> datetime:
+        """The call's start as its intent and ledger row record it: when its keepers were
+        chosen, but never before one of its lines opened (a crash reconciliation reads a
+        line's rows from its opening)."""
+        opened = [datetime.fromisoformat(line.opened_at) for line, _ in self.lines]
+        return max([chosen, *opened])
+
 
 @dataclass
 class Ending:
@@ -473,6 +480,7 @@ class Lending:
                 self._forget(line)
             raise
         line.answered(report, answer, self.clock())
+        line.opened_at = req.opened_at  # the transport opens a line afresh at a reopened run
         for need_answer in answer.needs:
             if need_answer.granted_micros:
                 line.hold(need_answer.granted_micros, now)

@@ -54,6 +54,7 @@ def keepers_of(run: RunInput | str, now: datetime) -> list[Keeper]:
             cap_micros=budget.cap_micros,
             timezone=budget.timezone,
             starts_at=starts.isoformat(),
+            caller_timeout_seconds=2 * run.caller_timeout_seconds,
         )
         keepers.append(Keeper(key_budget_id(run.key_id, budget.kind, period), start, False))
     return keepers

@@ -234,8 +234,8 @@ class AgentRun:
         silence = self.book.lender.next_silence(now, self._silence())
         if silence is not None:
             wake = min(wake, silence)
-        if self.book.dirty:
-            wake = min(wake, self.last_upsert + FLUSH_PAUSE - now)
+        # No timer for figures left by the flush pause: the next report or heartbeat (seconds
+        # away while a caller holds money) refreshes them, at no workflow task of its own.
         return max(wake, timedelta(seconds=1))
 
     def _silence(self) -> timedelta:

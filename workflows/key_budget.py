@@ -38,9 +38,6 @@ LINES = "lines"
 """Patch: the period lends lines to caller processes (periods recorded before lease to runs)."""
 KEEP_AFTER_PERIOD = timedelta(days=7)
 """A period's workflow waits this long after the period for its lines' last reports."""
-SILENT_AFTER = timedelta(seconds=60)
-"""A caller silent this long is reconciled from its journal (its runs' timeout is 30 s by
-default; a period waits longer, since its calls are settled in the runs as well)."""
 
 
 @workflow.defn(sandboxed=False)
@@ -63,7 +60,7 @@ class KeyBudget:
     def lend(self, req: LendRequest) -> LendAnswer:
         """A caller's report, its spare room, and its calls that need a grant now."""
         now = workflow.now()
-        if now + SILENT_AFTER < self.wake_at:
+        if now + self._silence() < self.wake_at:
             self.rearm = True  # a new line: the loop must wake in time to find it silent
         return self.book.lend(req, now)
 
@@ -154,18 +151,21 @@ class KeyBudget:
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.figures()
 
+    def _silence(self) -> timedelta:
+        return timedelta(seconds=self.inp.caller_timeout_seconds)
+
     def _next_wake(self, ends: datetime) -> timedelta:
         now = workflow.now()
         wake = max(ends - now, timedelta(seconds=60)) if now < ends else timedelta(hours=1)
-        silence = self.lender.next_silence(now, SILENT_AFTER)
+        silence = self.lender.next_silence(now, self._silence())
         if silence is not None:
             wake = min(wake, silence)
         return max(wake, timedelta(seconds=1))
 
     async def _reconcile_silent(self) -> None:
-        """Bill each caller silent past ``SILENT_AFTER`` from its journal."""
+        """Bill each caller silent past its timeout from its journal."""
         inp = self.inp
-        for borrower in self.lender.silent(workflow.now(), SILENT_AFTER):
+        for borrower in self.lender.silent(workflow.now(), self._silence()):
             line = self.state.books.lines[borrower]
             self.reconciling.add(borrower)
             try:

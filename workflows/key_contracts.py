@@ -35,6 +35,9 @@ class KeyBudgetInput:
     """(Periods before lines.) What such a period carries across continue-as-new."""
     starts_at: str = ""
     """When the period starts (ISO-8601 UTC): a silent caller's rows are read from it."""
+    caller_timeout_seconds: int = 60
+    """A caller silent this long is billed from its journal (twice a run's default timeout: a
+    period hears from its callers less often than their runs do)."""
     carried: PeriodBooks | None = None
 
 
