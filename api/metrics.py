@@ -143,6 +143,6 @@ async def scrape(request: Request, settings: SettingsDep, metrics: MetricsDep) -
         if not hmac.compare_digest(token, expected.encode()):
             raise AuthError("missing or invalid metrics token: send Authorization: Bearer <token>")
     caller = getattr(request.app.state, "caller", None)
-    in_flight = caller.settler.in_flight() if caller is not None else (0, 0)
+    in_flight = caller.lending.in_flight() if caller is not None else (0, 0)
     body, content_type = metrics.render(request.headers.get("accept", ""), in_flight)
     return Response(body, media_type=content_type)

@@ -1,7 +1,7 @@
 """The money invariants every fault case asserts, from the workflow and the ledger.
 
-- spent + reserved never above the run's cap (watched while the fault happens, and after);
-- nothing left reserved once the topology is whole again;
+- spent + lent never above the run's cap (watched while the fault happens, and after);
+- nothing held by calls in flight once the topology is whole again;
 - the ledger equals the workflow: same calls, same total, each call once;
 - no answered call missing from the ledger, each billed what its client was told.
 """
@@ -79,7 +79,7 @@ class CapWatch:
                 self.unavailable += 1
             else:
                 self.samples += 1
-                committed = spend.spent_micros + spend.reserved_micros
+                committed = spend.spent_micros + max(spend.lent_micros, spend.reserved_micros)
                 self.budget_micros = spend.budget_micros
                 self.highest_micros = max(self.highest_micros, committed)
                 if committed > spend.budget_micros:
@@ -95,31 +95,41 @@ class CapWatch:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        assert self.over == [], f"spent + reserved above the cap: {self.over[:5]}"
+        assert self.over == [], f"spent + lent above the cap: {self.over[:5]}"
 
 
 async def assert_settled(gateway: Gateway, run_id: str, answers: Iterable[Answer]) -> RunSpend:
-    """Once whole again: nothing reserved, the ledger equals the workflow, every answered call
-    is in the ledger once at the cost its client was told, and the cap held."""
+    """Once whole again: nothing held by calls in flight, the run heard of every call its
+    ledger has, the ledger equals the workflow, every answered call is in the ledger once at
+    the cost its client was told, and the cap held."""
     answered = {a.call_id: a.cost_micros for a in answers if a.ok}
 
     async def settled() -> RunSpend | None:
         with contextlib.suppress(Exception):  # Temporal or the worker may still be coming back
             spend = await run_spend(gateway.temporal, run_id)
-            if spend.reserved_micros == 0:
+            rows = await asyncio.to_thread(_billed_rows, gateway, run_id)
+            if spend.reserved_micros == 0 and spend.calls == len(rows):
                 return spend
         return None
 
     spend: RunSpend | None = await eventually(settled, within=SETTLE_SECONDS)
-    assert spend is not None, f"{run_id} still holds reservations after {SETTLE_SECONDS:.0f}s"
+    assert spend is not None, f"{run_id} still holds calls in flight after {SETTLE_SECONDS:.0f}s"
     rows = await ledger_rows(gateway, run_id, calls=spend.calls)
     ids = [row.call_id for row in rows]
     assert len(ids) == len(set(ids)) == spend.calls, (len(ids), spend.calls)
     assert sum(row.cost_micros for row in rows) == spend.spent_micros
-    assert spend.spent_micros + spend.reserved_micros <= spend.budget_micros
+    assert spend.spent_micros + spend.lent_micros <= spend.budget_micros
     billed = {row.call_id: row.cost_micros for row in rows}
     missing = set(answered) - set(billed)
     assert not missing, f"answered calls missing from the ledger: {sorted(missing)[:5]}"
     told = {call: cost for call, cost in answered.items() if cost is not None}
     assert {call: billed[call] for call in told} == told
     return spend
+
+
+def _billed_rows(gateway: Gateway, run_id: str) -> list[str]:
+    with gateway.engine.connect() as conn:
+        query = select(col(LedgerEntry.call_id)).where(
+            col(LedgerEntry.run_id) == run_id, col(LedgerEntry.status) != "failed"
+        )
+        return list(conn.execute(query).scalars())

@@ -172,8 +172,9 @@ async def test_a_fallback_call_is_one_trace_from_the_api_to_the_run(
 ) -> None:
     """A call's span, under the HTTP request's (which joins the agent's ``traceparent``), carries
     the GenAI attributes and runcap's, has one child per attempt (a fallback has two), and
-    parents the reserve update, which the run handles in the same trace; the run's history
-    replays with the interceptor on."""
+    parents the start of the run it opened (off the call's path), which runs in the same
+    trace; a call that asks its run for money parents that update. The run's history replays
+    with the interceptor on."""
     await traced.fake.script("fake-large", faults=[{"status": 500, "times": 1}])
     key, _ = await traced.key()
     spans.clear()
@@ -217,7 +218,7 @@ async def test_a_fallback_call_is_one_trace_from_the_api_to_the_run(
     }
     assert row.cost_micros > 0 and row.output_tokens > 0
 
-    joined = await trace_of(spans, call, "HandleUpdate:reserve")
+    joined = await trace_of(spans, call, "RunWorkflow:AgentRun")
     failed, served = sorted(
         (s for s in children(joined, call) if s.name.startswith("chat ")),
         key=lambda s: s.start_time or 0,
@@ -234,28 +235,31 @@ async def test_a_fallback_call_is_one_trace_from_the_api_to_the_run(
     assert served_attributes["gen_ai.usage.output_tokens"] == row.output_tokens
     assert served.status.is_unset
 
-    # The first call of a run starts it: update-with-start, a child of the call's span; the
-    # run's update handler is in the same trace.
-    start = one(joined, "StartUpdateWithStartWorkflow:AgentRun")
+    # The first call of a run opens it with a line (no hop to the run; the key's first call
+    # draws its total's line) and starts the run's workflow in the background, a child of the
+    # call's span; the run runs in the same trace.
+    start = one(joined, "StartWorkflow:AgentRun")
     assert start.parent is not None and start.parent.span_id == call.context.span_id
-    handled = one(joined, "HandleUpdate:reserve")
-    assert handled.context.trace_id == call.context.trace_id
 
-    # The next call that reserves in the run (an idempotent one: the others are reserved under
-    # the api's advance, with no Temporal span) reaches the open run with a plain update, a
-    # child of its own call span. TracingInterceptor puts the run's handling of it in the run's
-    # trace (the first call's), linked to that update.
+    # A call that must pass through its run (the loop guard's runs lend no room) asks it with
+    # an update, a child of its own call span; TracingInterceptor puts the run's handling of
+    # it in the run's trace, linked to that update.
+    guarded, _ = await traced.key(loop_max_repeats=50)
+    first_guarded = await traced.chat(guarded, "fake-small", metadata={"tags": tags})
+    assert first_guarded.status_code == 200, first_guarded.text
     spans.clear()
-    idempotent = {"Idempotency-Key": uuid.uuid4().hex}
-    again = await traced.chat(key, "fake-small", idempotent, metadata={"tags": tags})
+    again = await traced.chat(guarded, "fake-small", metadata={"tags": tags})
     assert again.status_code == 200, again.text
     second = one(spans.get_finished_spans(), "chat fake-small", SpanKind.INTERNAL)
-    update = one(spans.get_finished_spans(), "StartWorkflowUpdate:reserve")
+    update = one(spans.get_finished_spans(), "StartWorkflowUpdate:lend")
     assert update.parent is not None and update.parent.span_id == second.context.span_id
     assert update.context.trace_id == second.context.trace_id
-    linked = one(spans.get_finished_spans(), "HandleUpdate:reserve")
-    assert [link.context.span_id for link in linked.links] == [update.context.span_id]
-    assert linked.context.trace_id == call.context.trace_id
+    linked = await eventually(
+        lambda: [s for s in spans.get_finished_spans() if s.name == "HandleUpdate:lend"]
+    )
+    assert linked and [link.context.span_id for link in linked[0].links] == [
+        update.context.span_id
+    ]
 
     history = await run_handle(traced.temporal, run_id).fetch_history()
     await Replayer(workflows=[AgentRun], interceptors=[TracingInterceptor()]).replay_workflow(
