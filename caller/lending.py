@@ -127,6 +127,8 @@ class LocalLine:
         self.sending: Report | None = None
         """The report on its way, resent as it is until answered."""
         self.sending_want = 0
+        self.reported_in_flight = 0
+        """What this line's calls in flight held when it last reported (the keeper's view)."""
         self.lock = asyncio.Lock()
         self.waiting: list[tuple[CallNeed, asyncio.Future[NeedAnswer]]] = []
         self.lend = True
@@ -205,6 +207,7 @@ class LocalLine:
             rows=news.rows,
         )
         self.sending_want = want
+        self.reported_in_flight = self.in_flight
         self.news = News()
         self.peak = self.calls_in_flight
         return self.sending, want
@@ -331,7 +334,9 @@ class Lending:
             return Hold(need.call_id, need.chain, need.max_tokens, amount, holds)
         held: list[tuple[LocalLine, int]] = []
         try:
-            for line in lines:
+            # The key's caps first: a run's own cap, when it has one, is usually the tighter,
+            # and a call a period refuses is told so (its reset, its scope).
+            for line in [*lines[1:], run_line]:
                 if chain and line.can_hold(amount, self.clock(), self.fresh_for):
                     line.hold(amount, self.clock())
                     held.append((line, amount))
@@ -342,7 +347,7 @@ class Lending:
                 if refused and answer.failure != errors.BUDGET_EXCEEDED:
                     raise _refused(answer)
                 if refused and not (chain and line.can_hold(amount, self.clock(), self.fresh_for)):
-                    raise _refused(answer)  # nor has a call given room back here meanwhile
+                    raise _refused(answer, line)  # nor has a call given room back meanwhile
                 if refused:
                     line.hold(amount, self.clock())
                     held.append((line, amount))
@@ -571,10 +576,19 @@ class Lending:
         return len(counts), sum(counts)
 
 
-def _refused(answer: NeedAnswer) -> CallFailed:
+def _refused(answer: NeedAnswer, line: LocalLine | None = None) -> CallFailed:
+    """The keeper's refusal, its figures brought up to date with this process's own: what its
+    calls spent that the keeper has not heard of yet, and what its calls in flight hold now."""
     kind = answer.failure or errors.BUDGET_EXCEEDED
     message = answer.message or "the budget cannot pay for this call"
-    return CallFailed(Failure(kind, message, refusal=answer.refusal))
+    refusal = answer.refusal
+    if refusal is not None and line is not None:
+        refusal.spent_micros += line.unacked  # charged by calls that ended, not yet heard of
+        others = max(refusal.reserved_micros - line.reported_in_flight, 0)
+        refusal.reserved_micros = others + line.in_flight
+        unheld = refusal.budget_micros - refusal.spent_micros - refusal.reserved_micros
+        refusal.remaining_micros = max(unheld, 0)
+    return CallFailed(Failure(kind, message, refusal=refusal))
 
 
 def _unreachable(err: BaseException) -> BaseException:

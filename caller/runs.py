@@ -106,9 +106,9 @@ class RunOpener:
         elif found != "opened":
             started = run  # ended: its first call here reopens it
         remember(self._known, run.run_id, started, KEPT_RUNNING)
-        if found == "opened" and micros:
-            keeper = keepers_of(started, now)[0]
-            self.lending.adopt(keeper, micros, now.isoformat())
+        if found == "opened":
+            if micros:
+                self.lending.adopt(keepers_of(started, now)[0], micros, now.isoformat())
             task = asyncio.create_task(self._start(started))
             self._starting.add(task)
             task.add_done_callback(self._starting.discard)

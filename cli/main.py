@@ -111,7 +111,8 @@ def keys_create(
         body["budget_usd_per_run"] = per_run
     key = api_of(ctx).post("/admin/keys", body)
     run_cap = f", ${key['budget_usd_per_run']} per run" if key.get("budget_usd_per_run") else ""
-    out.print(f"Created {key['id']} ({key['name']}): ${budget_of(key, per)} {per}{run_cap}")
+    span = "in all" if per == "total" else f"per {per}"
+    out.print(f"Created {key['id']} ({key['name']}): ${budget_of(key, per)} {span}{run_cap}")
     out.print("Secret (shown once, keep it now):", markup=False)
     print(key["key"])
 
@@ -133,6 +134,13 @@ def budget_of(key: dict[str, Any], per: str) -> str:
 def keys_list(ctx: typer.Context) -> None:
     """Every key with its budgets and limits (never a secret)."""
     out.print(tables.keys_table(api_of(ctx).get("/admin/keys")["keys"]))
+
+
+@keys_app.command("show")
+@clear_errors
+def keys_show(ctx: typer.Context, key_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """A key's current periods: what is spent, held by calls in flight, and remaining."""
+    out.print(tables.periods_table(api_of(ctx).get(f"/admin/keys/{quote(key_id, safe='')}")))
 
 
 @keys_app.command("revoke")

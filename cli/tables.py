@@ -15,8 +15,9 @@ def _usd(value: str | None) -> str:
 
 def keys_table(keys: list[dict[str, Any]]) -> Table:
     table = Table(title="Keys", title_justify="left")
-    for column in ("id", "name", "per run", "per day", "per month", "limits", "tags", "state"):
-        table.add_column(column, justify="right" if column.startswith("per") else "left")
+    columns = ("id", "name", "total", "per run", "per day", "per month", "limits", "tags", "state")
+    for column in columns:
+        table.add_column(column, justify="right" if column[:3] in ("per", "tot") else "left")
     for key in keys:
         limits = [
             f"{key[f]} {label}"
@@ -26,12 +27,33 @@ def keys_table(keys: list[dict[str, Any]]) -> Table:
         table.add_row(
             key["id"],
             key["name"],
+            _usd(key.get("budget_usd")),
             _usd(key.get("budget_usd_per_run")),
             _usd(key.get("budget_usd_per_day")),
             _usd(key.get("budget_usd_per_month")),
             ", ".join(limits) or "none",
             ", ".join(key.get("tags", [])),
             "revoked" if key.get("revoked") else "active",
+        )
+    return table
+
+
+def periods_table(key: dict[str, Any]) -> Table:
+    """A key's current periods: cap, spent, held by calls in flight, remaining."""
+    table = Table(title=f"{key['id']} ({key['name']}) now", title_justify="left")
+    for column in ("cap", "period", "limit", "spent", "held", "remaining", "resets"):
+        table.add_column(
+            column, justify="right" if column in ("limit", "spent", "held", "remaining") else "left"
+        )
+    for period in key.get("periods", []):
+        table.add_row(
+            period["kind"],
+            period["period"],
+            _usd(period["cap_usd"]),
+            _usd(period["spent_usd"]),
+            _usd(period["held_usd"]),
+            _usd(period["remaining_usd"]),
+            short_time(period["resets_at"]) if period.get("resets_at") else "never",
         )
     return table
 

@@ -317,7 +317,7 @@ class RunBook:
 
     def refused(self, now: datetime) -> None:
         """The first refusal of the run raises an alert."""
-        if not self.state.refused_alerted:
+        if not self.state.refused_alerted and self.run.own_budget:
             self.state.refused_alerted = True
             self.raise_alert("refused", 0, now)
 
@@ -325,7 +325,7 @@ class RunBook:
         """Alert thresholds newly crossed by reported spend; each is raised once."""
         state = self.state
         cap, spent = state.books.cap_micros, state.books.spent_micros
-        if cap <= 0:
+        if cap <= 0 or not self.run.own_budget:
             return
         for pct in ALERT_THRESHOLDS:
             if pct not in state.alerted_thresholds and spent * 100 >= pct * cap:

@@ -107,6 +107,9 @@ class RunInput:
     """(Runs before lines.) An idle run gives its unused period leases back after this long."""
     max_open_runs: int = 0
     """The key's most open runs: its callers refuse to open more (0: no bound)."""
+    own_budget: bool = True
+    """The budget is the run's own (a key's per-run budget). Else it is only its key's largest
+    cap, which the key's periods enforce and alert on: the run's thresholds stay silent."""
     state: RunState | None = None
     """(Runs before lines.) What such a run carries across continue-as-new."""
     opening: OpeningLine | None = None

@@ -7,12 +7,15 @@ from typing import Any
 from fastapi import APIRouter, BackgroundTasks, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
+from sqlalchemy import Engine
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from api import keys
+from api.auth import KeyPolicy
 from api.deps import EngineDep, KeyCacheDep, SessionDep, TemporalClientDep
 from api.errors import GatewayError, NotFound
+from api.key_budgets import period_figures, push_policy
 from api.ui.forms import error_text, form_of, parse_create, parse_update
 from api.ui.guard import CsrfDep, PageNotFound, SignedInDep
 from api.ui.render import page
@@ -71,12 +74,22 @@ async def create_key(
 def _edit_page(
     request: Request,
     session: UiSession,
+    db: Session,
     key: VirtualKey,
     form: dict[str, str],
     error: str | None = None,
     status: int = 200,
 ) -> Response:
-    context = {"nav": "keys", "key": keys.key_public(key), "form": form, "error": error}
+    engine = db.get_bind()
+    assert isinstance(engine, Engine)
+    periods = period_figures(engine, KeyPolicy.of(key))
+    context = {
+        "nav": "keys",
+        "key": keys.key_public(key),
+        "form": form,
+        "error": error,
+        "periods": periods,
+    }
     return page(request, "key_edit.html", context, session=session, status=status)
 
 
@@ -84,7 +97,7 @@ def _edit_page(
 def edit_form(key_id: str, request: Request, db: SessionDep, session: SignedInDep) -> Response:
     """A key's budgets and limits, ready to edit."""
     key = _key_or_404(db, key_id)
-    return _edit_page(request, session, key, form_of(key))
+    return _edit_page(request, session, db, key, form_of(key))
 
 
 @router.post("/keys/{key_id}")
@@ -94,16 +107,20 @@ async def edit_key(
     _csrf: CsrfDep,
     db: SessionDep,
     cache: KeyCacheDep,
+    temporal: TemporalClientDep,
+    engine: EngineDep,
     session: SignedInDep,
 ) -> Response:
-    """Save an edit (as ``PATCH /admin/keys/{id}``); the key's next call sees it."""
+    """Save an edit (as ``PATCH /admin/keys/{id}``): its running runs and current periods take
+    the new caps before the answer, and its next call sees it."""
     key = await run_in_threadpool(_key_or_404, db, key_id)
     form = {k: str(v) for k, v in (await request.form()).items() if k != "csrf"}
     try:
-        await run_in_threadpool(keys.update, db, cache, key_id, parse_update(form))
+        edited = await run_in_threadpool(keys.update, db, cache, key_id, parse_update(form))
     except (ValidationError, GatewayError) as err:
         db.rollback()
-        return _edit_page(request, session, key, form, error_text(err), status=400)
+        return _edit_page(request, session, db, key, form, error_text(err), status=400)
+    await push_policy(temporal, engine, KeyPolicy.of(edited))
     return RedirectResponse(f"/ui/keys?saved={key_id}", status_code=303)
 
 

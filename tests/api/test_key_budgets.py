@@ -25,25 +25,31 @@ async def test_period_budgets_and_timezone_are_stored(client: httpx.AsyncClient)
     assert key["timezone"] == "Europe/Paris"
 
 
-async def test_budget_usd_is_the_per_run_budget(client: httpx.AsyncClient) -> None:
-    """The older budget_usd still creates a per-run budget, and reads back under both names."""
+async def test_budget_usd_is_the_keys_total(client: httpx.AsyncClient) -> None:
+    """``budget_usd`` is the most the key spends over its life; a run is capped by it too, or by
+    ``budget_usd_per_run`` when that is set."""
     key = await create(client, budget_usd="2.5")
-    assert key["budget_usd_per_run"] == key["budget_usd"] == "2.500000"
+    assert key["budget_usd"] == "2.500000" and key["budget_usd_per_run"] is None
     assert key["budget_usd_per_day"] is None and key["timezone"] == "UTC"
+    assert key["max_open_runs"] == 100
+    both = await create(client, budget_usd="20", budget_usd_per_run="2")
+    assert (both["budget_usd"], both["budget_usd_per_run"]) == ("20.000000", "2.000000")
 
 
 @pytest.mark.parametrize(
     "body",
     [
         {"name": "none"},
-        {"name": "both", "budget_usd": "1", "budget_usd_per_run": "2"},
+        {"name": "a run's budget alone bounds no key", "budget_usd_per_run": "2"},
+        {"name": "no open run", "budget_usd": "1", "max_open_runs": 0},
         {"name": "tz", "budget_usd_per_day": "1", "timezone": "Mars/Olympus"},
         {"name": "tz", "budget_usd_per_day": "1", "timezone": "../etc/passwd"},
         {"name": "zero", "budget_usd_per_month": "0"},
     ],
 )
 async def test_bad_budgets_are_refused(client: httpx.AsyncClient, body: dict[str, object]) -> None:
-    """No budget, two disagreeing run budgets, an unknown zone or a zero budget is a 422."""
+    """No bounded budget (a per-run budget alone lets every new run spend afresh), no open run
+    allowed, an unknown zone or a zero budget is a 422."""
     response = await client.post("/admin/keys", json=body, headers=ADMIN)
     assert response.status_code == 422, response.text
     assert response.json()["error"]["message"]
@@ -76,11 +82,14 @@ async def test_patch_changes_policy_and_takes_effect_on_next_call(
     assert edited["tags"] == ["agent:reviewer"] and edited["timezone"] == "America/New_York"
     after = await cache.lookup(str(key["key"]))
     assert (after.rpm, after.max_parallel, after.budget_per_day_micros) == (5, 2, 3_000_000)
-    assert after.budget_micros == 3_000_000  # a day budget bounds each run too
+    assert after.budget_micros == 20_000_000  # no run budget: its largest (the day binds too)
     again = (await client.get(f"/admin/keys/{key['id']}", headers=ADMIN)).json()
     periods = again.pop("periods")
     assert again == edited
-    assert [(p["kind"], p["cap_usd"]) for p in periods] == [("day", "3.000000")]
+    assert [(p["kind"], p["cap_usd"]) for p in periods] == [
+        ("day", "3.000000"),
+        ("total", "20.000000"),
+    ]
 
 
 async def test_patch_sends_only_what_changes(client: httpx.AsyncClient) -> None:
@@ -89,13 +98,13 @@ async def test_patch_sends_only_what_changes(client: httpx.AsyncClient) -> None:
     response = await client.patch(f"/admin/keys/{key['id']}", json={"rpm": 7}, headers=ADMIN)
     edited = response.json()
     assert edited["rpm"] == 7 and edited["name"] == NEW_KEY["name"]
-    assert edited["budget_usd_per_run"] == "20.000000" and edited["tpm"] == NEW_KEY["tpm"]
+    assert edited["budget_usd"] == "20.000000" and edited["tpm"] == NEW_KEY["tpm"]
 
 
 @pytest.mark.parametrize(
     ("changes", "status"),
     [
-        ({"budget_usd_per_run": None}, 400),
+        ({"budget_usd": None}, 400),
         ({"name": None}, 400),
         ({"name": ""}, 422),
         ({"rpm": -1}, 422),
@@ -107,13 +116,14 @@ async def test_patch_sends_only_what_changes(client: httpx.AsyncClient) -> None:
 async def test_bad_patches_change_nothing(
     client: httpx.AsyncClient, changes: dict[str, object], status: int
 ) -> None:
-    """A PATCH that removes the last budget, nulls the name or breaks a rule is refused whole."""
+    """A PATCH that removes the last bounded budget, nulls the name or breaks a rule is refused
+    whole."""
     key = await create(client)
     response = await client.patch(f"/admin/keys/{key['id']}", json=changes, headers=ADMIN)
     assert response.status_code == status, response.text
     assert response.json()["error"]["message"]
     stored = (await client.get(f"/admin/keys/{key['id']}", headers=ADMIN)).json()
-    assert stored["budget_usd_per_run"] == "20.000000" and stored["name"] == NEW_KEY["name"]
+    assert stored["budget_usd"] == "20.000000" and stored["name"] == NEW_KEY["name"]
 
 
 async def test_patch_unknown_key_is_404(client: httpx.AsyncClient) -> None:

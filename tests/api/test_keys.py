@@ -44,7 +44,7 @@ async def test_create_shows_secret_once_and_stores_only_its_hash(
     with Session(engine) as session:
         stored = session.exec(select(VirtualKey)).one()
     assert stored.key_hash == hash_secret(secret)
-    assert stored.budget_per_run_micros == 20_000_000
+    assert stored.budget_total_micros == 20_000_000
     assert secret not in stored.model_dump_json()
 
 

@@ -20,7 +20,7 @@ from tests.polling import eventually
 def new_key(engine: Engine) -> tuple[str, str]:
     """A fresh key's (id, secret)."""
     with Session(engine) as session:
-        body = VirtualKeyCreate(name="agent", budget_usd_per_run=Decimal(1))
+        body = VirtualKeyCreate(name="agent", budget_usd=Decimal(1))
         created = keys.create(session, body)
     return created.id, created.key
 

@@ -57,7 +57,7 @@ async def test_pages_send_strangers_to_sign_in(client: httpx.AsyncClient) -> Non
     assert page.status_code == 303 and page.headers["location"] == "/ui/login"
     fragment = await client.get("/ui/runs/rows", headers={"hx-request": "true"})
     assert fragment.status_code == 401 and fragment.headers["hx-redirect"] == "/ui/login"
-    post = await client.post("/ui/keys", data={"name": "x", "budget_usd_per_run": "1"})
+    post = await client.post("/ui/keys", data={"name": "x", "budget_usd": "1"})
     assert post.status_code == 403
     login = await client.get("/ui/login")
     assert login.status_code == 200 and 'name="csrf"' in login.text

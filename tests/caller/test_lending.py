@@ -92,7 +92,7 @@ async def test_reports_settle_spend_and_top_lines_up() -> None:
     the_run = run(1_000_000, day=5_000_000)
     for _ in range(7):
         end(borrower, await borrower.reserve(keepers_of(the_run, NOW), need()), 250)
-    clock.now += 3.0
+    clock.now += 6.0  # past the report interval
     await borrower.tick_once()
     assert keepers.books("run-key.r").spent_micros == 7 * 250
     day = next(iter(keepers.periods))

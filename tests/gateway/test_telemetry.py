@@ -257,9 +257,7 @@ async def test_a_fallback_call_is_one_trace_from_the_api_to_the_run(
     linked = await eventually(
         lambda: [s for s in spans.get_finished_spans() if s.name == "HandleUpdate:lend"]
     )
-    assert linked and [link.context.span_id for link in linked[0].links] == [
-        update.context.span_id
-    ]
+    assert linked and [link.context.span_id for link in linked[0].links] == [update.context.span_id]
 
     history = await run_handle(traced.temporal, run_id).fetch_history()
     await Replayer(workflows=[AgentRun], interceptors=[TracingInterceptor()]).replay_workflow(

@@ -37,7 +37,7 @@ async def test_posts_without_the_csrf_token_are_refused(
 ) -> None:
     """A signed-in POST with no CSRF token, or another session's, is a 403 that changes nothing."""
     name = "csrf-probe"
-    form: dict[str, str | float | bool] = {"name": name, "budget_usd_per_run": "1"}
+    form: dict[str, str | float | bool] = {"name": name, "budget_usd": "1"}
     missing = await context.request.post("/ui/keys", form=form)
     forged = await context.request.post("/ui/keys", form={**form, "csrf": "forged"})
     assert missing.status == 403 and forged.status == 403
