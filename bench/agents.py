@@ -8,8 +8,9 @@ LiteLLM's proxy. What a gateway adds is its latency minus the direct latency of 
 The agents run in several processes (``bench.agents_load``, 25 agents each), so the generator
 is not what is measured: the direct target's p99 over L says how close it comes. Every round
 ends with a quiet tail of the api's report interval plus a second, so the round's batched
-reports (and their CPU) land in its own window; then, for runcap, the key's keepers' histories
-are counted (``bench.histories``): what the round, and the quiet time before it, cost Temporal.
+reports (and their CPU) land in its own window. For runcap, the key's keepers' histories are
+counted (``bench.histories``) just before and after its round: what its calls cost Temporal,
+and apart, what its idle lines cost while the other targets ran.
 
 A first, shorter round per target (not in the figures but shown apart) opens the runs, the
 lines and the connections: the measured rounds see agents already at work.
@@ -213,19 +214,14 @@ async def _cell(
         progress(f"{n} agents: round {r + 1}/{shape.rounds}, {shape.seconds:.0f} s per target")
         for target in order:
             if target.name != RUNCAP:
-                cell.rounds[target.name].append(
-                    await _block(load, target, shape.seconds, pids, tail)
-                )
-                continue
-            before, idle_seconds = await histories.count(), time.monotonic() - counted_at
-            block = await _block(load, target, shape.seconds, pids, tail)
-            after = await histories.count()
-            block.temporal, block.idle, block.idle_seconds = (
-                after - before,
-                before - counted,
-                idle_seconds,
-            )
-            counted, counted_at = after, time.monotonic()
+                block = await _block(load, target, shape.seconds, pids, tail)
+            else:
+                before, idle_seconds = await histories.count(), time.monotonic() - counted_at
+                block = await _block(load, target, shape.seconds, pids, tail)
+                after = await histories.count()
+                block.temporal, block.idle = after - before, before - counted
+                block.idle_seconds = idle_seconds
+                counted, counted_at = after, time.monotonic()
             cell.rounds[target.name].append(block)
     return cell
 
