@@ -67,7 +67,8 @@ demo: venv temporal
 	$(PY) -m examples.demo
 
 # Side by side with LiteLLM's proxy (installed once into ~/.cache/runcap, never by `make test`).
-# BENCH_ARGS picks parts and options, e.g. BENCH_ARGS='compare --rounds 6' or 'profile'.
+# BENCH_ARGS picks parts and options, e.g. BENCH_ARGS='compare --rounds 6' or 'profile', or
+# 'agents --agents 20,200' (many agents, each its own run; 'agents --quick': a 2-minute smoke test).
 bench: venv temporal
 	$(PY) -m bench $(BENCH_ARGS)
 

@@ -5,6 +5,14 @@ Parts, each on a stack of its own on 127.0.0.1:
 - ``compare``: the api and LiteLLM's proxy side by side on the same fake (LiteLLM is installed
   into a cached venv of the benchmark's own the first time), alternating, at concurrency 1, 10
   and 50, provider latency 0 and 200 ms, with CPU per process and the issue's targets;
+- ``agents``: the shape users have, N agents each its own run (``task:`` tag), each calling
+  (the provider answers after L), thinking T, calling again; direct, runcap and LiteLLM in
+  alternating rounds, with added p50 and p99, errors, calls/s, CPU per call per process,
+  runcap's Temporal updates and workflow tasks per call, and issue 14's targets. Options:
+  ``--agents 20,200`` (the cells, default 20,200), ``--rounds`` (per cell, default 3: each
+  target leads once), ``--round-seconds`` (30), ``--latency-ms`` (L, 1500), ``--think-ms``
+  (T, 500), ``--quick`` (5 agents, one round of 8 s: a smoke test in under two minutes), e.g.
+  ``make bench BENCH_ARGS='agents --agents 20,200'``;
 - ``gateway``: the api alone, non-stream and stream (time to first chunk), and throughput;
 - ``profile``: py-spy on the api and the worker under load, the top costs per call;
 - ``telemetry``: what tracing costs a call (a stack of its own, traced and not);
@@ -24,10 +32,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import compare, core, gateway, limits, pricing, profile, telemetry
+from bench import agents, compare, core, gateway, limits, pricing, profile, telemetry
 from bench.harness import stack
 
-PARTS = ("core", "compare", "gateway", "profile", "telemetry", "limits", "pricing")
+PARTS = ("core", "compare", "agents", "gateway", "profile", "telemetry", "limits", "pricing")
 OWN_STACK = ("telemetry", "limits", "pricing")
 """Parts that start what they need themselves."""
 DEFAULT_PARTS = ["core", "compare"]
@@ -53,7 +61,9 @@ async def main(args: argparse.Namespace, root: Path) -> None:
             if part == "core":
                 await core.run(running)
             elif part == "compare":
-                await compare.run(running, rounds=args.rounds, scale=args.scale)
+                await compare.run(running, rounds=args.rounds or 4, scale=args.scale)
+            elif part == "agents":
+                await agents.run(running, agent_shapes(args))
             elif part == "gateway":
                 await gateway.run(running)
             else:
@@ -65,13 +75,30 @@ async def main(args: argparse.Namespace, root: Path) -> None:
                 )
 
 
+def agent_shapes(args: argparse.Namespace) -> list[agents.Shape]:
+    latency, think = args.latency_ms / 1000, args.think_ms / 1000
+    counts = [5] if args.quick else [int(n) for n in args.agents.split(",")]
+    rounds = 1 if args.quick else (args.rounds or 3)
+    seconds = 8.0 if args.quick else args.round_seconds
+    # Two calls per agent warm its run and its connection; one in a quick smoke test.
+    warmup = (1 if args.quick else 2) * (latency + think)
+    return [agents.Shape(n, latency, think, seconds, rounds, warmup) for n in counts]
+
+
 def cli() -> None:
     logging.basicConfig(level=logging.WARNING)
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("parts", nargs="*", help=f"any of {', '.join(PARTS)}")
-    parser.add_argument("--rounds", type=int, default=4, help="compare: rounds per cell")
+    parser.add_argument(
+        "--rounds", type=int, help="compare and agents: rounds per cell (4 and 3 by default)"
+    )
+    parser.add_argument("--agents", default="20,200", help="agents: agent counts, e.g. 20,200")
+    parser.add_argument("--round-seconds", type=float, default=30.0, help="agents: per target")
+    parser.add_argument("--latency-ms", type=int, default=1500, help="agents: provider L")
+    parser.add_argument("--think-ms", type=int, default=500, help="agents: think time T")
+    parser.add_argument("--quick", action="store_true", help="agents: 5 agents, one short round")
     parser.add_argument("--scale", type=float, default=1.0, help="compare: calls per block x")
     parser.add_argument("--profile-seconds", type=float, default=20.0, help="profile: per load")
     parser.add_argument("--profile-latency", type=int, default=0, help="profile: provider ms")

@@ -21,11 +21,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from db.engine import make_engine
 from db.migrate import upgrade
+from db.models import MAX_BUDGET_USD
 from settings.temporal import dev_server_env
 from worker.devserver import DevServer, stop_process
 
@@ -81,15 +83,18 @@ async def child(
     *,
     cwd: Path | None = None,
     within: float = 60,
+    pipes: bool = False,
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    """``argv`` as a child process (output to ``log``), ready once ``port`` accepts."""
+    """``argv`` as a child process (output to ``log``), ready once ``port`` accepts; with
+    ``pipes``, its stdin and stdout are pipes to talk to it (only stderr goes to ``log``)."""
+    pipe = asyncio.subprocess.PIPE
     with log.open("ab") as out:
         process = await asyncio.create_subprocess_exec(
             *argv,
             env=env,
             cwd=cwd,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=out,
+            stdin=pipe if pipes else asyncio.subprocess.DEVNULL,
+            stdout=pipe if pipes else out,
             stderr=out,
             preexec_fn=_die_with_parent,
         )
@@ -203,14 +208,30 @@ HEADER = (
 )
 
 
-async def create_key(http: httpx.AsyncClient, stack: Stack, budget_usd: str = "100000") -> str:
-    """A fresh runcap key (so a fresh run) with a budget no benchmark comes near."""
+async def create_key(
+    http: httpx.AsyncClient, stack: Stack, budget_usd: str = "100000", **fields: object
+) -> str:
+    """A fresh runcap key (so a fresh run) with budgets no benchmark comes near: per run, and
+    per day (a key needs a bounded budget; the day's ``KeyBudget`` lends on every call's path,
+    as in production). ``fields`` go into the key as they are (``loop_max_repeats``...)."""
+    key: str = (await create_key_record(http, stack, budget_usd, **fields))["key"]
+    return key
+
+
+async def create_key_record(
+    http: httpx.AsyncClient, stack: Stack, budget_usd: str = "100000", **fields: object
+) -> dict[str, Any]:
+    """``create_key``'s whole answer: the secret in ``key``, the key's ``id``."""
     assert stack.api_url is not None
+    body = {
+        "name": f"bench-{uuid.uuid4().hex[:6]}",
+        "budget_usd_per_run": budget_usd,
+        "budget_usd_per_day": str(MAX_BUDGET_USD),
+        **fields,
+    }
     response = await http.post(
-        f"{stack.api_url}/admin/keys",
-        json={"name": f"bench-{uuid.uuid4().hex[:6]}", "budget_usd_per_run": budget_usd},
-        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        f"{stack.api_url}/admin/keys", json=body, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
     )
     response.raise_for_status()
-    key: str = response.json()["key"]
-    return key
+    record: dict[str, Any] = response.json()
+    return record
