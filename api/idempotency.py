@@ -7,7 +7,8 @@ The same key with a different request is refused (409): never another request's 
 What is stored: every outcome that spent money (an answer, or a call cut off after the provider
 may have worked). An outcome that spent nothing (refused, or every target failed) is forgotten,
 so a retry may try again. A claim whose owner died before it reserved anything is taken over
-once it is older than ``stale_after`` and the ledger has no row for it.
+once it is older than ``stale_after`` and neither the ledger nor the journal of calls in
+flight has it (a call that may have gone out is billed by its run, never run twice).
 
 Nothing here grows without bound: each api instance deletes answers older than 24 h every few
 minutes (``purging``, one indexed DELETE), and a retry waits for the first request at most
@@ -29,6 +30,7 @@ from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session
 
+from db.journal_models import CallInFlight
 from db.models import IdempotentRequest, LedgerEntry, utcnow
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,7 @@ KEEP_FOR = timedelta(hours=24)
 MAX_KEY_LENGTH = 200
 R = IdempotentRequest.__table__  # type: ignore[attr-defined]
 L = LedgerEntry.__table__  # type: ignore[attr-defined]
+INTENTS = CallInFlight.__table__  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -129,9 +132,12 @@ class IdempotencyStore:
             created = row.created_at
             if created.tzinfo is None:  # SQLite gives naive UTC back
                 created = created.replace(tzinfo=utcnow().tzinfo)
-            if ledger is None and utcnow() - created > self.stale_after:
-                # Its owner died before reserving (the run would have recorded anything it
-                # reserved by now): take it over.
+            in_flight = conn.execute(
+                select(INTENTS.c.call_id).where(INTENTS.c.call_id == call_id)
+            ).first()
+            if ledger is None and in_flight is None and utcnow() - created > self.stale_after:
+                # Its owner died before its call could go out (no intent, no ledger row; a call
+                # that may have gone out keeps its intent until its run bills it): take it over.
                 taken = conn.execute(
                     update(R)
                     .where(R.c.key_id == key_id, R.c.idem_hash == idem_hash, R.c.owner == row.owner)

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from caller.errors import CallFailed
-from caller.lending import Hold
+from caller.lines import Hold
 from caller.walk import Served, Walk
 from providers.base import StreamProgress
 from telemetry.genai import CallTrace

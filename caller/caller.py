@@ -25,7 +25,13 @@ from caller.call import Admission, CallReply, CallStream, GrantedCall, StreamEnd
 from caller.errors import CallFailed
 from caller.journal import Journal
 from caller.keepers import TemporalKeepers
-from caller.lending import Ending, Hold, Lending, LocalLine, wall_now
+from caller.lending import Lending
+from caller.lines import (
+    Ending,
+    Hold,
+    LocalLine,
+    wall_now,
+)
 from caller.runs import RunOpener, keepers_of, run_id_of
 from caller.walk import Walk, WalkPolicy
 from db.journal import Intent
@@ -207,7 +213,7 @@ class Caller:
             keepers[0] = replace(keepers[0], start=started)
         hold = await self.lending.reserve(keepers, need)
         now = hold.started(now)
-        run_line = hold.lines[0][0] if hold.lines else None
+        run_line = hold.run_line
         call_timeout = run.call_timeout_seconds if isinstance(run, RunInput) else 900
         grant = _admission(hold, run_line, now + timedelta(seconds=call_timeout))
         key_id = run.key_id if isinstance(run, RunInput) else ""
@@ -300,8 +306,10 @@ class Caller:
         if self.lending.ended(granted.hold, ending):
             # An overrun: the run must close the target before this client's next call can
             # hold, so its report goes now, before the answer, not a few seconds later.
-            with contextlib.suppress(Exception):
-                await self.lending.report(granted.hold.lines[0][0].keeper.workflow_id)
+            run_line = granted.hold.run_line
+            if run_line is not None:
+                with contextlib.suppress(Exception):
+                    await self.lending.report(run_line.keeper.workflow_id)
 
 
 def _admission(hold: Hold, run_line: LocalLine | None, deadline: datetime) -> Admission:

@@ -27,7 +27,10 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from caller.errors import CallFailed, update_failure
-from caller.lending import Keeper, wall_now
+from caller.lines import (
+    Keeper,
+    wall_now,
+)
 from workflows import errors
 from workflows.agent_run import AgentRun
 from workflows.contracts import TASK_QUEUE

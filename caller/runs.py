@@ -20,7 +20,11 @@ from temporalio.converter import value_to_type
 from caller.errors import CallFailed
 from caller.journal import Journal
 from caller.keepers import KEPT_RUNNING, TemporalKeepers, remember
-from caller.lending import MIN_ROOM_CALLS, Keeper, Lending
+from caller.lending import Lending
+from caller.lines import (
+    MIN_ROOM_CALLS,
+    Keeper,
+)
 from db.journal import Opening
 from workflows import errors
 from workflows.key_contracts import KeyBudgetInput, key_budget_id

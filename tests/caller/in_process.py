@@ -10,7 +10,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from caller.errors import CallFailed
-from caller.lending import Keeper
+from caller.lines import Keeper
 from workflows import errors
 from workflows.key_contracts import KeyBudgetInput, PeriodBooks
 from workflows.lending_contracts import Books, LendAnswer, LendRequest

@@ -16,7 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from caller.errors import CallFailed
-from caller.lending import Ending, Hold, Keeper, Lending
+from caller.lending import Lending
+from caller.lines import (
+    Ending,
+    Hold,
+    Keeper,
+)
 from caller.runs import keepers_of
 from tests.caller.in_process import InProcessKeepers
 from workflows import errors

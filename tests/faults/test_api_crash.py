@@ -1,7 +1,7 @@
 """SIGKILL an api instance mid-burst and mid-stream; its clients retry by Idempotency-Key.
 
-The doomed instance gives its runs a 3 s caller timeout, so the run settles its silent calls
-soon after the kill; the other instances keep the default.
+The doomed instance gives its runs a 3 s caller timeout, so the run bills its calls that may
+have gone out (its intents) soon after the kill; the other instances keep the default.
 """
 
 from __future__ import annotations
@@ -115,11 +115,9 @@ async def kill_mid_call(gateway: Gateway, fake: FakeControl, *, stream: bool) ->
     # Every request the provider worked on for the cut calls is billed, once, at its reservation.
     assert len(cut_rows) == CALLS, [row.status for row in rows]
     assert all(r.status == "unknown" and r.cost_micros == r.reserved_micros > 0 for r in cut_rows)
-    # The doomed instance may have held an advance from the first call: what it did not report
-    # is billed, once (README, Advances).
-    advances = [row for row in rows if row.call_id.startswith("adv-")]
-    assert all(row.status == "unknown" and "/" not in row.call_id for row in advances)
-    assert spend.calls == 2 + CALLS + len(advances)
+    # Nothing else: the doomed instance's lines held unused room, and that came back (README,
+    # Crashes): the first call, the cut ones, the fresh one.
+    assert spend.calls == 2 + CALLS
 
 
 async def test_sigkill_api_mid_burst_clients_retry_by_idempotency_key(
