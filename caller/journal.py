@@ -77,15 +77,20 @@ class Journal:
         return await asyncio.shield(write.done)
 
     async def _drain(self) -> None:
+        """Commit what waits, intents first: a call about to go out waits behind at most the
+        transaction under way, never behind a batch of rows of calls that already answered."""
         while self._waiting:
-            batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
-            intents = [w.intent for w in batch if w.intent is not None]
+            intents = [w for w in self._waiting if w.intent is not None]
+            batch = (intents or self._waiting)[:MAX_BATCH]
+            taken = {id(w) for w in batch}
+            self._waiting = [w for w in self._waiting if id(w) not in taken]
+            ready = [w.intent for w in batch if w.intent is not None]
             rows = {w.row.call_id: w.row for w in batch if w.row is not None}  # last word wins
             try:
-                await asyncio.to_thread(self._commit, intents, list(rows.values()))
+                await asyncio.to_thread(self._commit, ready, list(rows.values()))
                 ok = True
             except Exception:
-                log.warning("journal write of %d intents, %d rows failed", len(intents), len(rows))
+                log.warning("journal write of %d intents, %d rows failed", len(ready), len(rows))
                 ok = False
             for write in batch:
                 if not write.done.done():

@@ -307,8 +307,9 @@ class Lending:
         if line.sending is not None:
             return True  # a report that failed: resend it
         news = not line.news.empty()
-        if news and (now - line.sent_at >= self.report_every or line.room < line.per_call):
-            return True
+        low = line.room < max(line.desired_room() // 2, line.per_call)
+        if news and (now - line.sent_at >= self.report_every or low):
+            return True  # on time, or early enough to be topped up before the room runs out
         if line.room > 0 and (
             line.recalled or not line.lend or now - line.used_at >= self.idle_after
         ):

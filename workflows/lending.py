@@ -43,8 +43,9 @@ SHARE = 4
 cap's money while another waits; near the cap there is no spare room at all."""
 MIN_CALLS = 2
 """Spare room below two calls' worth saves nothing: the keeper is near its cap."""
-MAX_CALLS = 256
-"""The most calls' worth of spare room one line holds."""
+MAX_CALLS = 1024
+"""The most calls' worth of spare room one line holds (a key's period line serves every run of
+the key on its api instance: at 100 calls/s it holds a few seconds' worth)."""
 
 
 def lent_micros(books: Books) -> Money:
