@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -343,9 +344,10 @@ class Lending:
                 routine.append(line)
             elif not line.holding() and line.news.empty() and now - line.used_at >= self.idle_after:
                 del self.lines[line.keeper.workflow_id]
-        share = max(ROUTINE_PER_TICK, -(-len(self.lines) * self.tick // self.report_every))
+        ticks = self.report_every / self.tick  # the ticks of one report interval
+        share = len(routine) if ticks <= 1 else max(ROUTINE_PER_TICK, len(self.lines) / ticks)
         routine.sort(key=lambda line: line.sent_at)
-        due = [*urgent, *routine[: int(share)]]
+        due = [*urgent, *routine[: math.ceil(share)]]
         if due:
             await asyncio.gather(*(self._report_quietly(line) for line in due))
 
