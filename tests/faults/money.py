@@ -107,8 +107,10 @@ async def assert_settled(gateway: Gateway, run_id: str, answers: Iterable[Answer
     async def settled() -> RunSpend | None:
         with contextlib.suppress(Exception):  # Temporal or the worker may still be coming back
             spend = await run_spend(gateway.temporal, run_id)
-            rows = await asyncio.to_thread(_billed_rows, gateway, run_id)
-            if spend.reserved_micros == 0 and spend.calls == len(rows):
+            rows = await asyncio.to_thread(_rows, gateway, run_id)
+            billed = [status for status in rows if status != "failed"]
+            heard = spend.calls == len(billed) and spend.failed_calls == len(rows) - len(billed)
+            if spend.reserved_micros == 0 and heard:
                 return spend
         return None
 
@@ -127,9 +129,8 @@ async def assert_settled(gateway: Gateway, run_id: str, answers: Iterable[Answer
     return spend
 
 
-def _billed_rows(gateway: Gateway, run_id: str) -> list[str]:
+def _rows(gateway: Gateway, run_id: str) -> list[str]:
+    """The status of each of the run's ledger rows."""
     with gateway.engine.connect() as conn:
-        query = select(col(LedgerEntry.call_id)).where(
-            col(LedgerEntry.run_id) == run_id, col(LedgerEntry.status) != "failed"
-        )
+        query = select(col(LedgerEntry.status)).where(col(LedgerEntry.run_id) == run_id)
         return list(conn.execute(query).scalars())

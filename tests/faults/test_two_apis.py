@@ -34,9 +34,12 @@ async def test_two_api_instances_share_one_run_budget(gateway: Gateway, fake: Fa
         answer.assert_answered_or_retryable()
     ok = [a for a in answers if a.ok]
     # Both instances took part (which one won the race for the money varies), and together
-    # they passed fewer calls than two budgets would have: one run, one cap.
+    # they spent at most one budget: one run, one cap. (Calls near the cap are granted smaller
+    # max_tokens, and calls that ended give back what they held but did not spend, so more
+    # than AFFORDABLE may pass: the money is what is bounded.)
     assert {a.api for a in answers if a.ok or a.budget_exceeded} == {0, 1}
-    assert 0 < len(ok) < 2 * AFFORDABLE
+    assert len(ok) > 0
+    assert sum(a.cost_micros or 0 for a in ok) <= per_call * AFFORDABLE
     assert all(a.ok or a.budget_exceeded for a in answers), [a.body for a in answers if not a.ok]
     assert watch.highest_micros <= watch.budget_micros
     await assert_settled(gateway, run_id, answers)
