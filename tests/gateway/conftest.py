@@ -60,7 +60,8 @@ class Gateway:
     alerts: list[dict[str, Any]]
     settings: Settings
     seen: Counter[tuple[str, str]]
-    """Requests the api received, by (path, the first 12 characters of the key sent)."""
+    """Requests the api received, by (path, the first 12 characters of the key sent); a
+    WebSocket handshake counts under ``ws:`` and its path."""
 
     async def create_key(self, **fields: Any) -> dict[str, Any]:
         """A virtual key through the admin api; returns its JSON (secret in ``key``)."""
@@ -157,11 +158,12 @@ def counting(app: Any, seen: Counter[tuple[str, str]]) -> Any:
     """``app``, counting each request by path and key, so a test can tell a client's retries."""
 
     async def wrapped(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
+        if scope["type"] in ("http", "websocket"):
             headers = dict(scope["headers"])
             secret = headers.get(b"x-api-key") or headers.get(b"authorization", b"")
             key = secret.decode(errors="replace").removeprefix("Bearer ")[:12]
-            seen[(scope["path"], key)] += 1
+            where = scope["path"] if scope["type"] == "http" else "ws:" + scope["path"]
+            seen[(where, key)] += 1
         await app(scope, receive, send)
 
     return wrapped

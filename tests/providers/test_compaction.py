@@ -8,7 +8,16 @@ from typing import Any
 import pytest
 
 from providers.formats import compaction
-from providers.formats.hub import Ended, Meter, Started, TextDelta, ToolDelta, ToolStarted
+from providers.formats.hub import (
+    Ended,
+    Event,
+    Finished,
+    Meter,
+    Started,
+    TextDelta,
+    ToolDelta,
+    ToolStarted,
+)
 from providers.formats.writers import ResponsesWriter
 from providers.translate import (
     Untranslatable,
@@ -128,8 +137,16 @@ async def test_stream_writes_one_item_and_completes() -> None:
     response.completed (even when the upstream stopped at its length cap)."""
     writer = ResponsesWriter(compaction=True)
     meter = Meter(Usage(input_tokens=30, output_tokens=4))
-    events = [Started("u", "m"), TextDelta("the pass"), TextDelta("word"), ToolStarted(0, "c", "x")]
-    raw = b"".join(c for e in [*events, ToolDelta(0, "{}"), Ended(meter)] for c in writer.write(e))
+    events: list[Event] = [
+        Started("u", "m"),
+        TextDelta("the pass"),
+        TextDelta("word"),
+        ToolStarted(0, "c", "x"),
+        ToolDelta(0, "{}"),
+        Finished("length"),
+        Ended(meter),
+    ]
+    raw = b"".join(chunk for e in events for chunk in writer.write(e))
     sse = [e.json() for e in await parse(raw)]
     kinds = [e["type"] for e in sse]
     assert kinds == [
