@@ -8,10 +8,9 @@ key's own list, else every named route and every priced model. Three clients, th
   ``limit``, ``after_id`` and ``before_id``;
 - Codex's model catalog (``?client_version=``, when Codex is given ``model_catalog_url`` and
   ``features.api_key_model_discovery``). Codex replaces its whole catalog with this one and uses
-  each entry's metadata, so every entry asks only for what any target can serve: function tools
-  (``apply_patch`` as a JSON function, not a freeform tool), no reasoning options, and a short
-  general prompt of runcap's (``CODEX_INSTRUCTIONS``) in place of Codex's prompt for its own
-  models.
+  each entry's metadata, so every entry is plain: Codex's shell tool and no freeform
+  ``apply_patch`` (edits go through the shell), no reasoning options, and a short general prompt
+  of runcap's (``CODEX_INSTRUCTIONS``) in place of Codex's own prompt for its own models.
 """
 
 from __future__ import annotations
@@ -115,7 +114,9 @@ def anthropic_page(
 
 
 def codex_catalog(models: Sequence[Usable]) -> JSON:
-    """Codex's ``ModelsResponse``: every field Codex 0.171 requires, and no more."""
+    """Codex's ``ModelsResponse``: every field Codex 0.171 requires, and no more (a value it
+    does not know, such as ``apply_patch_tool_type: "function"``, which 0.171 dropped, makes it
+    discard the whole catalog)."""
     return {
         "models": [
             {
@@ -130,7 +131,6 @@ def codex_catalog(models: Sequence[Usable]) -> JSON:
                 "base_instructions": CODEX_INSTRUCTIONS,
                 "supports_reasoning_summaries": False,
                 "support_verbosity": False,
-                "apply_patch_tool_type": "function",
                 "truncation_policy": {"mode": "bytes", "limit": 10_000},
                 "supports_parallel_tool_calls": False,
                 "experimental_supported_tools": [],

@@ -34,6 +34,9 @@ class ToolCall(BaseModel):
     input: str | None = None
     """A freeform (custom) tool's input, such as Codex's ``exec``: the Responses answer is a
     ``custom_tool_call``; the other formats, which have no such tool, get ``{"input": ...}``."""
+    times: int | None = None
+    """How many answers call the tool; ``null`` is every answer that may. An agent that rebuilds
+    its history (a compaction) may offer tools again with no tool result at the end."""
 
     def arguments_json(self) -> JSON:
         return {"input": self.input} if self.input is not None else self.arguments
@@ -254,6 +257,10 @@ def plan_answer(api: FakeFormat, body: JSON, script: Script, max_tokens: int) ->
         return Answer("", None, prompt, 0, 0, done, 0, "stop", compaction=summary)
     offered = _tools_offered(api, body) and not ends_with_tool_result(api, body)
     tool = script.tool_call if offered else None
+    if tool is not None and tool.times is not None:
+        left = tool.times
+        tool.times = max(left - 1, 0)
+        tool = tool if left > 0 else None
     if script.reply is not None:
         text = script.reply
     elif tool is not None:

@@ -301,8 +301,9 @@ async def test_responses_compaction_answers_one_sealed_item(fake: FakeProvider) 
 
 async def test_custom_tool_call_on_responses(fake: FakeProvider) -> None:
     """A scripted freeform tool call is a custom_tool_call on the Responses API (tools offered in
-    Codex's additional_tools item count), and its output gets a text answer."""
-    await fake.script("fake-small", tool_call={"name": "exec", "input": "text('hi')"})
+    Codex's additional_tools item count), its output gets a text answer, and ``times`` bounds
+    how often the tool is called."""
+    await fake.script("fake-small", tool_call={"name": "exec", "input": "text('hi')", "times": 1})
     tools = {"type": "additional_tools", "role": "developer", "tools": []}
     asked = [tools, {"type": "message", "role": "user", "content": "run it"}]
     first = (await _post(fake, "/v1/responses", {"model": "fake-small", "input": asked})).json()
@@ -313,3 +314,5 @@ async def test_custom_tool_call_on_responses(fake: FakeProvider) -> None:
         fake, "/v1/responses", {"model": "fake-small", "input": [*asked, call, output]}
     )
     assert second.json()["output"][0]["content"][0]["text"] == "echo: hi"
+    again = (await _post(fake, "/v1/responses", {"model": "fake-small", "input": asked})).json()
+    assert again["output"][0]["type"] == "message", "times: 1 calls the tool once"
