@@ -8,26 +8,26 @@ path of ``POST /v1/responses``: the same budget, bill, tags and stream. What the
 
 - ``previous_response_id`` names the last response on this socket, and the frame then holds only
   the new items. The socket keeps its last request's input and that response's output items
-  (bounded by the body limit) and rebuilds the whole input, so runcap still stores no
-  responses: the history lives as long as the socket, in the api process that serves it.
+  (bounded by the body limit) and rebuilds the whole input: runcap still stores no responses.
 - ``generate: false`` (Codex's prewarm) is answered at once with an empty completed response: no
   model call, no cost.
 - A refusal is an ``error`` frame with the HTTP status, error and headers, which Codex handles as
   it handles an HTTP error; the socket stays open.
 
-Why serve it rather than refuse it: refused with 405, Codex 0.171 retries five times over about
-7 s and logs six error lines in every session; refused with 426 it falls back to HTTPS at once,
-but still logs an error line each session and loses the prewarm and the incremental requests.
+Why serve it rather than refuse it: without it, Codex 0.171 tried the socket seven times in
+every session, over about 7 s, and wrote eleven error lines before falling back to HTTPS;
+refused with 426 it falls back at once but still writes an error line every session.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, AsyncIterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Response, WebSocket
@@ -40,8 +40,9 @@ from api.errors import openai_body as openai_error
 from api.gateway import Arrival, CallContext, serve_call
 from api.routes_responses import compaction_tags, stream_error
 from api.wire import ResponsesRequest
-from providers.formats.hub import Meter
+from providers.formats.hub import Meter, as_dict
 from providers.formats.responses import new_id, response_object
+from providers.sse import iter_events
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["responses"])
@@ -56,15 +57,6 @@ class _Last:
 
     response_id: str
     items: list[Any]
-
-
-@dataclass
-class _Answer:
-    """What a relayed stream showed of its response."""
-
-    response_id: str = ""
-    done: bool = False
-    output: list[Any] = field(default_factory=list)
 
 
 def error_frame(error: GatewayError) -> str:
@@ -112,6 +104,7 @@ class _Socket:
         self.inbox: asyncio.Queue[str | None] = asyncio.Queue(INBOX)
         self.gone = asyncio.Event()
         self.last: _Last | None = None
+        self.relaying = False
 
     async def serve(self) -> None:
         reader = asyncio.create_task(self._read())
@@ -119,8 +112,12 @@ class _Socket:
             while (text := await self.inbox.get()) is not None:
                 answer = asyncio.create_task(self._answer(text))
                 await asyncio.wait({answer, reader}, return_when=asyncio.FIRST_COMPLETED)
-                if not answer.done():  # the client left mid-answer: stop the call too
-                    answer.cancel()
+                if not answer.done():  # the client left mid-answer
+                    # A stream that began stops now, as over HTTPS. Before its first byte a call
+                    # cannot be stopped from here (nor over HTTPS): its first event, sent to no
+                    # one, ends it.
+                    if self.relaying:
+                        answer.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await answer
                     return
@@ -193,8 +190,12 @@ class _Socket:
         answer = await serve_call(
             self.ctx, key, arrival, "responses", self.wire, stream_error, compaction_tags
         )
-        seen = await self._relay(answer)
-        self.last = _Last(seen.response_id, [*body["input"], *seen.output]) if seen.done else None
+        self.relaying = True
+        try:
+            done, output = await self._relay(answer)
+        finally:
+            self.relaying = False
+        self.last = _Last(done, [*body["input"], *output]) if done else None
 
     def _whole_input(self, body: dict[str, Any]) -> list[Any]:
         """The frame's input after the items of the response it follows, if it names one."""
@@ -246,14 +247,20 @@ class _Socket:
             await self.websocket.send_text(json.dumps(event))
         self.last = _Last(response_id, list(body["input"]))
 
-    async def _relay(self, answer: Response) -> _Answer:
-        """The call's events, a frame each; SSE comments (the cost) have no frame."""
-        seen = _Answer()
-        async with contextlib.aclosing(_events(answer)) as events:
-            async for data in events:
-                _track(seen, json.loads(data))
-                await self.websocket.send_text(data.decode())
-        return seen
+    async def _relay(self, answer: Response) -> tuple[str, list[Any]]:
+        """The call's events, a frame each (SSE comments, such as the cost, have none); the id
+        of the response they completed (empty if none) and its output items."""
+        done, output = "", []
+        async with contextlib.aclosing(_lines(answer)) as lines:
+            async for event in iter_events(lines):
+                await self.websocket.send_text(event.data)
+                with contextlib.suppress(ValueError):
+                    data = event.json()
+                    if data.get("type") == "response.output_item.done":
+                        output.append(data.get("item"))
+                    elif data.get("type") in ("response.completed", "response.incomplete"):
+                        done = str(as_dict(data.get("response")).get("id") or "")
+        return done, output
 
 
 def _frame(text: str) -> dict[str, Any]:
@@ -266,40 +273,28 @@ def _frame(text: str) -> dict[str, Any]:
     return frame
 
 
-def _track(seen: _Answer, event: Any) -> None:
-    if not isinstance(event, dict):
-        return
-    kind = event.get("type")
-    if kind == "response.output_item.done" and isinstance(event.get("item"), dict):
-        seen.output.append(event["item"])
-    elif kind in ("response.completed", "response.incomplete"):
-        response = event.get("response") or {}
-        seen.response_id = str(response.get("id") or "")
-        seen.done = bool(seen.response_id)
-
-
-async def _events(answer: Response) -> AsyncGenerator[bytes, None]:
-    """The ``data`` of each SSE event of a streamed answer (or of a replayed one)."""
+async def _lines(answer: Response) -> AsyncGenerator[str, None]:
+    """The lines of a streamed answer (or of a replayed one) as they come; closing this closes
+    the stream, and so stops the call."""
     if isinstance(answer, StreamingResponse):
         chunks: AsyncIterable[Any] = answer.body_iterator
     else:
         chunks = _once(bytes(answer.body))
-    pending = b""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    pending = ""
     try:
         async for chunk in chunks:
-            pending += chunk if isinstance(chunk, bytes) else str(chunk).encode()
-            *blocks, pending = pending.split(b"\n\n")
-            for block in blocks:
-                data = b"\n".join(
-                    line[5:].lstrip() for line in block.split(b"\n") if line.startswith(b"data:")
-                )
-                if data:
-                    yield data
+            pending += decoder.decode(chunk) if isinstance(chunk, bytes) else str(chunk)
+            *lines, pending = pending.split("\n")
+            for line in lines:
+                yield line
+        if pending:
+            yield pending
     finally:
         close = getattr(chunks, "aclose", None)
         if close is not None:
             await close()
 
 
-async def _once(body: bytes) -> AsyncIterator[bytes]:
+async def _once(body: bytes) -> AsyncGenerator[bytes, None]:
     yield body

@@ -14,8 +14,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
 from providers.formats import compaction
-from tests.gateway.conftest import Gateway
+from tests.gateway.conftest import Gateway, settled_spend
 from tests.gateway.test_sdks import settled
+from tests.polling import eventually
 
 READ = {
     "type": "function",
@@ -103,6 +104,26 @@ async def test_refusals_are_error_frames_and_the_socket_stays_open(gateway: Gate
         warm = await create(ws, input=[], generate=False)
         assert warm[-1]["type"] == "response.completed"
     assert await gateway.fake.requests(MODEL) == []
+
+
+@pytest.mark.usefixtures("fake_reset")
+async def test_a_client_that_leaves_mid_stream_stops_its_call(gateway: Gateway) -> None:
+    """Closing the socket mid-answer cancels the provider request, as an HTTPS client that
+    disconnects does, and the call is billed what was received."""
+    key = await gateway.create_key(budget_usd="5")
+    reply = " ".join(f"word{i}" for i in range(60))
+    await gateway.fake.script(MODEL, reply=reply, chunk_delay_ms=100)
+    async with socket(gateway, key["key"]) as ws:
+        await ws.send(json.dumps({"type": "response.create", "model": MODEL, "input": "hi"}))
+        while json.loads(await ws.recv())["type"] != "response.output_text.delta":
+            pass
+
+    async def cancelled() -> bool:
+        return (await gateway.fake.calls())[MODEL]["cancelled"] == 1
+
+    assert await eventually(cancelled), "the provider never saw the request cancelled"
+    spend = await settled_spend(gateway, key["id"])
+    assert spend.calls == 1 and spend.spent_micros > 0 and spend.reserved_micros == 0
 
 
 async def test_a_bad_key_is_refused_at_the_handshake(gateway: Gateway) -> None:
