@@ -127,7 +127,11 @@ http_headers = {{ "x-runcap-tags" = "task:{task}" }}
     assert not [line for line in err.splitlines() if any(e in line for e in ERROR_LINES)], err
     mine = [h for h in gateway.heard if h["key"] == key["key"][:12]]
     assert not [h for h in mine if h["type"] == "websocket"]
-    kinds = [json.loads(h["x-codex-turn-metadata"])["request_kind"] for h in mine]
+    kinds = [
+        json.loads(h["x-codex-turn-metadata"])["request_kind"]
+        for h in mine
+        if h["path"] == "/v1/responses"
+    ]
     assert kinds.count("compaction") == 1, kinds
     sent = inputs(await gateway.fake.requests(MODEL))
     assert any(
