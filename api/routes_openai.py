@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from api import model_list
 from api.auth import bearer_token
@@ -35,7 +35,7 @@ async def list_models(
     request: Request,
     key: VirtualKeyDep,
     client_version: str | None = None,
-    limit: int = Query(model_list.ANTHROPIC_PAGE),
+    limit: int = model_list.ANTHROPIC_PAGE,
     after_id: str | None = None,
     before_id: str | None = None,
 ) -> dict[str, Any]:
@@ -47,7 +47,6 @@ async def list_models(
     models = model_list.usable(key, router)
     if client_version is not None:
         return model_list.codex_catalog(models)
-    headers = request.headers
-    if "anthropic-version" in headers or bearer_token(request) is None:
+    if "anthropic-version" in request.headers or bearer_token(request) is None:
         return model_list.anthropic_page(models, limit, after_id, before_id)
     return model_list.openai_list(models, router)

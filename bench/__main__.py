@@ -8,7 +8,8 @@ Parts, each on a stack of its own on 127.0.0.1:
 - ``gateway``: the api alone, non-stream and stream (time to first chunk), and throughput;
 - ``profile``: py-spy on the api and the worker under load, the top costs per call;
 - ``telemetry``: what tracing costs a call (a stack of its own, traced and not);
-- ``limits``: what the shared rate limits cost a call (a database only, no stack).
+- ``limits``: what the shared rate limits cost a call (a database only, no stack);
+- ``codex``: a real Codex session through the api, in both of Codex's setups.
 With no argument: ``core`` and ``compare``.
 """
 
@@ -23,10 +24,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import compare, core, gateway, limits, profile, telemetry
+from bench import codex, compare, core, gateway, limits, profile, telemetry
 from bench.harness import stack
 
-PARTS = ("core", "compare", "gateway", "profile", "telemetry", "limits")
+PARTS = ("core", "compare", "gateway", "profile", "telemetry", "limits", "codex")
 OWN_STACK = ("telemetry", "limits")
 """Parts that start what they need themselves."""
 DEFAULT_PARTS = ["core", "compare"]
@@ -52,6 +53,8 @@ async def main(args: argparse.Namespace, root: Path) -> None:
                 await compare.run(running, rounds=args.rounds, scale=args.scale)
             elif part == "gateway":
                 await gateway.run(running)
+            elif part == "codex":
+                await codex.run(running)
             else:
                 await profile.run(
                     running,
