@@ -31,6 +31,7 @@ from api import (
     routes_anthropic,
     routes_openai,
     routes_responses,
+    routes_responses_ws,
     runs,
     spend,
 )
@@ -215,6 +216,7 @@ def create_app(
     app.include_router(spend.router)
     app.include_router(routes_openai.router)
     app.include_router(routes_responses.router)
+    app.include_router(routes_responses_ws.router)
     app.include_router(routes_anthropic.router)
     app.include_router(runs.router)
     app.include_router(calls.router)
@@ -229,8 +231,11 @@ def create_app(
         return {"status": "ok"}
 
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+    @app.api_route("/api/hello", methods=["GET", "HEAD"], include_in_schema=False)
     async def root() -> dict[str, str]:
-        """What agents probe before their first call (Claude Code sends ``HEAD /``)."""
+        """What agents probe before their first call: Claude Code sends ``HEAD /``, and
+        ``HEAD /api/hello`` (Anthropic's reachability probe, which warms its connection) to an
+        ``ANTHROPIC_BASE_URL``. A 200 says the gateway is up; neither needs a key."""
         return {"service": "runcap", "dashboard": "/ui"}
 
     return app

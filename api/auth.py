@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from fastapi import Request
 from sqlalchemy import Engine
 from sqlmodel import Session, select
+from starlette.requests import HTTPConnection
 
 from api.errors import AuthError, GatewayError
 from api.settings import Settings
@@ -192,7 +193,7 @@ class KeyCache:
                 self._entries.pop(key_hash, None)
 
 
-def bearer_token(request: Request) -> str | None:
+def bearer_token(request: HTTPConnection) -> str | None:
     """The token of an ``Authorization: Bearer ...`` header, if any."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -201,7 +202,7 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
-def request_secret(request: Request) -> str:
+def request_secret(request: HTTPConnection) -> str:
     """The virtual key of a ``/v1`` call: ``Authorization: Bearer`` (OpenAI) or ``x-api-key``."""
     secret = bearer_token(request) or request.headers.get("x-api-key", "").strip()
     if not secret:

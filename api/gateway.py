@@ -11,15 +11,17 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
+from starlette.requests import HTTPConnection
 
 from api import request_costs
 from api.auth import KeyPolicy
@@ -53,6 +55,8 @@ from workflows.run_contracts import RunInput
 
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
 StreamError = Callable[[GatewayError], bytes]
+MoreTags = Callable[[dict[str, Any], Mapping[str, str]], list[str]]
+"""Tags a route reads from a call's body and headers (``request:compaction``)."""
 
 
 @asynccontextmanager
@@ -102,9 +106,9 @@ def parse_body(raw: bytes, model: type[BaseModel]) -> tuple[dict[str, Any], Any]
         raise BadRequest(f"{where}: {first['msg']}", param=where) from None
 
 
-def idempotency_key(request: Request) -> str | None:
+def idempotency_key(headers: Mapping[str, str]) -> str | None:
     """The request's ``Idempotency-Key``, checked; ``None`` when it has none."""
-    idem = request.headers.get("idempotency-key")
+    idem = headers.get("idempotency-key")
     if idem is not None and not 0 < len(idem) <= MAX_KEY_LENGTH:
         raise BadRequest(f"Idempotency-Key must be 1..{MAX_KEY_LENGTH} characters")
     return idem
@@ -154,7 +158,7 @@ class CallContext:
     metrics: GatewayMetrics
 
     @classmethod
-    def of(cls, request: Request) -> CallContext:
+    def of(cls, request: HTTPConnection) -> CallContext:
         state = request.app.state
         return cls(
             state.settings,
@@ -166,32 +170,67 @@ class CallContext:
         )
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """One model call as it arrived: an HTTP request, or a frame of the Responses WebSocket."""
+
+    raw: bytes
+    headers: Mapping[str, str]
+    path: str
+    gone: Callable[[], Awaitable[object]]
+    """Returns once the client has left (a non-streaming call is then cancelled)."""
+    received_at: float = field(default_factory=time.perf_counter)
+
+    @classmethod
+    def of(cls, request: Request, raw: bytes, received_at: float | None = None) -> Arrival:
+        """An HTTP request carrying ``raw`` as its body."""
+        at = time.perf_counter() if received_at is None else received_at
+        return cls(raw, request.headers, request.url.path, partial(_left, request), at)
+
+
 async def handle_call(
     request: Request,
     key: KeyPolicy,
     inbound: WireFormat,
     wire_model: type[BaseModel],
     stream_error: StreamError,
+    more_tags: MoreTags | None = None,
 ) -> Response:
-    """One model call in ``inbound`` format, non-streaming or streaming."""
+    """One model call in ``inbound`` format over HTTP, non-streaming or streaming."""
     received_at = time.perf_counter()
+    arrival = Arrival.of(request, await request.body(), received_at)
     ctx = CallContext.of(request)
-    raw = await request.body()
+    return await serve_call(ctx, key, arrival, inbound, wire_model, stream_error, more_tags)
+
+
+async def serve_call(
+    ctx: CallContext,
+    key: KeyPolicy,
+    arrival: Arrival,
+    inbound: WireFormat,
+    wire_model: type[BaseModel],
+    stream_error: StreamError,
+    more_tags: MoreTags | None = None,
+) -> Response:
+    """One model call however it arrived: the one path of budget, billing and streaming."""
+    received_at, raw = arrival.received_at, arrival.raw
     body, wire = parse_body(raw, wire_model)
     model: str = wire.model
     if not key.allows(model):
         raise ForbiddenModel(f"this key may not use model {model!r}")
-    tags = call_tags(body, request.headers.get("x-runcap-tags"), key.tags)
+    tags = call_tags(body, arrival.headers.get("x-runcap-tags"), key.tags)
+    if more_tags is not None:
+        tags += [t for t in more_tags(body, arrival.headers) if t not in tags]
     route = ctx.router.route_for(model, tags, inbound)
     extras = request_costs.inspect(body, inbound)  # tools and media the bytes do not show
     chain = request_costs.priced(route.chain, extras, inbound)
     max_tokens = bounded_output(
         wire.asked_output(), wire.output_cap(), route.chain, ctx.settings.max_output_tokens
     )
-    idem = idempotency_key(request)
+    idem = idempotency_key(arrival.headers)
     claim: Claim | None = None
     if idem is not None:
-        claim = await _claim(ctx, key, idem, request_hash(request.url.path, raw))
+        claim = await _claim(ctx, key, idem, request_hash(arrival.path, raw))
         if claim.kind != "ours":
             return _replay(claim)
     run = run_for(key, tags, ctx.settings)
@@ -202,7 +241,7 @@ async def handle_call(
         max_tokens=max_tokens,
         tags=tags,
         call_id=claim.call_id if claim else "",
-        headers={h: v for h in FORWARDED_HEADERS if (v := request.headers.get(h))},
+        headers={h: v for h in FORWARDED_HEADERS if (v := arrival.headers.get(h))},
         requested_model=model,
         input_tokens=len(raw) + extras.input_tokens(chain),
         first_byte_timeout=route.first_byte_timeout,
@@ -232,7 +271,7 @@ async def handle_call(
                 media_type="text/event-stream",
                 headers={"cache-control": "no-cache", "x-runcap-call-id": call_stream.call_id},
             )
-        reply = await _until_disconnect(request, ctx.caller.call(run, spec))
+        reply = await _until_gone(arrival.gone, ctx.caller.call(run, spec))
     except CallFailed as failure:
         error = failure_to_http(failure.failure, chain)
         ctx.metrics.refused(error.code)
@@ -313,13 +352,18 @@ class _Saver:
         await asyncio.to_thread(self.store.forget, self.key_id, self.idem)
 
 
-async def _until_disconnect(request: Request, work: Any) -> Any:
-    """Run ``work``; if the client disconnects first, cancel it (the provider request with it)."""
+async def _left(request: Request) -> None:
+    """Returns once an HTTP client has disconnected."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _until_gone(gone: Callable[[], Awaitable[object]], work: Any) -> Any:
+    """Run ``work``; if the client leaves first, cancel it (the provider request with it)."""
     task = asyncio.ensure_future(work)
 
     async def watch() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
+        await gone()
         task.cancel()
 
     watcher = asyncio.create_task(watch())

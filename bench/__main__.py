@@ -18,6 +18,7 @@ Parts, each on a stack of its own on 127.0.0.1:
 - ``telemetry``: what tracing costs a call (a stack of its own, traced and not);
 - ``limits``: what the shared rate limits cost a call (a database only, no stack);
 - ``pricing``: what tiered prices, tool fees and media bounds change and cost (no stack).
+- ``codex``: a real Codex session through the api, in both of Codex's setups.
 With no argument: ``core`` and ``compare``.
 """
 
@@ -32,10 +33,20 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import agents, compare, core, gateway, limits, pricing, profile, telemetry
+from bench import agents, codex, compare, core, gateway, limits, pricing, profile, telemetry
 from bench.harness import stack
 
-PARTS = ("core", "compare", "agents", "gateway", "profile", "telemetry", "limits", "pricing")
+PARTS = (
+    "core",
+    "compare",
+    "agents",
+    "gateway",
+    "profile",
+    "telemetry",
+    "limits",
+    "pricing",
+    "codex",
+)
 OWN_STACK = ("telemetry", "limits", "pricing")
 """Parts that start what they need themselves."""
 DEFAULT_PARTS = ["core", "compare"]
@@ -66,6 +77,8 @@ async def main(args: argparse.Namespace, root: Path) -> None:
                 await agents.run(running, agent_shapes(args))
             elif part == "gateway":
                 await gateway.run(running)
+            elif part == "codex":
+                await codex.run(running)
             else:
                 await profile.run(
                     running,

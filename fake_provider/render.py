@@ -63,7 +63,7 @@ def _anthropic_usage(a: Answer) -> JSON:
 
 
 def _tool_json(a: Answer) -> str:
-    return compact(a.tool.arguments).decode() if a.tool else ""
+    return compact(a.tool.arguments_json()).decode() if a.tool else ""
 
 
 def render_body(api: FakeFormat, model: str, a: Answer) -> JSON:
@@ -79,7 +79,7 @@ def render_body(api: FakeFormat, model: str, a: Answer) -> JSON:
                     "type": "tool_use",
                     "id": a.tool.id,
                     "name": a.tool.name,
-                    "input": a.tool.arguments,
+                    "input": a.tool.arguments_json(),
                 }
             )
         return {

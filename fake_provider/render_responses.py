@@ -11,7 +11,7 @@ import itertools
 import time
 from typing import Any
 
-from fake_provider.script import Answer, compact
+from fake_provider.script import Answer, compact, seal
 from providers.sse import encode_event
 
 JSON = dict[str, Any]
@@ -32,6 +32,10 @@ def _usage(a: Answer) -> JSON:
 
 
 def _items(a: Answer, n: int) -> list[JSON]:
+    if a.compaction is not None:
+        return [
+            {"type": "compaction", "id": f"cmp_fake_{n}", "encrypted_content": seal(a.compaction)}
+        ]
     items: list[JSON] = [
         {"type": "web_search_call", "id": f"ws_fake_{n}_{k}", "status": "completed"}
         for k in range(a.web_searches)
@@ -50,7 +54,18 @@ def _items(a: Answer, n: int) -> list[JSON]:
                 "content": [part],
             }
         )
-    if a.tool:
+    if a.tool and a.tool.input is not None:
+        items.append(
+            {
+                "type": "custom_tool_call",
+                "id": f"ctc_fake_{n}",
+                "call_id": a.tool.id,
+                "name": a.tool.name,
+                "input": a.tool.input,
+                "status": "completed",
+            }
+        )
+    elif a.tool:
         items.append(
             {
                 "type": "function_call",

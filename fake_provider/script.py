@@ -7,6 +7,8 @@ reached the provider.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 from collections import deque
@@ -29,6 +31,15 @@ class ToolCall(BaseModel):
     name: str
     arguments: JSON = Field(default_factory=dict)
     id: str = "call_fake_1"
+    input: str | None = None
+    """A freeform (custom) tool's input, such as Codex's ``exec``: the Responses answer is a
+    ``custom_tool_call``; the other formats, which have no such tool, get ``{"input": ...}``."""
+    times: int | None = None
+    """How many answers call the tool; ``null`` is every answer that may. An agent that rebuilds
+    its history (a compaction) may offer tools again with no tool result at the end."""
+
+    def arguments_json(self) -> JSON:
+        return {"input": self.input} if self.input is not None else self.arguments
 
 
 class Fault(BaseModel):
@@ -145,6 +156,34 @@ def _text(content: Any) -> str:
     return " ".join(t for t in texts if t)
 
 
+_RESUMED_FROM = ("function_call_output", "custom_tool_call_output", "compaction")
+"""Responses input items after which the model answers in text: a tool's result, or the
+summary a compaction left in place of the history."""
+COMPACTION_TRIGGER = "compaction_trigger"
+_SEALED = "fake-encrypted:"
+"""Starts the fake's own compaction content, as opaque to others as OpenAI's."""
+
+
+def seal(summary: str) -> str:
+    return _SEALED + base64.b64encode(summary.encode()).decode()
+
+
+def unseal(content: Any) -> str:
+    if not isinstance(content, str) or not content.startswith(_SEALED):
+        return ""
+    try:
+        return base64.b64decode(content[len(_SEALED) :]).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
+
+
+def compaction_asked(api: FakeFormat, body: JSON) -> bool:
+    """A Responses request whose input ends with Codex's compaction trigger."""
+    given = body.get("input") if api == "responses" else None
+    last = given[-1] if isinstance(given, list) and given else None
+    return isinstance(last, dict) and last.get("type") == COMPACTION_TRIGGER
+
+
 def _last_turn(api: FakeFormat, body: JSON) -> JSON:
     """The last user-side message (or Responses input item) the model is answering; system
     turns after it (Claude Code sends some) do not count."""
@@ -153,7 +192,7 @@ def _last_turn(api: FakeFormat, body: JSON) -> JSON:
         if isinstance(given, str):
             return {"role": "user", "content": given}
         turns = [i for i in given or [] if isinstance(i, dict)]
-        turns = [i for i in turns if i.get("type") == "function_call_output" or _from_user(i)]
+        turns = [i for i in turns if i.get("type") in _RESUMED_FROM or _from_user(i)]
     else:
         turns = [m for m in body.get("messages") or [] if isinstance(m, dict) and _from_user(m)]
     return turns[-1] if turns else {}
@@ -169,7 +208,7 @@ def ends_with_tool_result(api: FakeFormat, body: JSON) -> bool:
     if api == "openai":
         return last.get("role") == "tool"
     if api == "responses":
-        return last.get("type") == "function_call_output"
+        return last.get("type") in _RESUMED_FROM
     content = last.get("content")
     blocks = content if isinstance(content, list) else []
     return any(isinstance(b, dict) and b.get("type") == "tool_result" for b in blocks)
@@ -177,7 +216,9 @@ def ends_with_tool_result(api: FakeFormat, body: JSON) -> bool:
 
 def last_user_text(api: FakeFormat, body: JSON) -> str:
     last = _last_turn(api, body)
-    if last.get("type") == "function_call_output":
+    if last.get("type") == "compaction":
+        return unseal(last.get("encrypted_content"))
+    if last.get("type") in _RESUMED_FROM:
         return _text(last.get("output"))
     return _text(last.get("content")) or ("tool results received" if last else "")
 
@@ -195,19 +236,42 @@ class Answer:
     reasoning_tokens: int
     finish: Literal["stop", "length", "tool_calls"]
     web_searches: int = 0
+    compaction: str | None = None
+    """For a compaction request: the summary, sealed into one compaction item."""
+
+
+def _tools_offered(api: FakeFormat, body: JSON) -> bool:
+    """Tools in ``tools``, or (Codex's Responses "lite" requests) in an ``additional_tools``
+    input item."""
+    given = body.get("input") if api == "responses" else None
+    extra = isinstance(given, list) and any(
+        isinstance(i, dict) and i.get("type") == "additional_tools" for i in given
+    )
+    return bool(body.get("tools")) or extra
 
 
 def plan_answer(api: FakeFormat, body: JSON, script: Script, max_tokens: int) -> Answer:
-    """The answer: scripted or an echo, cut at ``max_tokens`` as a real model would be."""
-    offered = bool(body.get("tools")) and not ends_with_tool_result(api, body)
+    """The answer: scripted or an echo, cut at ``max_tokens`` as a real model would be; a
+    compaction request gets one compaction item, as OpenAI's Responses API answers it."""
+    if compaction_asked(api, body):
+        history = {**body, "input": body["input"][:-1]}
+        summary = "summary: " + last_user_text(api, history)[:2000]
+        prompt = script.prompt_tokens or count_prompt(api, body)
+        done = tokens_of(len(summary.encode()))
+        return Answer("", None, prompt, 0, 0, done, 0, "stop", compaction=summary)
+    offered = _tools_offered(api, body) and not ends_with_tool_result(api, body)
     tool = script.tool_call if offered else None
+    if tool is not None and tool.times is not None:
+        left = tool.times
+        tool.times = max(left - 1, 0)
+        tool = tool if left > 0 else None
     if script.reply is not None:
         text = script.reply
     elif tool is not None:
         text = ""
     else:
         text = "echo: " + last_user_text(api, body)[:200]
-    natural = len(text.encode()) + (len(compact(tool.arguments)) if tool else 0)
+    natural = len(text.encode()) + (len(compact(tool.arguments_json())) if tool else 0)
     finish: Literal["stop", "length", "tool_calls"] = "tool_calls" if tool else "stop"
     if script.completion_tokens == "max":
         completion, finish = max_tokens, "length"

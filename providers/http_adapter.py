@@ -31,6 +31,8 @@ from providers.sse import SSEEvent, iter_events
 from providers.streams import StreamTranslator, UpstreamStreamError, make_translator
 from providers.translate import (
     Untranslatable,
+    compacting,
+    pass_through,
     strip_runcap_metadata,
     translate_reply,
     translate_request,
@@ -108,7 +110,7 @@ class HttpAdapter:
     # ---- translation ----
     def body(self, call: ProviderCall, *, stream: bool) -> JSON:
         if call.inbound == self.api:
-            body = dict(call.body)
+            body = pass_through(call.body, self.api)
         else:
             try:
                 body = translate_request(call.body, call.inbound, self.api)
@@ -123,8 +125,11 @@ class HttpAdapter:
     def usage(self, reply: JSON) -> Usage:
         return usage_of(reply, self.api)
 
-    def reply_for(self, reply: JSON, inbound: WireFormat) -> JSON:
-        return reply if inbound == self.api else translate_reply(reply, self.api, inbound)
+    def reply_for(self, reply: JSON, call: ProviderCall) -> JSON:
+        if call.inbound == self.api:
+            return reply
+        compaction = compacting(call.body, call.inbound, self.api)
+        return translate_reply(reply, self.api, call.inbound, compaction=compaction)
 
     # ---- shared machinery ----
     def _scrub(self, text: str) -> str:
@@ -171,7 +176,7 @@ class HttpAdapter:
             raise ProviderError(
                 502, f"{self.config.name}: reply is not JSON", retryable=True
             ) from None
-        return ProviderReply(self.reply_for(data, call.inbound), self.usage(data))
+        return ProviderReply(self.reply_for(data, call), self.usage(data))
 
     async def stream(self, call: ProviderCall, sink: ChunkSink) -> StreamResult:
         """Stream to ``sink`` as events arrive, holding back the closing events (``tail``).
@@ -181,7 +186,8 @@ class HttpAdapter:
         bytes the client has seen.
         """
         payload = self.body(call, stream=True)
-        translator = make_translator(self.api, call.inbound)
+        compaction = compacting(call.body, call.inbound, self.api)
+        translator = make_translator(self.api, call.inbound, compaction=compaction)
         sent = 0
         tail: list[bytes] = []
         response: httpx.Response | None = None

@@ -40,11 +40,17 @@ WRITERS: dict[WireFormat, type[Writer]] = {
 class StreamTranslator:
     """Reads ``upstream`` events; writes them for a ``caller`` speaking its own format."""
 
-    def __init__(self, upstream: WireFormat, caller: WireFormat) -> None:
+    def __init__(
+        self, upstream: WireFormat, caller: WireFormat, *, compaction: bool = False
+    ) -> None:
         self.upstream = upstream
         self.caller = caller
         self.reader = READERS[upstream]()
-        self.writer = None if upstream == caller else WRITERS[caller]()
+        self.writer: Writer | None = None
+        if compaction and caller == "responses":
+            self.writer = ResponsesWriter(compaction=True)
+        elif upstream != caller:
+            self.writer = WRITERS[caller]()
         self.output_bytes = 0
         """UTF-8 bytes of generated text and tool arguments: a bound of the output tokens
         received, for billing a stream cut short."""
@@ -113,6 +119,9 @@ def stream_error(caller: WireFormat, message: str, sequence: int = 0) -> bytes:
     return encode_data({"error": error})
 
 
-def make_translator(upstream: WireFormat, caller: WireFormat) -> StreamTranslator:
-    """The translator for a provider speaking ``upstream`` and a caller speaking ``caller``."""
-    return StreamTranslator(upstream, caller)
+def make_translator(
+    upstream: WireFormat, caller: WireFormat, *, compaction: bool = False
+) -> StreamTranslator:
+    """The translator for a provider speaking ``upstream`` and a caller speaking ``caller``;
+    ``compaction`` turns the model's text into one compaction item (``translate.compacting``)."""
+    return StreamTranslator(upstream, caller, compaction=compaction)

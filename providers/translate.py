@@ -12,13 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from providers.formats import chat, messages, responses
+from providers.formats import chat, compaction, messages, responses
 from providers.formats.hub import JSON, Meter, Reply, Request, Untranslatable
 from workflows.contracts import Usage, WireFormat
 
 __all__ = [
     "FORMATS",
     "Untranslatable",
+    "compacting",
+    "pass_through",
     "strip_runcap_metadata",
     "translate_reply",
     "translate_request",
@@ -69,9 +71,27 @@ def translate_request(body: JSON, source: WireFormat, target: WireFormat) -> JSO
     return FORMATS[target].write_request(FORMATS[source].read_request(body))
 
 
-def translate_reply(body: JSON, source: WireFormat, target: WireFormat) -> JSON:
-    """A ``source`` answer as a ``target`` answer."""
-    return FORMATS[target].write_reply(FORMATS[source].read_reply(body))
+def translate_reply(
+    body: JSON, source: WireFormat, target: WireFormat, *, compaction: bool = False
+) -> JSON:
+    """A ``source`` answer as a ``target`` answer; for a compaction request (see
+    ``compacting``), a Responses answer holding the model's text as one compaction item."""
+    reply = FORMATS[source].read_reply(body)
+    if compaction and target == "responses":
+        return responses.write_compaction(reply)
+    return FORMATS[target].write_reply(reply)
+
+
+def compacting(body: JSON, source: WireFormat, target: WireFormat) -> bool:
+    """A Responses caller's compaction that a ``target`` of another format serves by writing a
+    summary, which runcap carries in the compaction item (a Responses target compacts itself)."""
+    return source == "responses" and target != "responses" and compaction.requested(body)
+
+
+def pass_through(body: JSON, fmt: WireFormat) -> JSON:
+    """A body for a target of its own format: as sent, except that compaction items runcap wrote
+    become the turns they stand for (only runcap can read them)."""
+    return compaction.for_responses_target(body) if fmt == "responses" else dict(body)
 
 
 def usage_of(body: JSON, fmt: WireFormat) -> Usage:

@@ -86,6 +86,8 @@ class Request:
     user: str = ""
     reasoning_effort: str | None = None
     prompt_cache_key: str | None = None
+    compaction: bool = False
+    """The caller asked for a compaction summary (``providers.formats.compaction``)."""
 
     def add(self, role: Role, parts: list[Part]) -> None:
         """Append ``parts``, joining the previous turn when it has the same role."""

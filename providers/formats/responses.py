@@ -14,6 +14,7 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
+from providers.formats import compaction
 from providers.formats.hub import (
     FORCED,
     JSON,
@@ -142,6 +143,16 @@ def _read_item(req: Request, item: JSON) -> None:
             else "".join(p.text for p in _content(output) if isinstance(p, Text))
         )
         req.add("user", [ToolResult(str(item.get("call_id", "")), text)])
+    elif kind == compaction.TRIGGER:
+        req.compaction = True
+    elif kind in compaction.ITEM_TYPES:
+        summary = compaction.summary_of(item)
+        if summary is None:
+            raise Untranslatable(
+                "a compaction item written by the provider is encrypted for it, so only a "
+                "Responses target can read it"
+            )
+        req.add("user", [Text(compaction.HANDOFF + summary)])
     elif kind != "reasoning":
         raise Untranslatable(f"input item type {kind!r} can only go to a Responses target")
 
@@ -154,6 +165,8 @@ def read_request(body: JSON) -> Request:
     if isinstance(given, str):
         req.add("user", [Text(given)])
     for item in as_list(given):
+        if req.compaction:
+            raise Untranslatable("the compaction trigger must be the last input item")
         _read_item(req, as_dict(item))
     for tool in as_list(body.get("tools")):
         tool = as_dict(tool)
@@ -179,6 +192,10 @@ def read_request(body: JSON) -> Request:
     req.reasoning_effort = as_dict(body.get("reasoning")).get("effort")
     req.user = str(body.get("safety_identifier") or body.get("user") or "")
     req.prompt_cache_key = body.get("prompt_cache_key")
+    if req.compaction:
+        # The target writes the summary that runcap then carries in the compaction item.
+        req.add("user", [Text(compaction.PROMPT)])
+        req.tool_choice = "none" if req.tools else None
     return req
 
 
@@ -319,6 +336,13 @@ def response_object(
         "tools": [],
         "usage": write_usage(meter) if meter is not None else None,
     }
+
+
+def write_compaction(reply: Reply) -> JSON:
+    """The answer to a compaction request: exactly one compaction item, carrying the model's
+    text. A summary cut short is still a summary, so the response completes either way."""
+    output = [compaction.item(reply.text(), new_id("cmp"))]
+    return response_object(new_id("resp"), reply.model, output, stop="end", meter=reply.meter)
 
 
 def write_reply(reply: Reply) -> JSON:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from providers.formats import chat, messages, responses
+from providers.formats import chat, compaction, messages, responses
 from providers.formats.hub import (
     JSON,
     Ended,
@@ -160,10 +160,17 @@ class MessagesWriter(Writer):
 
 
 class ResponsesWriter(Writer):
-    """``response.created`` ... ``response.completed``, with every item opened and closed."""
+    """``response.created`` ... ``response.completed``, with every item opened and closed.
 
-    def __init__(self) -> None:
+    For a compaction (``compaction=True``) the model's text is not streamed: it is gathered and
+    sent at the end as the one compaction item Codex expects, and the response completes even
+    if the summary was cut short.
+    """
+
+    def __init__(self, *, compaction: bool = False) -> None:
         super().__init__()
+        self.compaction = compaction
+        self.summary: list[str] = []
         self.id = responses.new_id("resp")
         self.model = ""
         self.sequence = 0
@@ -231,7 +238,22 @@ class ResponsesWriter(Writer):
         self.open_calls = []
         return out
 
+    def _compaction(self, event: Event) -> list[bytes]:
+        if isinstance(event, TextDelta):
+            self.summary.append(event.text)
+        if not isinstance(event, Ended):
+            return []
+        item = compaction.item("".join(self.summary), responses.new_id("cmp"))
+        self.items.append(item)
+        return [
+            self._event("response.output_item.added", output_index=0, item=item),
+            self._event("response.output_item.done", output_index=0, item=item),
+            self._event("response.completed", response=self._response("end", event)),
+        ]
+
     def emit(self, event: Event) -> list[bytes]:
+        if self.compaction:
+            return self._compaction(event)
         if isinstance(event, TextDelta):
             out = [] if self.text_at is not None else self._open_text()
             item = self.items[self.text_at or 0]

@@ -276,3 +276,43 @@ async def test_concurrency_counts_requests_being_answered(fake: FakeProvider) ->
     stream = await _post(fake, "/v1/chat/completions", {**body, "stream": True})
     assert stream.status_code == 200
     assert (await fake.concurrency())["fake-small"] == {"running": 0, "peak": 3}
+
+
+async def test_responses_compaction_answers_one_sealed_item(fake: FakeProvider) -> None:
+    """A Responses request ending with Codex's compaction trigger gets exactly one compaction
+    item, opaque like OpenAI's; sent back in place of the history, it gets a text answer that
+    shows the summary kept the tool's output."""
+    tools = [{"type": "additional_tools", "role": "developer", "tools": []}]
+    history = [
+        *tools,
+        {"type": "message", "role": "user", "content": "read notes.txt"},
+        {"type": "custom_tool_call", "call_id": "c1", "name": "exec", "input": "cat notes.txt"},
+        {"type": "custom_tool_call_output", "call_id": "c1", "output": "the password is 42"},
+    ]
+    body = {"model": "fake-large", "input": [*history, {"type": "compaction_trigger"}]}
+    reply = (await _post(fake, "/v1/responses", body)).json()
+    [item] = reply["output"]
+    assert item["type"] == "compaction" and "42" not in item["encrypted_content"]
+    resumed = {"model": "fake-large", "input": [*history[:2], item]}
+    answer = (await _post(fake, "/v1/responses", resumed)).json()
+    [message] = answer["output"]
+    assert "the password is 42" in message["content"][0]["text"]
+
+
+async def test_custom_tool_call_on_responses(fake: FakeProvider) -> None:
+    """A scripted freeform tool call is a custom_tool_call on the Responses API (tools offered in
+    Codex's additional_tools item count), its output gets a text answer, and ``times`` bounds
+    how often the tool is called."""
+    await fake.script("fake-small", tool_call={"name": "exec", "input": "text('hi')", "times": 1})
+    tools = {"type": "additional_tools", "role": "developer", "tools": []}
+    asked = [tools, {"type": "message", "role": "user", "content": "run it"}]
+    first = (await _post(fake, "/v1/responses", {"model": "fake-small", "input": asked})).json()
+    [call] = first["output"]
+    assert call["type"] == "custom_tool_call" and call["input"] == "text('hi')"
+    output = {"type": "custom_tool_call_output", "call_id": call["call_id"], "output": "hi"}
+    second = await _post(
+        fake, "/v1/responses", {"model": "fake-small", "input": [*asked, call, output]}
+    )
+    assert second.json()["output"][0]["content"][0]["text"] == "echo: hi"
+    again = (await _post(fake, "/v1/responses", {"model": "fake-small", "input": asked})).json()
+    assert again["output"][0]["type"] == "message", "times: 1 calls the tool once"

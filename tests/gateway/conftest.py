@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -48,6 +49,7 @@ ROUTE_GUARDED = {
 """A chain that crosses formats: chat completions first, then Anthropic messages."""
 SEARCH_MODEL = "fake-searcher"
 """A model the fake serves whose overrides price web searches ($10 per 1,000)."""
+HEARD_HEADERS = ("anthropic-version", "openai-beta", "upgrade", "x-codex-turn-metadata")
 PRICE_OVERRIDES = {
     "gpt-6.2-sol": {"input": "2", "output": "10", "cached_input": "0.1", "cache_write": "2.5"},
     SEARCH_MODEL: {"input": "1", "output": "2", "tools": {"web_search": "10"}},
@@ -66,7 +68,11 @@ class Gateway:
     alerts: list[dict[str, Any]]
     settings: Settings
     seen: Counter[tuple[str, str]]
-    """Requests the api received, by (path, the first 12 characters of the key sent)."""
+    """Requests the api received, by (path, the first 12 characters of the key sent); a
+    WebSocket handshake counts under ``ws:`` and its path."""
+    heard: deque[dict[str, str]]
+    """The latest requests the api received: ``type``, ``path``, ``query``, ``key`` (its first
+    12 characters) and the headers in ``HEARD_HEADERS``, so a test can say what a client sent."""
 
     async def create_key(self, **fields: Any) -> dict[str, Any]:
         """A virtual key through the admin api; returns its JSON (secret in ``key``)."""
@@ -117,6 +123,7 @@ async def gateway(
     )
     app = create_app(settings, engine=gateway_engine, temporal_client=temporal_client)
     seen: Counter[tuple[str, str]] = Counter()
+    heard: deque[dict[str, str]] = deque(maxlen=1000)
     async with make_http_client() as http:
         providers = build_providers(settings.provider_configs(), http)
         worker = build_worker(
@@ -131,7 +138,7 @@ async def gateway(
         )
         async with (
             worker,
-            serving(counting(app, seen)) as base,
+            serving(counting(app, seen, heard)) as base,
             httpx.AsyncClient(base_url=base, headers=ADMIN, timeout=60) as admin,
         ):
             yield Gateway(
@@ -143,7 +150,16 @@ async def gateway(
                 alert_sink.bodies,
                 settings,
                 seen,
+                heard,
             )
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """A home directory of its own for an agent CLI, so no user configuration leaks in."""
+    path = tmp_path / "home"
+    path.mkdir()
+    return path
 
 
 async def settled_spend(gateway: Gateway, run_id: str) -> RunSpend:
@@ -165,15 +181,28 @@ async def settled_spend(gateway: Gateway, run_id: str) -> RunSpend:
     return spend
 
 
-def counting(app: Any, seen: Counter[tuple[str, str]]) -> Any:
-    """``app``, counting each request by path and key, so a test can tell a client's retries."""
+def counting(app: Any, seen: Counter[tuple[str, str]], heard: deque[dict[str, str]]) -> Any:
+    """``app``, counting each request by path and key, so a test can tell a client's retries,
+    and keeping the latest ones with a few headers (``Gateway.heard``)."""
 
     async def wrapped(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
+        if scope["type"] in ("http", "websocket"):
             headers = dict(scope["headers"])
             secret = headers.get(b"x-api-key") or headers.get(b"authorization", b"")
             key = secret.decode(errors="replace").removeprefix("Bearer ")[:12]
-            seen[(scope["path"], key)] += 1
+            where = scope["path"] if scope["type"] == "http" else "ws:" + scope["path"]
+            seen[(where, key)] += 1
+            request = {
+                "type": scope["type"],
+                "method": scope.get("method", "GET"),
+                "path": scope["path"],
+                "query": scope.get("query_string", b"").decode(errors="replace"),
+                "key": key,
+            }
+            for name in HEARD_HEADERS:
+                if (value := headers.get(name.encode())) is not None:
+                    request[name] = value.decode(errors="replace")
+            heard.append(request)
         await app(scope, receive, send)
 
     return wrapped

@@ -2,19 +2,22 @@
 
 Each runs non-interactively with its default model, a home directory of its own (no user
 configuration leaks in) and a ``task:`` tag sent through the CLI's own header setting; its calls
-must be billed to that tag in the ledger.
+must be billed to that tag in the ledger. Codex's own-provider setup, its compaction and its
+model catalog are in ``test_codex_native``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import uuid
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pytest
+import httpx
 
 from tests.agent_clis import CLAUDE_CODE, CODEX, ensure
 from tests.gateway.conftest import Gateway
@@ -32,19 +35,21 @@ RUN_LIMIT = 240.0
 """A bound on a CLI run, so a hung CLI fails the test instead of stalling the suite."""
 
 
-async def run_cli(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:
-    """Run a CLI to its end with nothing on stdin; its exit code, stdout and stderr."""
+async def run_cli(
+    args: list[str], cwd: Path, env: dict[str, str], stdin: bytes | None = None
+) -> tuple[int, str, str]:
+    """Run a CLI to its end with ``stdin`` (or nothing); its exit code, stdout and stderr."""
     base = {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"}
     proc = await asyncio.create_subprocess_exec(
         *args,
         cwd=cwd,
         env={**base, **env},
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), RUN_LIMIT)
+        out, err = await asyncio.wait_for(proc.communicate(stdin), RUN_LIMIT)
     except TimeoutError:
         proc.kill()
         await proc.wait()
@@ -59,13 +64,6 @@ async def task_row(gateway: Gateway, task: str) -> dict[str, Any]:
     [row] = response.json()["rows"]
     result: dict[str, Any] = row
     return result
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    path = tmp_path / "home"
-    path.mkdir()
-    return path
 
 
 async def test_claude_code_reads_a_file_through_runcap(gateway: Gateway, home: Path) -> None:
@@ -137,3 +135,34 @@ http_headers = {{ "x-runcap-tags" = "task:{task}" }}
     await settled(gateway, f"{key['id']}.{task}", 1)
     row = await task_row(gateway, task)
     assert row["calls"] >= 1 and Decimal(row["cost_usd"]) > 0
+
+
+async def test_claude_code_discovers_its_models_from_runcap(gateway: Gateway, home: Path) -> None:
+    """With CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY=1, Claude Code asks runcap for the key's
+    models (GET /v1/models?limit=1000, anthropic-version, x-api-key), accepts Anthropic's shape
+    and keeps for its model picker exactly the Claude models runcap listed."""
+    claude = await asyncio.to_thread(ensure, CLAUDE_CODE)
+    key = await gateway.create_key(budget_usd="20")
+    project = home.parent / "project"
+    project.mkdir()
+    env = {
+        **QUIET_CLAUDE,
+        "HOME": str(home),
+        "ANTHROPIC_BASE_URL": gateway.base_url,
+        "ANTHROPIC_API_KEY": key["key"],
+        "CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY": "1",
+    }
+    code, out, err = await run_cli([str(claude), "-p", "say hello"], project, env)
+    assert code == 0, f"stdout: {out}\nstderr: {err}"
+    [asked] = [
+        h for h in gateway.heard if h["key"] == key["key"][:12] and h["path"] == "/v1/models"
+    ]
+    assert asked["query"] == "limit=1000" and asked["anthropic-version"] == "2023-06-01"
+    async with httpx.AsyncClient(base_url=gateway.base_url) as http:
+        auth = {"x-api-key": key["key"], "anthropic-version": "2023-06-01"}
+        listed = (await http.get("/v1/models?limit=1000", headers=auth)).json()["data"]
+    claude_models = [m["id"] for m in listed if re.search("claude|anthropic", m["id"], re.I)]
+    assert claude_models
+    cached = json.loads((home / ".claude" / "cache" / "gateway-models.json").read_text())
+    assert cached["baseUrl"] == gateway.base_url
+    assert [m["id"] for m in cached["models"]] == claude_models
