@@ -70,6 +70,8 @@ class KeyPolicy:
     loop_max_repeats: int = 0
     loop_window_seconds: int = 300
     max_open_runs: int = 100
+    run_by: tuple[str, ...] = ("task", "session")
+    subagent_share_ppm: int | None = None
 
     def allows(self, model: str) -> bool:
         """An empty model list allows every model."""
@@ -111,6 +113,8 @@ class KeyPolicy:
             loop_max_repeats=key.loop_max_repeats,
             loop_window_seconds=key.loop_window_seconds,
             max_open_runs=key.max_open_runs,
+            run_by=tuple(key.run_by),
+            subagent_share_ppm=key.subagent_share_ppm,
         )
 
 

@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import HTTPConnection
 
 from api import request_costs
+from api.agent_identity import AgentCall, agent_call
 from api.auth import KeyPolicy
 from api.body import loads
 from api.errors import BadRequest, ForbiddenModel, GatewayError
@@ -43,7 +44,7 @@ from api.metrics import GatewayMetrics
 from api.output_limits import bounded_output
 from api.routing import Router, load_routes
 from api.settings import Settings
-from api.tags import agent_of, call_tags, task_of
+from api.tags import agent_of, call_tags, session_of, task_of
 from caller import Caller, CallFailed, CallSpec, CallStream, WalkPolicy
 from providers.pricing import PriceBook
 from providers.registry import build_providers
@@ -52,6 +53,7 @@ from telemetry.labels import install as install_model_labels
 from workflows.contracts import CallResult, WireFormat
 from workflows.money import micros_to_usd
 from workflows.run_contracts import RunInput
+from workflows.run_ids import run_id, subagent_run_id
 
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
 StreamError = Callable[[GatewayError], bytes]
@@ -114,11 +116,19 @@ def idempotency_key(headers: Mapping[str, str]) -> str | None:
     return idem
 
 
-def run_for(key: KeyPolicy, tags: list[str], settings: Settings) -> RunInput:
-    """A key's task gets its own capped run; a key without a ``task:`` tag is one run."""
-    task = task_of(tags)
-    return RunInput(
-        run_id=f"{key.id}.{task}" if task else key.id,
+def run_for(
+    key: KeyPolicy, tags: list[str], settings: Settings, agent: AgentCall
+) -> tuple[RunInput, list[RunInput]]:
+    """The call's run and, for a sub-agent's, its parents' (parent first).
+
+    A run is the key's task (a ``task:`` tag), else its agent's session, else the key itself,
+    as the key's ``run_by`` says. A sub-agent's calls are a child run of their parent's run:
+    each also needs room at its parents, whose budgets so bound it and show its spend.
+    """
+    task = task_of(tags) if "task" in key.run_by else ""
+    session = (session_of(tags) or agent.session) if "session" in key.run_by else ""
+    root = RunInput(
+        run_id=run_id(key.id, task=task, session=session),
         budget_micros=key.budget_micros,
         key_id=key.id,
         agent=agent_of(tags),
@@ -132,6 +142,23 @@ def run_for(key: KeyPolicy, tags: list[str], settings: Settings) -> RunInput:
         loop_window_seconds=key.loop_window_seconds,
         max_open_runs=key.max_open_runs,
         own_budget=key.budget_per_run_micros is not None,
+    )
+    if not agent.agent_id:
+        return root, []
+    parents = [root]
+    if agent.parent_agent_id:  # nested: its parent's place is known from its parent's calls
+        parents.insert(0, _subagent(key, root, agent.parent_agent_id))
+    return _subagent(key, parents[0], agent.agent_id), parents
+
+
+def _subagent(key: KeyPolicy, parent: RunInput, agent_id: str) -> RunInput:
+    share = key.subagent_share_ppm or 0
+    return replace(
+        parent,
+        run_id=subagent_run_id(parent.run_id, agent_id),
+        parent_id=parent.run_id,
+        parent_share_ppm=share,
+        own_budget=parent.own_budget or share > 0,
     )
 
 
@@ -218,7 +245,8 @@ async def serve_call(
     model: str = wire.model
     if not key.allows(model):
         raise ForbiddenModel(f"this key may not use model {model!r}")
-    tags = call_tags(body, arrival.headers.get("x-runcap-tags"), key.tags)
+    agent = agent_call(arrival.headers)
+    tags = call_tags(body, arrival.headers.get("x-runcap-tags"), key.tags, agent.tags())
     if more_tags is not None:
         tags += [t for t in more_tags(body, arrival.headers) if t not in tags]
     route = ctx.router.route_for(model, tags, inbound)
@@ -233,7 +261,7 @@ async def serve_call(
         claim = await _claim(ctx, key, idem, request_hash(arrival.path, raw))
         if claim.kind != "ours":
             return _replay(claim)
-    run = run_for(key, tags, ctx.settings)
+    run, parents = run_for(key, tags, ctx.settings, agent)
     spec = CallSpec(
         body=body,
         inbound=inbound,
@@ -260,7 +288,7 @@ async def serve_call(
     streaming = False
     try:
         if wire.stream:
-            call_stream = await ctx.caller.stream(run, spec)
+            call_stream = await ctx.caller.stream(run, spec, parents)
             # The slot is the call's, not the response's: it frees when the call ends, even if
             # the client leaves before the body is ever read.
             assert call_stream.task is not None
@@ -271,7 +299,7 @@ async def serve_call(
                 media_type="text/event-stream",
                 headers={"cache-control": "no-cache", "x-runcap-call-id": call_stream.call_id},
             )
-        reply = await _until_gone(arrival.gone, ctx.caller.call(run, spec))
+        reply = await _until_gone(arrival.gone, ctx.caller.call(run, spec, parents))
     except CallFailed as failure:
         error = failure_to_http(failure.failure, chain)
         ctx.metrics.refused(error.code)

@@ -36,7 +36,7 @@ from db.models import (
 )
 from workflows.agent_run import AgentRun
 from workflows.contracts import Revoke
-from workflows.money import micros_to_usd, usd_to_micros
+from workflows.money import PPM, micros_to_usd, usd_to_micros
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,15 @@ def _usd(micros: int | None) -> str | None:
 
 def _micros(usd: Decimal | None) -> int | None:
     return None if usd is None else usd_to_micros(usd)
+
+
+def _ppm(share: Decimal | None) -> int | None:
+    """A share (exact to the millionth) in millionths."""
+    return None if share is None else int(share * PPM)
+
+
+def _share(ppm: int | None) -> str | None:
+    return None if ppm is None else f"{Decimal(ppm) / PPM:f}"
 
 
 def key_public(key: VirtualKey) -> VirtualKeyPublic:
@@ -77,6 +86,8 @@ def key_public(key: VirtualKey) -> VirtualKeyPublic:
         loop_max_repeats=key.loop_max_repeats,
         loop_window_seconds=key.loop_window_seconds,
         max_open_runs=key.max_open_runs,
+        run_by=list(key.run_by),
+        subagent_budget_share=_share(key.subagent_share_ppm),
         revoked=revoked is not None,
         # SQLite hands back naive times; every stored time is UTC.
         revoked_at=revoked.replace(tzinfo=UTC) if revoked and not revoked.tzinfo else revoked,
@@ -106,6 +117,8 @@ def create(session: Session, body: VirtualKeyCreate) -> VirtualKeyCreated:
         loop_max_repeats=body.loop_max_repeats,
         loop_window_seconds=body.loop_window_seconds,
         max_open_runs=body.max_open_runs,
+        run_by=list(body.run_by),
+        subagent_share_ppm=_ppm(body.subagent_budget_share),
         created_at=utcnow(),
     )
     session.add(key)
@@ -146,6 +159,7 @@ PLAIN_FIELDS = (
     "loop_max_repeats",
     "loop_window_seconds",
     "max_open_runs",
+    "run_by",
 )
 
 
@@ -161,6 +175,8 @@ def changes_of(key: VirtualKey, body: VirtualKeyUpdate) -> dict[str, Any]:
             changes[field] = sent[field]
     if "tags" in sent:
         changes["tags"] = merge_tags(sent["tags"] or [])
+    if "subagent_budget_share" in sent:
+        changes["subagent_share_ppm"] = _ppm(body.subagent_budget_share)
     for field, column in BUDGET_COLUMNS.items():
         if field in sent:
             changes[column] = _micros(getattr(body, field))

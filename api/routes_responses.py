@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from api.agent_identity import COMPACTION_TAG
 from api.deps import SettingsDep, VirtualKeyDep
 from api.errors import GatewayError, openai_body
 from api.gateway import Arrival, CallContext, handle_call, parse_body, serve_call
@@ -26,7 +27,6 @@ from providers.formats import compaction
 from providers.formats.responses import new_id
 
 router = APIRouter(tags=["responses"])
-COMPACTION_TAG = "request:compaction"
 
 
 def stream_error(error: GatewayError) -> bytes:
@@ -38,16 +38,9 @@ def stream_error(error: GatewayError) -> bytes:
 
 
 def compaction_tags(body: dict[str, Any], headers: Mapping[str, str]) -> list[str]:
-    """``request:compaction`` for a compaction: Codex's trigger (remote compaction), or its own
-    summary call, which its turn metadata names (``request_kind: "compaction"``)."""
-    if compaction.requested(body):
-        return [COMPACTION_TAG]
-    try:
-        meta = json.loads(headers.get("x-codex-turn-metadata") or "{}")
-    except ValueError:
-        return []
-    kind = meta.get("request_kind") if isinstance(meta, dict) else None
-    return [COMPACTION_TAG] if kind == "compaction" else []
+    """``request:compaction`` for Codex's trigger (remote compaction). Its own summary calls
+    say so in their turn metadata (``api.agent_identity``)."""
+    return [COMPACTION_TAG] if compaction.requested(body) else []
 
 
 @router.post("/v1/responses", openapi_extra=json_body(ResponsesRequest, streams=True))

@@ -5,9 +5,11 @@ door: a bad one is a clear 400 rather than a ledger full of unqueryable strings.
 Sources, in precedence order: the body's ``metadata.tags`` (the OpenAI SDK's
 ``extra_body={"metadata": {"tags": [...]}}``, or a comma-separated string where metadata values
 must be strings, as on the Responses API; Anthropic bodies may carry it too), the
-``x-runcap-tags`` header (comma-separated), then the key's default tags. For the understood
-prefixes (``agent:``, ``task:``, ``step:``) a call has at most one value: the request's wins over
-the key's default, and two different values in one request are refused.
+``x-runcap-tags`` header (comma-separated), then the key's default tags, then what the agent's
+own headers say of it (``session:``, ``agent:``; see ``api.agent_identity``). For the understood
+prefixes (``agent:``, ``task:``, ``step:``, ``session:``) a call has at most one value: the
+request's wins over the key's default, which wins over the agent's headers, and two different
+values in one request are refused.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from workflows.budget import step_of as _step_of
 MAX_TAGS = 32
 MAX_TAG_LENGTH = 128
 TAG_HEADER = "x-runcap-tags"
-UNDERSTOOD_PREFIXES = ("agent", "task", "step")
+UNDERSTOOD_PREFIXES = ("agent", "task", "step", "session")
 _TAG_RE = re.compile(r"[A-Za-z0-9_.:/@+\-]{1,128}")
 
 
@@ -86,9 +88,12 @@ def _dedupe(tags: Iterable[str]) -> list[str]:
 
 
 def merge_tags(
-    request_tags: Sequence[str], default_tags: Sequence[str] = (), header: Sequence[str] = ()
+    request_tags: Sequence[str],
+    default_tags: Sequence[str] = (),
+    header: Sequence[str] = (),
+    derived: Sequence[str] = (),
 ) -> list[str]:
-    """Merge body, header and key-default tags, dedupe, and enforce the limits."""
+    """Merge body, header, key-default and agent-derived tags, dedupe, and enforce the limits."""
     asked = _dedupe([validate_tag(t) for t in (*request_tags, *header)])
     seen: dict[str, str] = {}
     for tag in asked:
@@ -107,12 +112,24 @@ def merge_tags(
             f"too many tags: {len(merged)} (at most {MAX_TAGS}, key defaults included)",
             param="metadata.tags",
         )
+    # The agent's own headers fill what the request and the key left open, as room allows:
+    # the client did not choose them, so they never make its call fail.
+    taken = {prefix_of(t) for t in merged}
+    for tag in derived:
+        prefix = prefix_of(tag)
+        free = prefix not in UNDERSTOOD_PREFIXES or prefix not in taken
+        if free and len(merged) < MAX_TAGS and tag not in merged:
+            merged.append(validate_tag(tag))
+            taken.add(prefix)
     return merged
 
 
-def call_tags(body: Any, header: str | None, default_tags: Sequence[str] = ()) -> list[str]:
-    """All tags of one call: body ``metadata.tags``, the header, then the key's defaults."""
-    return merge_tags(body_tags(body), default_tags, header_tags(header))
+def call_tags(
+    body: Any, header: str | None, default_tags: Sequence[str] = (), derived: Sequence[str] = ()
+) -> list[str]:
+    """All tags of one call: body ``metadata.tags``, the header, the key's defaults, then what
+    the agent's headers say."""
+    return merge_tags(body_tags(body), default_tags, header_tags(header), derived)
 
 
 def _value_of(tags: Iterable[str], prefix: str) -> str:
@@ -126,6 +143,11 @@ def _value_of(tags: Iterable[str], prefix: str) -> str:
 def task_of(tags: Iterable[str]) -> str:
     """The ``task:`` value (empty when none): it names the run together with the key."""
     return _value_of(tags, "task")
+
+
+def session_of(tags: Iterable[str]) -> str:
+    """The ``session:`` value (empty when none): an agent's session is a run of its own."""
+    return _value_of(tags, "session")
 
 
 def agent_of(tags: Iterable[str]) -> str:

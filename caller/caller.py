@@ -13,8 +13,8 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -137,14 +137,19 @@ class Caller:
         if line is not None and (line.room > 0 or not line.news.empty()):
             asyncio.get_running_loop().create_task(self.lending.report(keeper_id, hand_back=True))
 
-    async def call(self, run: RunInput | str, spec: CallSpec) -> CallReply:
-        """A non-streaming call. ``run`` is a run id, or a ``RunInput`` to start it if needed."""
+    async def call(
+        self, run: RunInput | str, spec: CallSpec, parents: Sequence[RunInput] = ()
+    ) -> CallReply:
+        """A non-streaming call. ``run`` is a run id, or a ``RunInput`` to start it if needed;
+        ``parents``, for a sub-agent's run, its parent's input and up (see ``RunOpener``)."""
         call_trace = self._trace(run, spec, stream=False)
         with call_trace.opening():
-            granted = await self._grant(run, spec, call_trace)
+            granted = await self._grant(run, spec, call_trace, parents)
             return await self._bounded(granted, granted.complete())
 
-    async def stream(self, run: RunInput | str, spec: CallSpec) -> CallStream:
+    async def stream(
+        self, run: RunInput | str, spec: CallSpec, parents: Sequence[RunInput] = ()
+    ) -> CallStream:
         """A streaming call; returns once the first chunk arrived or the call ended.
 
         Waiting for the first chunk means a refusal or a chain that failed before any byte
@@ -157,7 +162,7 @@ class Caller:
 
         call_trace = self._trace(run, spec, stream=True)
         with call_trace.opening():
-            granted = await self._grant(run, spec, call_trace, sink=sink)
+            granted = await self._grant(run, spec, call_trace, parents, sink=sink)
             call_stream = CallStream(granted.grant.call_id, queue)
 
             async def run_stream() -> StreamEnd:
@@ -182,7 +187,12 @@ class Caller:
         )
 
     async def _grant(
-        self, run: RunInput | str, spec: CallSpec, call_trace: CallTrace, sink: Any = None
+        self,
+        run: RunInput | str,
+        spec: CallSpec,
+        call_trace: CallTrace,
+        parents: Sequence[RunInput] = (),
+        sink: Any = None,
     ) -> GrantedCall:
         """Hold the call's worst case at its keepers and write its intent: after this, it may
         go out."""
@@ -190,7 +200,7 @@ class Caller:
         if input_tokens is None:
             input_tokens = estimate_input_tokens(spec.body)
         now = wall_now()
-        keepers = keepers_of(run, now)
+        lineage: Sequence[RunInput] | str = run if isinstance(run, str) else [run, *parents]
         need = CallNeed(
             call_id=spec.call_id or uuid.uuid4().hex,
             chain=spec.chain,
@@ -209,9 +219,9 @@ class Caller:
             )
         if isinstance(run, RunInput) and self.opener is not None:
             per_call = reservation_micros(spec.chain, input_tokens, spec.max_tokens)
-            started = await self.opener.open(run, per_call, now)
-            keepers[0] = replace(keepers[0], start=started)
-        hold = await self.lending.reserve(keepers, need)
+            lineage = await self.opener.open(run, per_call, now, parents)
+            run = lineage[0]  # a sub-agent nested too deep runs as its parent
+        hold = await self.lending.reserve(keepers_of(lineage, now), need)
         now = hold.started(now)
         run_line = hold.run_line
         call_timeout = run.call_timeout_seconds if isinstance(run, RunInput) else 900

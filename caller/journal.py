@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine
+from temporalio.converter import value_to_type
 
 from db.journal import (
     Intent,
@@ -27,10 +28,13 @@ from db.journal import (
     nudged_since,
     open_run,
     reopen_run,
+    run_row,
+    tree_spend,
     write_intents,
 )
 from db.ledger import write_rows
 from workflows.contracts import LedgerRow
+from workflows.run_contracts import RunInput
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 500
@@ -107,6 +111,17 @@ class Journal:
 
     async def reopen_run(self, run_id: str, key_id: str, max_open: int) -> bool:
         return await asyncio.to_thread(reopen_run, self.engine, run_id, key_id, max_open)
+
+    async def run_input(self, run_id: str) -> RunInput | None:
+        """The input a run was opened with, when it has a row that says."""
+        row = await asyncio.to_thread(run_row, self.engine, run_id)
+        if row is None or row.start_input is None:
+            return None
+        run: RunInput = value_to_type(RunInput, row.start_input, [])
+        return run
+
+    async def tree_spend(self, run_id: str) -> tuple[int, int]:
+        return await asyncio.to_thread(tree_spend, self.engine, run_id)
 
     async def mark_started(self, run_id: str) -> None:
         await asyncio.to_thread(mark_started, self.engine, run_id)

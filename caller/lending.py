@@ -1,6 +1,7 @@
 """Lending, the caller's side: this process's lines at its keepers (``workflows.lending``).
 
-A call needs room at each of its keepers: its run, and each of its key's periods. Where this
+A call needs room at each of its keepers: its run, each of its key's periods, and (a sub-agent's
+call) its run's parent runs, which show what their sub-agents spend. Where this
 process's line has the room, the call holds it there, in memory, with no await between the
 checks and the holds: no Temporal round trip. Where it has not (a new line, or a keeper near its
 cap), the call asks that keeper for its worst case (a ``CallNeed``); needs waiting at one keeper
@@ -130,7 +131,7 @@ class Lending:
             for line in lines:
                 line.hold(amount, now)
             holds = [(line, amount) for line in lines]
-            return Hold(need.call_id, need.chain, need.max_tokens, amount, holds)
+            return Hold(need.call_id, need.chain, need.max_tokens, amount, holds, run_line)
         held: list[tuple[LocalLine, int]] = []
         try:
             # The key's caps first: a run's own cap, when it has one, is usually the tighter,
@@ -165,7 +166,7 @@ class Lending:
             for line, micros in held:
                 line.release(micros)
             raise
-        return Hold(need.call_id, need.chain, need.max_tokens, amount, held)
+        return Hold(need.call_id, need.chain, need.max_tokens, amount, held, run_line)
 
     async def _need(self, line: LocalLine, need: CallNeed) -> NeedAnswer:
         """``need`` granted by the keeper, waiting (about a second at most) while others hand
@@ -218,12 +219,14 @@ class Lending:
                 continue
             news.calls += 1
             if not line.keeper.is_run:
-                continue
+                continue  # a period counts money, not steps
             usage = ending.usage
             tokens_in = usage.input_tokens + usage.cached_input_tokens + usage.cache_write_tokens
             spend = StepSpend(1, ending.cost, tokens_in, usage.output_tokens)
             merge_spend(news.by_step, {step_of(ending.tags): spend})
             merge_spend(news.by_model, {ending.model: spend})
+            if line is not hold.run_line:
+                continue  # a parent's run shows its sub-agents' spend; the row is the run's
             if ending.row is not None:
                 news.rows.append(ending.row)
             if ending.cost > micros and ending.target is not None:

@@ -197,11 +197,8 @@ class Hold:
     max_tokens: int
     amount: int
     lines: list[tuple[LocalLine, int]]
-
-    @property
-    def run_line(self) -> LocalLine | None:
-        """The line at the call's run (its keepers were asked in another order)."""
-        return next((line for line, _ in self.lines if line.keeper.is_run), None)
+    run_line: LocalLine | None
+    """The line at the call's own run (its parents' runs, for a sub-agent, are in ``lines``)."""
 
     def started(self, chosen: datetime) -> datetime:
         """The call's start as its intent and ledger row record it: when its keepers were

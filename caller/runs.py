@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import logging
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -25,10 +26,11 @@ from caller.lines import (
     MIN_ROOM_CALLS,
     Keeper,
 )
-from db.journal import Opening
+from db.journal import MAX_TREE_DEPTH, Opening
 from workflows import errors
 from workflows.key_contracts import KeyBudgetInput, key_budget_id
 from workflows.lending import room_size
+from workflows.money import PPM
 from workflows.periods import period_window
 from workflows.run_contracts import OpeningLine, RunInput, workflow_id
 
@@ -42,12 +44,14 @@ def run_id_of(run: RunInput | str) -> str:
     return run if isinstance(run, str) else run.run_id
 
 
-def keepers_of(run: RunInput | str, now: datetime) -> list[Keeper]:
-    """The keepers a call of ``run`` needs room at: the run first, then each period of its key
-    that contains ``now`` (the call's start)."""
-    if isinstance(run, str):
-        return [Keeper(workflow_id(run), None)]
-    keepers = [Keeper(workflow_id(run.run_id), run, per_call=run.loop_max_repeats > 0)]
+def keepers_of(lineage: RunInput | Sequence[RunInput] | str, now: datetime) -> list[Keeper]:
+    """The keepers a call needs room at: its run first, then each period of its key that
+    contains ``now`` (the call's start), then its run's ancestors (a sub-agent's calls spend
+    its parents' budgets too). ``lineage`` is the run, then its parent and up."""
+    if isinstance(lineage, str):
+        return [Keeper(workflow_id(lineage), None)]
+    run, *ancestors = [lineage] if isinstance(lineage, RunInput) else lineage
+    keepers = [_run_keeper(run)]
     for budget in run.periods:
         period, starts, ends = period_window(budget.kind, now, budget.timezone)
         start = KeyBudgetInput(
@@ -61,7 +65,11 @@ def keepers_of(run: RunInput | str, now: datetime) -> list[Keeper]:
             caller_timeout_seconds=2 * run.caller_timeout_seconds,
         )
         keepers.append(Keeper(key_budget_id(run.key_id, budget.kind, period), start, False))
-    return keepers
+    return keepers + [_run_keeper(ancestor) for ancestor in ancestors]
+
+
+def _run_keeper(run: RunInput) -> Keeper:
+    return Keeper(workflow_id(run.run_id), run, per_call=run.loop_max_repeats > 0)
 
 
 class RunOpener:
@@ -71,19 +79,27 @@ class RunOpener:
         self.journal = journal
         self.keepers = keepers
         self.lending = lending
-        self._known: OrderedDict[str, RunInput] = OrderedDict()
+        self._known: OrderedDict[str, list[RunInput]] = OrderedDict()
         """Runs this caller saw open, with the input they start with: their calls need no look
         at the journal."""
         self._starting: set[asyncio.Task[None]] = set()
 
-    async def open(self, run: RunInput, per_call: int, now: datetime) -> RunInput:
-        """Make sure ``run`` is open: open it with a line if nobody did (no hop), else leave
-        its first call to ask it for room. Returns the input its workflow starts with (its
-        opener's line in it), whoever starts it. Raises ``CallFailed`` past
-        ``max_open_runs``."""
+    async def open(
+        self, run: RunInput, per_call: int, now: datetime, parents: Sequence[RunInput] = ()
+    ) -> list[RunInput]:
+        """Make sure ``run`` is open, and its parents: open it with a line if nobody did (no
+        hop), else leave its first call to ask it for room. Returns its lineage: the input
+        its workflow starts with (its opener's line in it), whoever starts it, then its
+        parent's and up. ``parents`` are the api's guesses of the parents' inputs, used when
+        a parent was never opened. Raises ``CallFailed`` past ``max_open_runs``."""
         known = self._known.get(run.run_id)
         if known is not None:
             return known
+        above = await self._parents(run.parent_id, per_call, now, parents)
+        if len(above) > MAX_TREE_DEPTH:
+            return above  # nested too deep: the call is its parent's
+        if above and run.parent_share_ppm:
+            run = replace(run, budget_micros=await self._share(run, above[0]))
         micros = room_size(run.budget_micros, per_call, MIN_ROOM_CALLS * per_call)
         if run.loop_max_repeats:
             micros = 0  # the loop guard sees every call: its runs lend no room
@@ -97,6 +113,7 @@ class RunOpener:
             now,
             run.max_open_runs or 1 << 62,
             start_input=dataclasses.asdict(started),
+            parent_run_id=run.parent_id or None,
         )
         found, start_input = await self.journal.open_run(opening)
         if found == "too_many":
@@ -109,14 +126,37 @@ class RunOpener:
             started = value_to_type(RunInput, start_input, [])
         elif found != "opened":
             started = run  # ended: its first call here reopens it
-        remember(self._known, run.run_id, started, KEPT_RUNNING)
+        lineage = [started, *above]
+        remember(self._known, run.run_id, lineage, KEPT_RUNNING)
         if found == "opened":
             if micros:
-                self.lending.adopt(keepers_of(started, now)[0], micros, now.isoformat())
+                self.lending.adopt(keepers_of(lineage, now)[0], micros, now.isoformat())
             task = asyncio.create_task(self._start(started))
             self._starting.add(task)
             task.add_done_callback(self._starting.discard)
-        return started
+        return lineage
+
+    async def _parents(
+        self, parent_id: str, per_call: int, now: datetime, guesses: Sequence[RunInput]
+    ) -> list[RunInput]:
+        """The lineage of a run's parent, opened: from its row where it has one (its true
+        parents), else from the api's guess; empty for a run with no parent."""
+        if not parent_id:
+            return []
+        guess = next((p for p in guesses if p.run_id == parent_id), None)
+        if guess is None:
+            guess = await self.journal.run_input(parent_id)
+        if guess is None:
+            log.info("parent run %s is unknown: its sub-agent's run stands alone", parent_id)
+            return []
+        return await self.open(guess, per_call, now, guesses)
+
+    async def _share(self, run: RunInput, parent: RunInput) -> int:
+        """The run's budget capped at its share of what its parent has left now (spent and
+        held by the parent's whole tree, from the journal)."""
+        spent, held = await self.journal.tree_spend(parent.run_id)
+        left = max(parent.budget_micros - spent - held, 0)
+        return max(min(run.budget_micros, left * run.parent_share_ppm // PPM), 1)
 
     async def _start(self, run: RunInput) -> None:
         for wait in (0.0, *START_RETRIES):

@@ -32,6 +32,9 @@ _BILLED = func.count().filter(L.c.status != "failed")
 """Calls that did not fail (a failed call costs nothing and reports no call)."""
 _PG_LOCK_SPACE = 0x7275_6E73  # "runs": serialises the opening of one key's runs on PostgreSQL
 _PG_LOCK_KEY = text("SELECT pg_advisory_xact_lock(:space, hashtext(:key))")
+MAX_TREE_DEPTH = 4
+"""Sub-agents of sub-agents, this many levels down: deeper ones are charged to their ancestor
+at this depth (``api.gateway``), so a run's tree is read in at most this many queries."""
 
 
 @dataclass
@@ -61,6 +64,7 @@ class Opening:
     opened_at: datetime
     max_open: int
     start_input: dict[str, Any] | None = None
+    parent_run_id: str | None = None
 
 
 OpenResult = Literal["opened", "open", "closed", "too_many"]
@@ -101,6 +105,7 @@ def open_run(engine: Engine, opening: Opening) -> tuple[OpenResult, dict[str, An
                     started=False,
                     closed_at=None,
                     start_input=opening.start_input,
+                    parent_run_id=opening.parent_run_id,
                 )
             )
             return "opened", opening.start_input
@@ -162,20 +167,47 @@ def unstarted_runs(engine: Engine, opened_before: datetime, limit: int = 100) ->
         return [RunRecord.model_validate(row._mapping) for row in conn.execute(query)]
 
 
+def run_tree(conn: Connection, run_id: str) -> list[str]:
+    """The run and its sub-agents' runs, theirs too, down to ``MAX_TREE_DEPTH`` levels: the
+    runs whose calls each need room at this one, and whose spend it shows."""
+    tree, level = [run_id], [run_id]
+    for _ in range(MAX_TREE_DEPTH):
+        level = list(conn.execute(select(R.c.run_id).where(R.c.parent_run_id.in_(level))).scalars())
+        if not level:
+            break
+        tree += level
+    return tree
+
+
+def tree_spend(engine: Engine, run_id: str) -> tuple[int, int]:
+    """What a run and its sub-agents spent (the ledger) and hold now (their intents)."""
+    with engine.connect() as conn:
+        tree = run_tree(conn, run_id)
+        spent = conn.execute(
+            select(func.coalesce(func.sum(L.c.cost_micros), 0)).where(L.c.run_id.in_(tree))
+        ).scalar()
+        held = conn.execute(
+            select(func.coalesce(func.sum(I.c.reserved_micros), 0)).where(I.c.run_id.in_(tree))
+        ).scalar()
+    return int(spent or 0), int(held or 0)
+
+
 def recorded_for_run(engine: Engine, caller_id: str, run_id: str, since: datetime) -> Recorded:
     """What a silent caller left for one run since its line opened: its ledger rows, and its
     intents, which become ``unknown`` ledger rows at their reservations (the provider may have
-    done the work) in the same transaction, so the ledger equals the run."""
+    done the work) in the same transaction, so the ledger equals the run. A sub-agent's calls
+    held room on their parent's line too: the run's tree is read."""
     with engine.begin() as conn:
+        tree = run_tree(conn, run_id)
         ledger = conn.execute(
             select(_BILLED, func.coalesce(func.sum(L.c.cost_micros), 0)).where(
-                L.c.caller_id == caller_id, L.c.run_id == run_id, L.c.started_at >= since
+                L.c.caller_id == caller_id, L.c.run_id.in_(tree), L.c.started_at >= since
             )
         ).one()
         intents = [
             Intent(**{k: v for k, v in row._mapping.items()})
             for row in conn.execute(
-                select(I).where(I.c.caller_id == caller_id, I.c.run_id == run_id)
+                select(I).where(I.c.caller_id == caller_id, I.c.run_id.in_(tree))
             )
         ]
         upsert_rows(conn, [_unknown_row(intent) for intent in intents])

@@ -58,6 +58,8 @@ class RunRecord(SQLModel, table=True):
     start_input: dict[str, Any] | None = Field(default=None, sa_type=JSON)
     """The workflow's input (a ``RunInput``, its opening line included), for whoever starts it."""
     closed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    parent_run_id: str | None = Field(default=None, max_length=200, index=True)
+    """The run of the agent that started this one's sub-agent: spend rolls up to it."""
 
 
 class Nudge(SQLModel, table=True):

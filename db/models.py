@@ -36,7 +36,11 @@ BUDGET_PERIODS = ("run", "day", "month", "total")
 """A key's budgets: per run (each run's cap), per calendar day, per calendar month, and its total
 over its whole life. Every key has a total, a day or a month cap: its spend is always bounded."""
 DEFAULT_MAX_OPEN_RUNS = 100
+RUN_BY = ("task", "session")
+"""What can make a run of its own, in a key's ``run_by``: a call's ``task:`` tag, its agent's
+session. A call with neither (or a key with an empty ``run_by``) is the key's own run."""
 Budget = Decimal | None
+Share = Decimal | None
 
 
 def utcnow() -> datetime:
@@ -65,6 +69,9 @@ class VirtualKeyBase(SQLModel):
     max_open_runs: int = Field(default=DEFAULT_MAX_OPEN_RUNS, ge=1, le=100_000)
     """Runs of this key open at once (a task tag or an agent's session each make one): a new
     run past it is refused with 429 ``too_many_runs``."""
+    run_by: list[str] = Field(default_factory=lambda: list(RUN_BY), sa_type=JSON)
+    """What makes a run, first match wins: ``task`` (a ``task:`` tag), ``session`` (the
+    session id Claude Code or Codex sends); else the key's own run."""
 
 
 def valid_models(models: list[str] | None) -> list[str] | None:
@@ -74,6 +81,15 @@ def valid_models(models: list[str] | None) -> list[str] | None:
     if len(models) > MAX_MODELS or any(not 1 <= len(m) <= 200 for m in models):
         raise ValueError(f"at most {MAX_MODELS} model names of 1 to 200 characters")
     return list(dict.fromkeys(models))
+
+
+def valid_run_by(run_by: list[str] | None) -> list[str] | None:
+    """A ``run_by`` list: some of ``task`` and ``session``, each once (``None``: not sent)."""
+    if run_by is None:
+        return None
+    if any(each not in RUN_BY for each in run_by) or len(set(run_by)) != len(run_by):
+        raise ValueError(f"run_by lists some of {', '.join(RUN_BY)}, each at most once")
+    return list(run_by)
 
 
 def valid_timezone(name: str | None) -> str | None:
@@ -94,6 +110,12 @@ def budget_field() -> Any:
     return Field(default=None, gt=0, le=MAX_BUDGET_USD, decimal_places=6)
 
 
+def share_field() -> Any:
+    """A sub-agent's share of its parent's remaining budget: above 0, at most 1, exact to the
+    millionth (``None``: no cap of its own; its parent's cap bounds it anyway)."""
+    return Field(default=None, gt=0, le=1, decimal_places=6)
+
+
 class VirtualKey(VirtualKeyBase, table=True):
     """A virtual key: only the secret's sha256 is stored, never the secret."""
 
@@ -108,6 +130,9 @@ class VirtualKey(VirtualKeyBase, table=True):
     budget_per_month_micros: int | None = Field(default=None, sa_type=BigInteger)
     budget_total_micros: int | None = Field(default=None, sa_type=BigInteger)
     """The most the key spends over its whole life."""
+    subagent_share_ppm: int | None = None
+    """A sub-agent's run is capped at this share (in millionths) of its parent's remaining
+    budget when it opens."""
     revoked_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
 
@@ -124,9 +149,11 @@ class VirtualKeyCreate(VirtualKeyBase):
     budget_usd_per_run: Budget = budget_field()
     budget_usd_per_day: Budget = budget_field()
     budget_usd_per_month: Budget = budget_field()
+    subagent_budget_share: Share = share_field()
 
     _models = field_validator("models")(valid_models)
     _timezone = field_validator("timezone")(valid_timezone)
+    _run_by = field_validator("run_by")(valid_run_by)
 
     @model_validator(mode="after")
     def _bounded(self) -> Self:
@@ -159,9 +186,12 @@ class VirtualKeyUpdate(SQLModel):
     loop_max_repeats: int | None = Field(default=None, ge=0, le=10_000)
     loop_window_seconds: int | None = Field(default=None, ge=1, le=86_400)
     max_open_runs: int | None = Field(default=None, ge=1, le=100_000)
+    run_by: list[str] | None = None
+    subagent_budget_share: Share = share_field()
 
     _models = field_validator("models")(valid_models)
     _timezone = field_validator("timezone")(valid_timezone)
+    _run_by = field_validator("run_by")(valid_run_by)
 
 
 class VirtualKeyPublic(VirtualKeyBase):
@@ -174,6 +204,7 @@ class VirtualKeyPublic(VirtualKeyBase):
     budget_usd_per_month: str | None
     budget_usd: str | None
     """The key's total over its whole life."""
+    subagent_budget_share: str | None
     revoked: bool
     revoked_at: datetime | None
     created_at: datetime

@@ -8,7 +8,9 @@ from decimal import Decimal, InvalidOperation
 
 from workflows.contracts import MICROS_PER_USD
 
-__all__ = ["MICROS_PER_USD", "micros_to_usd", "usd_to_micros"]
+__all__ = ["MICROS_PER_USD", "PPM", "micros_to_usd", "usd_to_micros"]
+PPM = 1_000_000
+"""Shares (a sub-agent's of its parent's budget) are kept in millionths, exact like money."""
 
 
 def usd_to_micros(usd: str | Decimal | int) -> int:

@@ -110,6 +110,12 @@ class RunInput:
     own_budget: bool = True
     """The budget is the run's own (a key's per-run budget). Else it is only its key's largest
     cap, which the key's periods enforce and alert on: the run's thresholds stay silent."""
+    parent_id: str = ""
+    """The run of the agent whose sub-agent this run is: each call here also needs room there,
+    so the parent's budget bounds its sub-agents' spend, and shows it."""
+    parent_share_ppm: int = 0
+    """When it opens, the run's budget is capped at this share (in millionths) of its parent's
+    remaining budget (0: no such cap)."""
     state: RunState | None = None
     """(Runs before lines.) What such a run carries across continue-as-new."""
     opening: OpeningLine | None = None
