@@ -22,7 +22,7 @@ from api.errors import NotFound, Unavailable
 from api.key_budgets import nudge_keepers
 from api.run_list import recent_runs
 from api.spend import L, TagsQuery, aggregate, filters, totals, utc
-from db.journal import held_by_runs
+from db.journal import MAX_CHILDREN, R, held_by_runs, parents_of, run_tree, sub_runs
 from db.models import VirtualKey
 from workflows.agent_run import AgentRun
 from workflows.budget import figures
@@ -78,6 +78,9 @@ async def list_runs(
         }
         for run_id, key, calls, cost, first, last in result
     ]
+    parents = await asyncio.to_thread(parents_of, engine, [run["run_id"] for run in runs])
+    for run in runs:
+        run["parent_run_id"] = parents.get(run["run_id"])
     return {"runs": runs}
 
 
@@ -109,8 +112,8 @@ def run_json(spend: RunSpend, source: str) -> dict[str, Any]:
     }
 
 
-def _breakdown(conn: Connection, group_by: str, run_id: str) -> dict[str, StepSpend]:
-    settled = [*filters(run_id=run_id), L.c.status != "failed"]
+def _breakdown(conn: Connection, group_by: str, tree: list[str]) -> dict[str, StepSpend]:
+    settled = [*filters(run_id=tree), L.c.status != "failed"]
     rows = aggregate(conn, group_by, settled)
     return {
         r["group"]: StepSpend(
@@ -124,14 +127,16 @@ def _breakdown(conn: Connection, group_by: str, run_id: str) -> dict[str, StepSp
 
 
 def ledger_run(engine: Engine, run_id: str) -> RunSpend | None:
-    """A run's spend from the ledger, and what its calls in flight hold from the journal;
-    ``None`` when it has neither. Status and budget are the caller's to fill in."""
+    """A run's spend from the ledger, and what its calls in flight hold from the journal, its
+    sub-agents' runs included (their calls took room at it too); ``None`` when it has neither.
+    Status and budget are the caller's to fill in."""
     with engine.connect() as conn:
-        calls, cost, failed = totals(conn, filters(run_id=run_id))
-        key_id = conn.execute(select(func.min(L.c.key_id)).where(L.c.run_id == run_id)).scalar()
-        by_step = _breakdown(conn, "tag:step", run_id) if calls + failed else {}
-        by_model = _breakdown(conn, "model", run_id) if calls + failed else {}
-    held = held_by_runs(engine, [run_id]).get(run_id, 0)
+        tree = run_tree(conn, run_id)
+        calls, cost, failed = totals(conn, filters(run_id=tree))
+        key_id = conn.execute(select(func.min(L.c.key_id)).where(L.c.run_id.in_(tree))).scalar()
+        by_step = _breakdown(conn, "tag:step", tree) if calls + failed else {}
+        by_model = _breakdown(conn, "model", tree) if calls + failed else {}
+    held = sum(held_by_runs(engine, tree).values())
     if calls + failed == 0 and not held:
         return None
     with Session(engine) as session:
@@ -198,13 +203,27 @@ async def run_spend(client: Client, engine: Engine, run_id: str) -> tuple[RunSpe
     return stored, "ledger" if gone else "stale"
 
 
+def run_family(engine: Engine, run_id: str) -> dict[str, Any]:
+    """Where a run sits in its tree: its parent, and its sub-agents' runs (the first
+    ``MAX_CHILDREN``), each with what it and its own sub-agents spent."""
+    with engine.connect() as conn:
+        parent = conn.execute(select(R.c.parent_run_id).where(R.c.run_id == run_id)).scalar()
+        children = []
+        for child in sub_runs(conn, run_id, MAX_CHILDREN):
+            calls, cost, _ = totals(conn, filters(run_id=run_tree(conn, child)))
+            children.append({"run_id": child, "calls": calls, "spent_usd": micros_to_usd(cost)})
+    return {"parent_run_id": parent, "children": children}
+
+
 @router.get("/runs/{run_id}")
 async def get_run(run_id: str, engine: EngineDep, client: TemporalClientDep) -> dict[str, Any]:
-    """A run's budget: live from its workflow, else rebuilt from the ledger (see ``run_spend``)."""
+    """A run's budget: live from its workflow, else rebuilt from the ledger (see ``run_spend``),
+    with its parent and sub-agents' runs."""
     spend, source = await run_spend(client, engine, run_id)
     answer = run_json(spend, source)
     if source == "stale":
         answer.update(status="unknown", stale=True)
+    answer.update(await asyncio.to_thread(run_family, engine, run_id))
     return answer
 
 

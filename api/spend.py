@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -50,10 +51,11 @@ def filters(
     tags: list[str] | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    run_id: str | None = None,
+    run_id: str | Sequence[str] | None = None,
     key_id: str | None = None,
 ) -> list[ColumnElement[bool]]:
-    """Ledger conditions: every tag present (AND), ``since <= started_at < until``."""
+    """Ledger conditions: every tag present (AND), ``since <= started_at < until``, one run or
+    any of several (a run's tree)."""
     conds: list[ColumnElement[bool]] = []
     for tag in tags or []:
         validate_tag(tag)
@@ -62,8 +64,10 @@ def filters(
         conds.append(L.c.started_at >= start)
     if (end := utc(until)) is not None:
         conds.append(L.c.started_at < end)
-    if run_id is not None:
+    if isinstance(run_id, str):
         conds.append(L.c.run_id == run_id)
+    elif run_id is not None:
+        conds.append(L.c.run_id.in_(list(run_id)))
     if key_id is not None:
         conds.append(L.c.key_id == key_id)
     return conds

@@ -199,6 +199,13 @@ def runs_show(ctx: typer.Context, run_id: Annotated[str, typer.Argument(metavar=
         f"of ${run['budget_usd']}  ·  {run['calls']} calls ({run['failed_calls']} failed)",
         markup=False,
     )
+    if run.get("parent_run_id"):
+        out.print(f"A sub-agent of {run['parent_run_id']}", markup=False)
+    for child in run.get("children", []):
+        out.print(
+            f"  ↳ {child['run_id']}  spent ${child['spent_usd']}  ·  {child['calls']} calls",
+            markup=False,
+        )
     out.print(tables.breakdown_table("By step", run["by_step"]))
     out.print(tables.breakdown_table("By model", run["by_model"]))
     out.print(tables.calls_table(calls))

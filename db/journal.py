@@ -35,6 +35,8 @@ _PG_LOCK_KEY = text("SELECT pg_advisory_xact_lock(:space, hashtext(:key))")
 MAX_TREE_DEPTH = 4
 """Sub-agents of sub-agents, this many levels down: deeper ones are charged to their ancestor
 at this depth (``api.gateway``), so a run's tree is read in at most this many queries."""
+MAX_CHILDREN = 100
+"""Sub-agents' runs a run's view lists (all of them count in its figures)."""
 
 
 @dataclass
@@ -165,6 +167,26 @@ def unstarted_runs(engine: Engine, opened_before: datetime, limit: int = 100) ->
     )
     with engine.connect() as conn:
         return [RunRecord.model_validate(row._mapping) for row in conn.execute(query)]
+
+
+def parents_of(engine: Engine, run_ids: Sequence[str]) -> dict[str, str]:
+    """The parent of each sub-agent's run among ``run_ids`` (others are absent)."""
+    query = select(R.c.run_id, R.c.parent_run_id).where(
+        R.c.run_id.in_(list(run_ids)), R.c.parent_run_id.is_not(None)
+    )
+    with engine.connect() as conn:
+        return {run_id: parent for run_id, parent in conn.execute(query)}
+
+
+def sub_runs(conn: Connection, run_id: str, limit: int) -> list[str]:
+    """A run's sub-agents' runs, oldest first."""
+    query = (
+        select(R.c.run_id)
+        .where(R.c.parent_run_id == run_id)
+        .order_by(R.c.opened_at, R.c.run_id)
+        .limit(limit)
+    )
+    return list(conn.execute(query).scalars())
 
 
 def run_tree(conn: Connection, run_id: str) -> list[str]:

@@ -20,10 +20,11 @@ from api.calls import run_calls
 from api.deps import EngineDep, SettingsDep, TemporalClientDep
 from api.errors import GatewayError, NotFound
 from api.run_list import recent_runs
-from api.runs import run_spend
+from api.runs import run_family, run_spend
 from api.settings import Settings
 from api.ui.guard import PageError, PageNotFound, SignedInDep
 from api.ui.render import page, temporal_link
+from db.journal import parents_of
 from db.models import LedgerEntryPublic, VirtualKey
 from workflows.run_contracts import (
     RunSpend,
@@ -72,7 +73,9 @@ async def _rows_context(engine: Engine, client: Client, settings: Settings) -> d
     rows, names = await asyncio.gather(
         recent_runs(client, engine, RUNS_SHOWN), asyncio.to_thread(key_names, engine)
     )
+    parents = await asyncio.to_thread(parents_of, engine, [row.run_id for row in rows])
     return {
+        "parents": parents,
         "runs": [
             (row, Burn(row.budget_micros, row.spent_micros, row.reserved_micros)) for row in rows
         ],
@@ -123,8 +126,12 @@ async def _run_context(engine: Engine, client: Client, run_id: str) -> dict[str,
         raise PageNotFound(f"no run {run_id!r}") from None
     except GatewayError as err:  # its workflow cannot be queried right now
         raise PageError(err.message) from None
-    calls, alerts = await asyncio.to_thread(_ledger_bits, engine, run_id)
+    (calls, alerts), family = await asyncio.gather(
+        asyncio.to_thread(_ledger_bits, engine, run_id),
+        asyncio.to_thread(run_family, engine, run_id),
+    )
     return {
+        "family": family,
         "run_id": run_id,
         "spend": spend,
         "source": source,
