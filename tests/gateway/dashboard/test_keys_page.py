@@ -24,6 +24,7 @@ async def test_create_key_shows_its_secret_once(
     name = f"ui-{uuid.uuid4().hex[:6]}"
     await page.get_by_role("link", name="Keys").click()
     await page.get_by_label("Name").fill(name)
+    await page.get_by_label("Total").fill("5")
     await page.get_by_label("Per run").fill("0.75")
     await page.get_by_label("Default tags").fill("agent:ui")
     await page.get_by_role("button", name="Create key").click()
@@ -53,7 +54,9 @@ async def test_edit_budgets_and_limits_then_revoke(
     signed_in: Page, gateway: Gateway, artifacts: Path
 ) -> None:
     """The edit form saves like PATCH /admin/keys/{id}, refuses a bad value, and revoke works."""
-    key = await gateway.create_key(name=f"edit-{uuid.uuid4().hex[:6]}", budget_usd="2")
+    key = await gateway.create_key(
+        name=f"edit-{uuid.uuid4().hex[:6]}", budget_usd="5", budget_usd_per_run="2"
+    )
     page = signed_in
     await page.goto(f"/ui/keys/{key['id']}")
     await expect(page.get_by_label("Per run")).to_have_value("2.000000")

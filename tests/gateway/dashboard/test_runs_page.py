@@ -20,7 +20,9 @@ async def test_run_burns_down_live_while_calls_are_made(
 ) -> None:
     """The run page's spent figure rises with each call without a reload, up to the cap, and
     the runs list and alerts page show the run and what it crossed."""
-    key = await gateway.create_key(name=f"burn-{uuid.uuid4().hex[:6]}", budget_usd="0.0002")
+    key = await gateway.create_key(
+        name=f"burn-{uuid.uuid4().hex[:6]}", budget_usd="1", budget_usd_per_run="0.0002"
+    )
     task = uuid.uuid4().hex[:8]
     run_id = f"{key['id']}.{task}"
     page = signed_in
