@@ -36,7 +36,7 @@ async def key_runs(gateway: Gateway, key_id: str, count: int) -> list[dict[str, 
         runs: list[dict[str, Any]] = answer.json()["runs"]
         return runs if len(runs) >= count else None
 
-    runs = await eventually(listed, within=20)
+    runs: list[dict[str, Any]] | None = await eventually(listed, within=20)
     assert runs is not None, f"key {key_id} never had {count} runs"
     return runs
 

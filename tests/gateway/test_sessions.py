@@ -44,7 +44,7 @@ async def ask(client: anthropic.AsyncAnthropic, headers: dict[str, str], **extra
     raw = await client.messages.with_raw_response.create(
         model="fake-small", max_tokens=64, messages=MESSAGES, extra_headers=headers, **extra
     )
-    return raw.headers["x-runcap-cost-usd"]
+    return str(raw.headers["x-runcap-cost-usd"])
 
 
 def tags_of(gateway: Gateway, run_id: str) -> set[str]:
