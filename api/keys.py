@@ -36,7 +36,7 @@ from db.models import (
 )
 from workflows.agent_run import AgentRun
 from workflows.contracts import Revoke
-from workflows.money import PPM, micros_to_usd, usd_to_micros
+from workflows.money import PPM, micros_to_usd, share_text, usd_to_micros
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +61,6 @@ def _ppm(share: Decimal | None) -> int | None:
     return None if share is None else int(share * PPM)
 
 
-def _share(ppm: int | None) -> str | None:
-    return None if ppm is None else f"{Decimal(ppm) / PPM:f}"
-
-
 def key_public(key: VirtualKey) -> VirtualKeyPublic:
     """A key as shown by the admin api: no secret, no hash, money in USD."""
     created = key.created_at
@@ -87,7 +83,7 @@ def key_public(key: VirtualKey) -> VirtualKeyPublic:
         loop_window_seconds=key.loop_window_seconds,
         max_open_runs=key.max_open_runs,
         run_by=list(key.run_by),
-        subagent_budget_share=_share(key.subagent_share_ppm),
+        subagent_budget_share=share_text(key.subagent_share_ppm),
         revoked=revoked is not None,
         # SQLite hands back naive times; every stored time is UTC.
         revoked_at=revoked.replace(tzinfo=UTC) if revoked and not revoked.tzinfo else revoked,

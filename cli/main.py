@@ -94,6 +94,14 @@ def keys_create(
     model: Annotated[list[str] | None, typer.Option(help="An allowed model (repeat).")] = None,
     tag: Annotated[list[str] | None, typer.Option(help="A default tag (repeat).")] = None,
     timezone: Annotated[str, typer.Option(help="IANA zone of day/month budgets.")] = "UTC",
+    run_by: Annotated[
+        list[str] | None,
+        typer.Option(help="What makes a run: task, session (repeat; default both)."),
+    ] = None,
+    subagent_share: Annotated[
+        str | None,
+        typer.Option(help="Cap a sub-agent at this share (0 to 1) of its parent's room left."),
+    ] = None,
 ) -> None:
     """Create a key; its secret is printed this once."""
     body: dict[str, Any] = {
@@ -109,6 +117,10 @@ def keys_create(
     }
     if per_run is not None:
         body["budget_usd_per_run"] = per_run
+    if run_by is not None:
+        body["run_by"] = run_by
+    if subagent_share is not None:
+        body["subagent_budget_share"] = subagent_share
     key = api_of(ctx).post("/admin/keys", body)
     run_cap = f", ${key['budget_usd_per_run']} per run" if key.get("budget_usd_per_run") else ""
     span = "in all" if per == "total" else f"per {per}"

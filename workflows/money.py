@@ -8,7 +8,7 @@ from decimal import Decimal, InvalidOperation
 
 from workflows.contracts import MICROS_PER_USD
 
-__all__ = ["MICROS_PER_USD", "PPM", "micros_to_usd", "usd_to_micros"]
+__all__ = ["MICROS_PER_USD", "PPM", "micros_to_usd", "share_text", "usd_to_micros"]
 PPM = 1_000_000
 """Shares (a sub-agent's of its parent's budget) are kept in millionths, exact like money."""
 
@@ -34,3 +34,8 @@ def micros_to_usd(micros: int) -> str:
     sign = "-" if micros < 0 else ""
     whole, frac = divmod(abs(micros), MICROS_PER_USD)
     return f"{sign}{whole}.{frac:06d}"
+
+
+def share_text(ppm: int | None) -> str | None:
+    """A share in millionths as the api shows it: ``250000`` is ``"0.25"``."""
+    return None if ppm is None else f"{(Decimal(ppm) / PPM).normalize():f}"

@@ -12,8 +12,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from api.errors import GatewayError
-from db.models import VirtualKey, VirtualKeyCreate, VirtualKeyUpdate
-from workflows.money import micros_to_usd
+from db.models import RUN_BY, VirtualKey, VirtualKeyCreate, VirtualKeyUpdate
+from workflows.money import micros_to_usd, share_text
 
 BUDGETS = {
     "total": "budget_usd",
@@ -52,6 +52,12 @@ def key_values(form: Mapping[str, Any], *, editing: bool) -> dict[str, Any]:
         values[field] = _items(str(form.get(field, "")))
     timezone = str(form.get("timezone", "")).strip()
     values["timezone"] = timezone or "UTC"
+    values["run_by"] = [each for each in RUN_BY if form.get(f"run_by_{each}")]
+    share = str(form.get("subagent_budget_share", "")).strip()
+    if share:
+        values["subagent_budget_share"] = share
+    elif editing:
+        values["subagent_budget_share"] = None
     return values
 
 
@@ -94,4 +100,6 @@ def form_of(key: VirtualKey) -> dict[str, str]:
         "tpm": str(key.tpm),
         "models": ", ".join(key.models),
         "tags": ", ".join(key.tags),
+        **{f"run_by_{each}": "on" if each in key.run_by else "" for each in RUN_BY},
+        "subagent_budget_share": share_text(key.subagent_share_ppm) or "",
     }

@@ -23,7 +23,14 @@ from api.ui.session import UiSession
 from db.models import VirtualKey
 
 router = APIRouter()
-NEW_KEY_FORM = {"timezone": "UTC", "max_parallel": "0", "rpm": "0", "tpm": "0"}
+NEW_KEY_FORM = {
+    "timezone": "UTC",
+    "max_parallel": "0",
+    "rpm": "0",
+    "tpm": "0",
+    "run_by_task": "on",
+    "run_by_session": "on",
+}
 
 
 def _keys_page(
