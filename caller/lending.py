@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 RECALL_WAIT = 1.0
 """The longest a call waits for other processes to hand back unused room before it is refused."""
 RECALL_RETRY = 0.1
+RECALL_TRIES = 1 + int(RECALL_WAIT / RECALL_RETRY)
+"""The wait is bounded by its tries too, not only by the clock (a clock that stands still,
+as in a test or a suspended VM, must not hold a call forever)."""
 URGENT, ROUTINE = "urgent", "routine"
 ROUTINE_PER_TICK = 4
 """At least this many routine reports go out per tick, however few lines there are."""
@@ -79,6 +82,7 @@ class Lending:
         idle_after: float = 60.0,
         tick: float = 0.2,
         clock: Callable[[], float] = time.monotonic,
+        recall_retry: float = RECALL_RETRY,
     ) -> None:
         self.borrower = borrower
         self.transport = transport
@@ -92,6 +96,7 @@ class Lending:
         self.idle_after = idle_after
         self.tick = tick
         self.clock = clock
+        self.recall_retry = recall_retry
         self.lines: dict[str, LocalLine] = {}
         self._loop: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[Any]] = set()
@@ -172,13 +177,14 @@ class Lending:
         """``need`` granted by the keeper, waiting (about a second at most) while others hand
         back unused room."""
         deadline = self.clock() + RECALL_WAIT
-        while True:
+        for _ in range(RECALL_TRIES):
             answer = await self._ask(line, need)
             if not answer.wait:
                 return answer
             if self.clock() >= deadline:
-                need = replace(need, final=True)
-            await asyncio.sleep(RECALL_RETRY)
+                break
+            await asyncio.sleep(self.recall_retry)
+        return await self._ask(line, replace(need, final=True))
 
     async def _ask(self, line: LocalLine, need: CallNeed) -> NeedAnswer:
         """Queue ``need`` at the line's keeper; needs queued meanwhile go in one request."""

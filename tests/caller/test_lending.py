@@ -46,7 +46,8 @@ class Clock:
 
 
 def lending(keepers: InProcessKeepers, clock: Clock, name: str = "a") -> Lending:
-    return Lending(f"caller-{name}", keepers, journaled=True, clock=clock)
+    # The clock stands still here: a recall waits its tries out at once.
+    return Lending(f"caller-{name}", keepers, journaled=True, clock=clock, recall_retry=0)
 
 
 def need(max_tokens: int = MAX_TOKENS) -> CallNeed:
