@@ -7,12 +7,13 @@ the first line printed. The command finds the gateway and the virtual key where 
 does (``ANTHROPIC_BASE_URL``, ``ANTHROPIC_AUTH_TOKEN`` or ``ANTHROPIC_API_KEY``; ``RUNCAP_*``
 first), and asks ``GET /v1/runcap/run`` with the headers Claude Code's calls carry (its session
 id and any ``x-runcap-tags`` in ``ANTHROPIC_CUSTOM_HEADERS``), so the gateway answers for the
-run those calls land in. It waits about a second at most, never prints the key, and on any
+run those calls land in. It waits a second at most, never prints the key, and on any
 failure prints a short line and exits 0: a status line that errors goes blank.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from decimal import Decimal
@@ -22,7 +23,7 @@ import httpx
 
 from cli.client import DEFAULT_API_URL
 
-TIMEOUT = httpx.Timeout(1.0)
+DEADLINE_SECONDS = 1.0
 MAX_STDIN = 1 << 20
 URL_VARS = ("RUNCAP_BASE_URL", "ANTHROPIC_BASE_URL", "RUNCAP_API_URL")
 KEY_VARS = ("RUNCAP_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY")
@@ -104,6 +105,12 @@ def line_of(run: dict[str, Any]) -> str:
     return " · ".join(p for p in parts if p)
 
 
+async def _get(url: str, headers: dict[str, str]) -> httpx.Response:
+    """One GET, all of it (connecting included) within ``DEADLINE_SECONDS``."""
+    async with httpx.AsyncClient(timeout=DEADLINE_SECONDS) as client:
+        return await asyncio.wait_for(client.get(url, headers=headers), DEADLINE_SECONDS)
+
+
 def status_line(stdin: IO[str] | None, env: Mapping[str, str]) -> str:
     """The line to print; never raises."""
     try:
@@ -116,11 +123,11 @@ def status_line(stdin: IO[str] | None, env: Mapping[str, str]) -> str:
         if tags := tags_header(env):
             headers[TAG_HEADER] = tags
         url = gateway_of(env) + "/v1/runcap/run"
-        response = httpx.get(url, headers=headers, timeout=TIMEOUT)
+        response = asyncio.run(_get(url, headers))
         if response.status_code != 200:
             return FALLBACKS.get(response.status_code, f"{PREFIX}: {response.status_code}")
         return line_of(response.json())
-    except httpx.TimeoutException:
+    except (httpx.TimeoutException, TimeoutError):
         return f"{PREFIX}: gateway slow"
     except httpx.HTTPError:
         return f"{PREFIX}: gateway unreachable"

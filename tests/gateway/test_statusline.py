@@ -6,6 +6,8 @@ import asyncio
 import json
 import re
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -23,6 +25,25 @@ LINE = re.compile(
     r"runcap \$(?P<spent>[\d.]+) of \$(?P<budget>[\d.]+)"
     r" · \$(?P<rate>[\d.]+)/min · cap in (?P<eta>\d+[smhd]( \d+[smh])?)"
 )
+
+
+@asynccontextmanager
+async def silent_server() -> AsyncIterator[str]:
+    """A server on 127.0.0.1 that accepts connections and never answers; its URL."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
 
 
 def status_json(session_id: str) -> str:
@@ -201,6 +222,10 @@ async def test_statusline_never_fails(gateway: Gateway, tmp_path: Path) -> None:
         assert done.code == 0 and done.err == ""
         assert done.out.startswith(expected) and done.out.count("\n") == 1, done.out
         assert secret not in done.out
+    async with silent_server() as silent:
+        env = claude_env(gateway, secret, ANTHROPIC_BASE_URL=silent)
+        done = await statusline("{}", env, tmp_path)
+    assert done.code == 0 and done.out == "runcap: gateway slow\n", done.out
     key = await gateway.create_key(budget_usd="1")
     fresh = await statusline(status_json("new"), claude_env(gateway, key["key"]), tmp_path)
     assert fresh.out == "runcap: no calls yet\n"
