@@ -8,7 +8,6 @@ one line on stderr with exit status 1.
 from __future__ import annotations
 
 import functools
-import os
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
@@ -21,10 +20,10 @@ from rich.console import Console
 # would catch a move).
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
+from cli import statusline as status
 from cli import tables
 from cli.args import parse_since, short_time
 from cli.client import DEFAULT_API_URL, Api, CliError, admin_key_of
-from cli.statusline import status_line
 from cli.tail import call_line, follow
 
 app = typer.Typer(
@@ -232,7 +231,7 @@ def statusline() -> None:
     and when its cap is reached at that rate. Reads Claude Code's JSON on stdin, and the gateway
     and key from ANTHROPIC_BASE_URL and ANTHROPIC_AUTH_TOKEN/ANTHROPIC_API_KEY (or RUNCAP_BASE_URL
     and RUNCAP_KEY); always exits 0."""
-    print(status_line(sys.stdin, os.environ), flush=True)
+    status.main()
 
 
 def main() -> None:

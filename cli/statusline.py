@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import IO, Any
@@ -133,3 +135,8 @@ def status_line(stdin: IO[str] | None, env: Mapping[str, str]) -> str:
         return f"{PREFIX}: gateway unreachable"
     except Exception:  # a status line that raises goes blank: say so in one line instead
         return f"{PREFIX}: no figures"
+
+
+def main() -> None:
+    """Print the line for Claude Code; exit 0 whatever happened."""
+    print(status_line(sys.stdin, os.environ), flush=True)
