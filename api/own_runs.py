@@ -24,21 +24,23 @@ from api.errors import NotFound
 from api.gateway import run_for
 from api.runs import run_view
 from api.tags import TAG_HEADER, call_tags
+from workflows.run_ids import MAX_RUN_ID, SUBAGENT
 
 router = APIRouter(prefix="/v1/runcap", tags=["own runs"])
 QUERY_TIMEOUT = timedelta(milliseconds=500)
 """A status line asks often and waits about a second: a run that cannot answer live within
 this shows its ledger figures as ``stale`` instead."""
-RUN_SEPARATORS = ".@~"
+RUN_SEPARATORS = ".@" + SUBAGENT
 """What follows a key's id in its runs' ids: a task's ``.``, a session's ``@``, a sub-agent's
 ``~`` (``workflows/run_ids.py``)."""
 
 
 def owns(key: KeyPolicy, run_id: str) -> bool:
-    """Whether ``run_id`` is a run of ``key``."""
+    """Whether ``run_id`` is a run of ``key`` (no longer than a run id can be)."""
     if run_id == key.id:
         return True
-    return run_id.startswith(key.id) and run_id[len(key.id)] in RUN_SEPARATORS
+    mine = run_id.startswith(key.id) and run_id[len(key.id)] in RUN_SEPARATORS
+    return mine and len(run_id) <= MAX_RUN_ID
 
 
 async def _view(client: Client, engine: Engine, run_id: str) -> dict[str, Any]:

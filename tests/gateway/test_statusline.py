@@ -193,7 +193,14 @@ async def test_a_key_reads_only_its_own_runs(gateway: Gateway) -> None:
     base = "/v1/runcap"
     ok = await as_key(gateway, f"{base}/runs/{run_id}", owner["key"])
     assert ok.status_code == 200
-    for stolen in (run_id, owner["id"], f"{other['id']}x.{task}", f"{other['id']}.{task}"):
+    too_long = f"{other['id']}.{'x' * 300}"
+    for stolen in (
+        run_id,
+        owner["id"],
+        f"{other['id']}x.{task}",
+        f"{other['id']}.{task}",
+        too_long,
+    ):
         refused = await as_key(gateway, f"{base}/runs/{stolen}", other["key"])
         assert refused.status_code == 404, (stolen, refused.text)
         assert "spent_usd" not in refused.text
