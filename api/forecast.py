@@ -13,6 +13,7 @@ microseconds; the rate becomes a USD ``Decimal`` (six places, half up) only at t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -94,19 +95,22 @@ def burn(
     return Forecast(now, max(window_micros, 0), span, max(remaining_micros, 0), capped)
 
 
-def window_spend(conn: Connection, run_id: str, now: datetime) -> tuple[int, datetime | None]:
-    """(micro-dollars the run's calls settled in the ``WINDOW`` before ``now``, when its first
-    call started), from the ledger."""
+def window_spend(
+    conn: Connection, run_ids: Sequence[str], now: datetime
+) -> tuple[int, datetime | None]:
+    """(micro-dollars the calls of ``run_ids`` settled in the ``WINDOW`` before ``now``, when
+    the first of them started), from the ledger."""
     since = now - WINDOW
     settled = func.coalesce(func.sum(L.c.cost_micros).filter(L.c.settled_at >= since), 0)
-    stmt = select(settled, func.min(L.c.started_at)).where(L.c.run_id == run_id)
+    stmt = select(settled, func.min(L.c.started_at)).where(L.c.run_id.in_(run_ids))
     micros, first = conn.execute(stmt).one()
     return int(micros), utc(first)
 
 
 def run_forecast(engine: Engine, spend: RunSpend, now: datetime | None = None) -> Forecast:
-    """The forecast of a run whose figures are ``spend`` (its budget and remaining)."""
+    """The forecast of a run whose figures are ``spend`` (its budget and remaining): the calls
+    counted are those its spent counts."""
     now = now or datetime.now(UTC)
     with engine.connect() as conn:
-        micros, first = window_spend(conn, spend.run_id, now)
+        micros, first = window_spend(conn, [spend.run_id], now)
     return burn(micros, first, now, spend.remaining_micros, capped=spend.budget_micros > 0)

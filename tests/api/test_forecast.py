@@ -93,8 +93,10 @@ def test_window_spend_reads_the_runs_settled_money(engine: Engine) -> None:
         session.add(_row("key_0123456789abcdef", "c4", 9_000_000, NOW - minute, NOW))
         session.commit()
     with engine.connect() as conn:
-        assert window_spend(conn, run, NOW) == (3_000_000, NOW - 30 * minute)
-        assert window_spend(conn, "key_0123456789abcdef.none", NOW) == (0, None)
+        assert window_spend(conn, [run], NOW) == (3_000_000, NOW - 30 * minute)
+        assert window_spend(conn, ["key_0123456789abcdef.none"], NOW) == (0, None)
+        both = window_spend(conn, [run, "key_0123456789abcdef"], NOW)
+        assert both == (12_000_000, NOW - 30 * minute)
     spend = RunSpend(run, "open", 10_000_000, 3_500_000, 0, 6_500_000, 3, 0, 0, 0, {}, {})
     forecast = run_forecast(engine, spend, NOW)
     assert forecast.rate_usd_per_minute == Decimal("0.300000")
