@@ -28,6 +28,7 @@ from api import (
     calls,
     keys,
     metrics,
+    own_runs,
     routes_anthropic,
     routes_openai,
     routes_responses,
@@ -219,6 +220,7 @@ def create_app(
     app.include_router(routes_responses_ws.router)
     app.include_router(routes_anthropic.router)
     app.include_router(runs.router)
+    app.include_router(own_runs.router)
     app.include_router(calls.router)
     app.include_router(alerts.router)
     app.include_router(metrics.router)

@@ -19,6 +19,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.auth import KeyPolicy, require_admin
 from api.deps import EngineDep, TemporalClientDep
 from api.errors import NotFound, Unavailable
+from api.forecast import run_forecast
 from api.key_budgets import nudge_keepers
 from api.run_list import recent_runs
 from api.spend import L, TagsQuery, aggregate, filters, totals, utc
@@ -160,7 +161,9 @@ def ledger_run(engine: Engine, run_id: str) -> RunSpend | None:
     )
 
 
-async def run_spend(client: Client, engine: Engine, run_id: str) -> tuple[RunSpend, str]:
+async def run_spend(
+    client: Client, engine: Engine, run_id: str, query_timeout: timedelta = QUERY_TIMEOUT
+) -> tuple[RunSpend, str]:
     """A run's spend and where its status came from.
 
     Spent and the per-step figures always come from the ledger, and what calls in flight hold
@@ -176,7 +179,7 @@ async def run_spend(client: Client, engine: Engine, run_id: str) -> tuple[RunSpe
     live: RunSpend | None = None
     gone = False
     try:
-        live = await handle.query("spend", result_type=RunSpend, rpc_timeout=QUERY_TIMEOUT)
+        live = await handle.query("spend", result_type=RunSpend, rpc_timeout=query_timeout)
     except RPCError as err:
         gone = err.status == RPCStatusCode.NOT_FOUND
     except WorkflowQueryFailedError:
@@ -215,16 +218,26 @@ def run_family(engine: Engine, run_id: str) -> dict[str, Any]:
     return {"parent_run_id": parent, "children": children}
 
 
-@router.get("/runs/{run_id}")
-async def get_run(run_id: str, engine: EngineDep, client: TemporalClientDep) -> dict[str, Any]:
-    """A run's budget: live from its workflow, else rebuilt from the ledger (see ``run_spend``),
-    with its parent and sub-agents' runs."""
-    spend, source = await run_spend(client, engine, run_id)
+async def run_view(
+    client: Client, engine: Engine, run_id: str, query_timeout: timedelta = QUERY_TIMEOUT
+) -> dict[str, Any]:
+    """A run's JSON: its figures (see ``run_spend``), its parent and sub-agents' runs, and its
+    burn rate and forecast."""
+    spend, source = await run_spend(client, engine, run_id, query_timeout)
     answer = run_json(spend, source)
     if source == "stale":
         answer.update(status="unknown", stale=True)
     answer.update(await asyncio.to_thread(run_family, engine, run_id))
+    answer["forecast"] = (await asyncio.to_thread(run_forecast, engine, spend)).json()
     return answer
+
+
+@router.get("/runs/{run_id}")
+async def get_run(run_id: str, engine: EngineDep, client: TemporalClientDep) -> dict[str, Any]:
+    """A run's budget: live from its workflow, else rebuilt from the ledger (see ``run_spend``),
+    with its parent and sub-agents' runs, its burn rate and when its cap will be reached at
+    that rate."""
+    return await run_view(client, engine, run_id)
 
 
 @router.post("/runs/{run_id}/resume")

@@ -19,6 +19,7 @@ Parts, each on a stack of its own on 127.0.0.1:
 - ``limits``: what the shared rate limits cost a call (a database only, no stack);
 - ``pricing``: what tiered prices, tool fees and media bounds change and cost (no stack).
 - ``codex``: a real Codex session through the api, in both of Codex's setups.
+- ``statusline``: what Claude Code waits for when it runs ``runcap statusline``.
 With no argument: ``core`` and ``compare``.
 """
 
@@ -33,7 +34,18 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import agents, codex, compare, core, gateway, limits, pricing, profile, telemetry
+from bench import (
+    agents,
+    codex,
+    compare,
+    core,
+    gateway,
+    limits,
+    pricing,
+    profile,
+    statusline,
+    telemetry,
+)
 from bench.harness import stack
 
 PARTS = (
@@ -46,6 +58,7 @@ PARTS = (
     "limits",
     "pricing",
     "codex",
+    "statusline",
 )
 OWN_STACK = ("telemetry", "limits", "pricing")
 """Parts that start what they need themselves."""
@@ -79,6 +92,8 @@ async def main(args: argparse.Namespace, root: Path) -> None:
                 await gateway.run(running)
             elif part == "codex":
                 await codex.run(running)
+            elif part == "statusline":
+                await statusline.run(running)
             else:
                 await profile.run(
                     running,

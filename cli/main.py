@@ -20,6 +20,7 @@ from rich.console import Console
 # would catch a move).
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
+from cli import statusline as status
 from cli import tables
 from cli.args import parse_since, short_time
 from cli.client import DEFAULT_API_URL, Api, CliError, admin_key_of
@@ -241,6 +242,15 @@ def tail(
                 return
     except KeyboardInterrupt:
         return
+
+
+@app.command("statusline")
+def statusline() -> None:
+    """One line for Claude Code's statusLine setting: the run's spent and budget, its burn rate
+    and when its cap is reached at that rate. Reads Claude Code's JSON on stdin, and the gateway
+    and key from ANTHROPIC_BASE_URL and ANTHROPIC_AUTH_TOKEN/ANTHROPIC_API_KEY (or RUNCAP_BASE_URL
+    and RUNCAP_KEY); always exits 0."""
+    status.main()
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import timedelta
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import Engine
@@ -19,6 +20,7 @@ from api.alerts import recent_alerts
 from api.calls import run_calls
 from api.deps import EngineDep, SettingsDep, TemporalClientDep
 from api.errors import GatewayError, NotFound
+from api.forecast import WINDOW, run_forecast
 from api.run_list import recent_runs
 from api.runs import run_family, run_spend
 from api.settings import Settings
@@ -126,9 +128,10 @@ async def _run_context(engine: Engine, client: Client, run_id: str) -> dict[str,
         raise PageNotFound(f"no run {run_id!r}") from None
     except GatewayError as err:  # its workflow cannot be queried right now
         raise PageError(err.message) from None
-    (calls, alerts), family = await asyncio.gather(
+    (calls, alerts), family, forecast = await asyncio.gather(
         asyncio.to_thread(_ledger_bits, engine, run_id),
         asyncio.to_thread(run_family, engine, run_id),
+        asyncio.to_thread(run_forecast, engine, spend),
     )
     return {
         "family": family,
@@ -136,6 +139,8 @@ async def _run_context(engine: Engine, client: Client, run_id: str) -> dict[str,
         "spend": spend,
         "source": source,
         "burn": _burn(spend),
+        "forecast": forecast,
+        "window_minutes": WINDOW // timedelta(minutes=1),
         "calls": calls,
         "alerts": alerts,
         "live": source == "workflow" and spend.status == "open",

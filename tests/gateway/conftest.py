@@ -49,7 +49,13 @@ ROUTE_GUARDED = {
 """A chain that crosses formats: chat completions first, then Anthropic messages."""
 SEARCH_MODEL = "fake-searcher"
 """A model the fake serves whose overrides price web searches ($10 per 1,000)."""
-HEARD_HEADERS = ("anthropic-version", "openai-beta", "upgrade", "x-codex-turn-metadata")
+HEARD_HEADERS = (
+    "anthropic-version",
+    "openai-beta",
+    "upgrade",
+    "x-codex-turn-metadata",
+    "x-claude-code-session-id",
+)
 PRICE_OVERRIDES = {
     "gpt-6.2-sol": {"input": "2", "output": "10", "cached_input": "0.1", "cache_write": "2.5"},
     SEARCH_MODEL: {"input": "1", "output": "2", "tools": {"web_search": "10"}},
