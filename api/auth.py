@@ -70,6 +70,7 @@ class KeyPolicy:
     loop_max_repeats: int = 0
     loop_window_seconds: int = 300
     max_open_runs: int = 100
+    hold_at_cap: bool = False
 
     def allows(self, model: str) -> bool:
         """An empty model list allows every model."""
@@ -111,6 +112,7 @@ class KeyPolicy:
             loop_max_repeats=key.loop_max_repeats,
             loop_window_seconds=key.loop_window_seconds,
             max_open_runs=key.max_open_runs,
+            hold_at_cap=key.hold_at_cap,
         )
 
 

@@ -132,6 +132,7 @@ def run_for(key: KeyPolicy, tags: list[str], settings: Settings) -> RunInput:
         loop_window_seconds=key.loop_window_seconds,
         max_open_runs=key.max_open_runs,
         own_budget=key.budget_per_run_micros is not None,
+        hold_at_cap=key.hold_at_cap,
     )
 
 

@@ -77,6 +77,7 @@ def key_public(key: VirtualKey) -> VirtualKeyPublic:
         loop_max_repeats=key.loop_max_repeats,
         loop_window_seconds=key.loop_window_seconds,
         max_open_runs=key.max_open_runs,
+        hold_at_cap=key.hold_at_cap,
         revoked=revoked is not None,
         # SQLite hands back naive times; every stored time is UTC.
         revoked_at=revoked.replace(tzinfo=UTC) if revoked and not revoked.tzinfo else revoked,
@@ -106,6 +107,7 @@ def create(session: Session, body: VirtualKeyCreate) -> VirtualKeyCreated:
         loop_max_repeats=body.loop_max_repeats,
         loop_window_seconds=body.loop_window_seconds,
         max_open_runs=body.max_open_runs,
+        hold_at_cap=body.hold_at_cap,
         created_at=utcnow(),
     )
     session.add(key)
@@ -146,6 +148,7 @@ PLAIN_FIELDS = (
     "loop_max_repeats",
     "loop_window_seconds",
     "max_open_runs",
+    "hold_at_cap",
 )
 
 

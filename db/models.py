@@ -65,6 +65,9 @@ class VirtualKeyBase(SQLModel):
     max_open_runs: int = Field(default=DEFAULT_MAX_OPEN_RUNS, ge=1, le=100_000)
     """Runs of this key open at once (a task tag or an agent's session each make one): a new
     run past it is refused with 429 ``too_many_runs``."""
+    hold_at_cap: bool = False
+    """A run at its per-run cap pauses until a person approves more budget, rather than refuse
+    for good (its calls get 429 ``run_held`` meanwhile)."""
 
 
 def valid_models(models: list[str] | None) -> list[str] | None:
@@ -159,6 +162,7 @@ class VirtualKeyUpdate(SQLModel):
     loop_max_repeats: int | None = Field(default=None, ge=0, le=10_000)
     loop_window_seconds: int | None = Field(default=None, ge=1, le=86_400)
     max_open_runs: int | None = Field(default=None, ge=1, le=100_000)
+    hold_at_cap: bool | None = None
 
     _models = field_validator("models")(valid_models)
     _timezone = field_validator("timezone")(valid_timezone)

@@ -110,6 +110,9 @@ class RunInput:
     own_budget: bool = True
     """The budget is the run's own (a key's per-run budget). Else it is only its key's largest
     cap, which the key's periods enforce and alert on: the run's thresholds stay silent."""
+    hold_at_cap: bool = False
+    """At its own cap the run pauses (``paused``) until a person approves more budget
+    (``AgentRun.extend``), rather than refusing for good."""
     state: RunState | None = None
     """(Runs before lines.) What such a run carries across continue-as-new."""
     opening: OpeningLine | None = None

@@ -52,6 +52,7 @@ def key_values(form: Mapping[str, Any], *, editing: bool) -> dict[str, Any]:
         values[field] = _items(str(form.get(field, "")))
     timezone = str(form.get("timezone", "")).strip()
     values["timezone"] = timezone or "UTC"
+    values["hold_at_cap"] = bool(form.get("hold_at_cap"))  # an unticked box is not sent
     return values
 
 
@@ -94,4 +95,5 @@ def form_of(key: VirtualKey) -> dict[str, str]:
         "tpm": str(key.tpm),
         "models": ", ".join(key.models),
         "tags": ", ".join(key.tags),
+        "hold_at_cap": "on" if key.hold_at_cap else "",
     }
