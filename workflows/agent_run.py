@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -38,6 +39,8 @@ with workflow.unsafe.imports_passed_through():
 
 LINES = "lines"
 """Patch: the run lends lines to caller processes (runs recorded before take the legacy path)."""
+HOLD_AT_CAP = "hold-at-cap"
+"""Patch: a run of a key with ``hold_at_cap`` pauses at its cap (runs recorded before refuse)."""
 FLUSH_PAUSE = timedelta(seconds=1)
 """At most one refresh of the search attributes per pause: each is a history event."""
 IDLES_OUT: tuple[RunStatus, ...] = ("open", "looping")
@@ -50,6 +53,8 @@ LIVE: tuple[RunStatus, ...] = (*IDLES_OUT, "paused")
 class AgentRun:
     @workflow.init
     def __init__(self, run: RunInput) -> None:
+        if run.hold_at_cap and not workflow.patched(HOLD_AT_CAP):
+            run = dataclasses.replace(run, hold_at_cap=False)
         self.run_input = run
         # A run carrying legacy state continued as new from a legacy run: it stays legacy.
         legacy = run.state is not None or not workflow.patched(LINES)
@@ -155,6 +160,7 @@ class AgentRun:
             return await self.legacy.top_up(top_up)
         if self.book.extend(self.state.books.cap_micros + top_up.amount_micros, workflow.now()):
             self.rearm = True  # a run paused at its cap goes on: the idle timeout counts again
+            self._upsert(workflow.now())  # at once: no report may come to carry the news
         return self.spend()
 
     @top_up.validator
@@ -173,6 +179,9 @@ class AgentRun:
         cap = extend.budget_micros or self.state.books.cap_micros + extend.by_micros
         if self.book.extend(cap, workflow.now()):
             self.rearm = True  # the idle timeout counts again: the loop's wait changes
+        # The new cap and status show in the UI at once (an approval is rare: one event), not
+        # after the flush pause, when no report may come to carry them.
+        self._upsert(workflow.now())
         return self.spend()
 
     @extend.validator
