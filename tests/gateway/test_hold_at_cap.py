@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -210,8 +211,9 @@ async def test_a_key_without_hold_at_cap_refuses_for_good(gateway: Gateway) -> N
 
 
 async def test_runcap_runs_extend_approves_a_held_run(gateway: Gateway, tmp_path: Path) -> None:
-    """``runcap keys create --hold-at-cap`` makes a key that holds; ``runcap runs extend ID
-    --by USD`` approves its paused run, and the next call passes."""
+    """``runcap keys create --hold-at-cap`` makes a key that holds; Claude Code's SDK gets the
+    held 429 in Anthropic's envelope and does not retry it; ``runcap runs extend ID --by USD``
+    approves the paused run, and the next call passes."""
     env = cli_env(gateway, RUNCAP_ADMIN_KEY=ADMIN_KEY)
     name = f"hold-{uuid.uuid4().hex[:6]}"
     made = await runcap(
@@ -223,6 +225,14 @@ async def test_runcap_runs_extend_approves_a_held_run(gateway: Gateway, tmp_path
     assert (await gateway.admin.get(f"/admin/keys/{key['id']}")).json()["hold_at_cap"] is True
     client = sdk(gateway, key)
     await held_refusal(gateway, client, key)
+    where = ("/v1/messages", key["key"][:12])
+    async with anthropic.AsyncAnthropic(base_url=gateway.base_url, api_key=key["key"]) as claude:
+        with pytest.raises(anthropic.RateLimitError) as info:
+            await claude.messages.create(model="fake-small", max_tokens=20, messages=MESSAGES)
+    assert gateway.seen[where] == 1  # the SDK's retries stopped by x-should-retry: false
+    held = info.value.response
+    assert held.headers["x-should-retry"] == "false" and "retry-after" not in held.headers
+    assert "runcap runs extend" in held.json()["error"]["message"]
     both = await runcap("runs", "extend", key["id"], env=env, cwd=tmp_path)
     assert both.code == 1 and "--by" in both.err
     done = await runcap("runs", "extend", key["id"], "--by", "0.5", env=env, cwd=tmp_path)
