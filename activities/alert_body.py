@@ -88,6 +88,11 @@ def describe(alert: AlertFacts) -> str:
             f"{subject}: a provider billed more than the call's reservation "
             f"(${spent} of {budget} spent)"
         )
+    if alert.kind == "held":
+        return (
+            f"{subject} reached {budget} (${spent} spent) and is paused: its calls are refused "
+            "until a person approves more budget"
+        )
     if alert.kind == "loop":
         return (
             f"{subject} sent the same request too often and its calls are refused "
@@ -102,13 +107,16 @@ def sentence_of(alert: Alert) -> str:
 
 
 def links_of(alert: Alert, dashboard_url: str | None) -> dict[str, str]:
-    """Dashboard pages about the alert: its run, its key, the alerts list (none without a URL)."""
+    """Dashboard pages about the alert: its run, its key, the alerts list, and for a run held
+    at its cap, the form that approves more budget (none without a URL)."""
     if not dashboard_url:
         return {}
     base = dashboard_url.rstrip("/")
     links: dict[str, str] = {}
     if alert.run_id and alert.scope == "run":
         links["run"] = f"{base}/runs/{quote(alert.run_id, safe='')}"
+        if alert.kind == "held":
+            links["approve"] = links["run"] + "#approve"
     if alert.key_id:
         links["key"] = f"{base}/keys/{quote(alert.key_id, safe='')}"
     links["alerts"] = f"{base}/alerts"
@@ -159,7 +167,9 @@ def slack_body(alert: Alert, dashboard_url: str | None = None) -> dict[str, Any]
     ]
     context = [f"event `{event_id_of(alert)}`", _slack_escape(alert.at)]
     links = links_of(alert, dashboard_url)
-    if "run" in links:
+    if "approve" in links:
+        context.append(f"<{links['approve']}|approve more budget>")
+    elif "run" in links:
         context.append(f"<{links['run']}|open the run>")
     elif "key" in links:
         context.append(f"<{links['key']}|open the key>")

@@ -72,6 +72,7 @@ class KeyPolicy:
     max_open_runs: int = 100
     run_by: tuple[str, ...] = ("task", "session")
     subagent_share_ppm: int | None = None
+    hold_at_cap: bool = False
 
     def allows(self, model: str) -> bool:
         """An empty model list allows every model."""
@@ -115,6 +116,7 @@ class KeyPolicy:
             max_open_runs=key.max_open_runs,
             run_by=tuple(key.run_by),
             subagent_share_ppm=key.subagent_share_ppm,
+            hold_at_cap=key.hold_at_cap,
         )
 
 

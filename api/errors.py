@@ -103,6 +103,8 @@ class BodyTooLarge(GatewayError):
     code = "request_too_large"
 
 
+MAX_RETRY_AFTER_SECONDS = 60
+"""The longest ``Retry-After`` runcap sends: Claude Code gives up on a longer one."""
 NO_RETRY = {"x-should-retry": "false"}
 """Both SDKs honour it: a refusal that cannot change by waiting returns at once, not after
 minutes of retries."""
@@ -134,7 +136,7 @@ class RateLimited(GatewayError):
     code = "rate_limited"
 
     def __init__(self, message: str, retry_after_seconds: float) -> None:
-        seconds = max(1, math.ceil(retry_after_seconds))
+        seconds = min(max(1, math.ceil(retry_after_seconds)), MAX_RETRY_AFTER_SECONDS)
         super().__init__(
             message, headers={"Retry-After": str(seconds)}, details={"retry_after": seconds}
         )
@@ -177,7 +179,8 @@ class Unavailable(GatewayError):
 
     def __init__(self, message: str, retry_after_seconds: int = 1, **kw: Any) -> None:
         super().__init__(message, **kw)
-        self.headers.setdefault("Retry-After", str(retry_after_seconds))
+        seconds = min(max(1, retry_after_seconds), MAX_RETRY_AFTER_SECONDS)
+        self.headers.setdefault("Retry-After", str(seconds))
 
 
 def envelope_for_path(path: str) -> Envelope:

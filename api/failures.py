@@ -29,6 +29,8 @@ def failure_to_http(failure: Failure, chain: Sequence[Target]) -> GatewayError:
         return BadRequest(failure.message)
     if kind == errors.RUN_NOT_OPEN:
         return GatewayError(failure.message, status=409, code="run_closed", headers=http.NO_RETRY)
+    if kind == errors.RUN_HELD:
+        return run_held(failure.message)
     if kind == errors.LOOP_DETECTED:
         return GatewayError(
             failure.message, status=429, code="loop_detected", headers=http.NO_RETRY
@@ -42,6 +44,14 @@ def failure_to_http(failure: Failure, chain: Sequence[Target]) -> GatewayError:
             failure.message, status=429, code="too_many_runs", headers=http.NO_RETRY
         )
     return http.Unavailable(failure.message)
+
+
+def run_held(message: str) -> http.BudgetExceeded:
+    """The budget 429 of a run paused at its cap (its message says how to approve more): the
+    same envelope as any budget refusal, so no client retries it."""
+    held = http.BudgetExceeded(message)
+    held.code = "run_held"
+    return held
 
 
 def _attempt(attempt: object) -> dict[str, object]:

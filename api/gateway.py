@@ -142,6 +142,7 @@ def run_for(
         loop_window_seconds=key.loop_window_seconds,
         max_open_runs=key.max_open_runs,
         own_budget=key.budget_per_run_micros is not None,
+        hold_at_cap=key.hold_at_cap,
     )
     if not agent.agent_id:
         return root, []

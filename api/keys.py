@@ -84,6 +84,7 @@ def key_public(key: VirtualKey) -> VirtualKeyPublic:
         max_open_runs=key.max_open_runs,
         run_by=list(key.run_by),
         subagent_budget_share=share_text(key.subagent_share_ppm),
+        hold_at_cap=key.hold_at_cap,
         revoked=revoked is not None,
         # SQLite hands back naive times; every stored time is UTC.
         revoked_at=revoked.replace(tzinfo=UTC) if revoked and not revoked.tzinfo else revoked,
@@ -115,6 +116,7 @@ def create(session: Session, body: VirtualKeyCreate) -> VirtualKeyCreated:
         max_open_runs=body.max_open_runs,
         run_by=list(body.run_by),
         subagent_share_ppm=_ppm(body.subagent_budget_share),
+        hold_at_cap=body.hold_at_cap,
         created_at=utcnow(),
     )
     session.add(key)
@@ -156,6 +158,7 @@ PLAIN_FIELDS = (
     "loop_window_seconds",
     "max_open_runs",
     "run_by",
+    "hold_at_cap",
 )
 
 

@@ -37,6 +37,7 @@ from telemetry.labels import model_label
 
 REFUSAL_REASONS = {
     "budget_exceeded": "budget",
+    "run_held": "budget",
     "rate_limited": "rate_limited",
     "run_closed": "run_closed",
 }

@@ -52,9 +52,10 @@ class Settings(RuncapSettings):
     calls that may have gone out at their reservations; the rest of its lines come back."""
     run_call_timeout_seconds: int = 900
     """No call holds money longer than this (the grant's deadline)."""
-    idempotency_wait_seconds: float = 60.0
+    idempotency_wait_seconds: float = Field(default=60.0, gt=0, le=60)
     """How long a retry waits for its ``Idempotency-Key``'s first request to end, before a 409
-    ``idempotency_in_progress`` with Retry-After; the wait counts against the key's limits."""
+    ``idempotency_in_progress`` with Retry-After; the wait counts against the key's limits. At
+    most 60 s: no request is held longer (Claude Code gives up past it)."""
     idempotency_purge_interval_seconds: float = Field(default=300.0, gt=0)
     """How often this instance deletes idempotent answers older than 24 h."""
     first_byte_timeout_seconds: float = 120.0

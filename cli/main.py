@@ -33,7 +33,9 @@ app = typer.Typer(
     add_completion=False,
 )
 keys_app = typer.Typer(help="Create, list and revoke virtual keys.", no_args_is_help=True)
-runs_app = typer.Typer(help="Open and recent runs; `runs show ID` for one.")
+runs_app = typer.Typer(
+    help="Open and recent runs; `runs show ID` for one, `runs extend ID --by USD` to approve more."
+)
 app.add_typer(keys_app, name="keys")
 app.add_typer(runs_app, name="runs")
 out = Console(highlight=False, soft_wrap=False)
@@ -103,6 +105,13 @@ def keys_create(
         str | None,
         typer.Option(help="Cap a sub-agent at this share (0 to 1) of its parent's room left."),
     ] = None,
+    hold_at_cap: Annotated[
+        bool,
+        typer.Option(
+            help="A run at its --per-run cap pauses until you approve more (runs extend), "
+            "rather than refuse for good."
+        ),
+    ] = False,
 ) -> None:
     """Create a key; its secret is printed this once."""
     body: dict[str, Any] = {
@@ -115,6 +124,7 @@ def keys_create(
         "models": model or [],
         "tags": tag or [],
         "timezone": timezone,
+        "hold_at_cap": hold_at_cap,
     }
     if per_run is not None:
         body["budget_usd_per_run"] = per_run
@@ -222,6 +232,28 @@ def runs_show(ctx: typer.Context, run_id: Annotated[str, typer.Argument(metavar=
     out.print(tables.breakdown_table("By step", run["by_step"]))
     out.print(tables.breakdown_table("By model", run["by_model"]))
     out.print(tables.calls_table(calls))
+
+
+@runs_app.command("extend")
+@clear_errors
+def runs_extend(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(metavar="ID")],
+    by: Annotated[str | None, typer.Option("--by", help="USD more, e.g. 5 or 0.50.")] = None,
+    budget: Annotated[
+        str | None, typer.Option("--budget", help="USD: the run's new cap instead.")
+    ] = None,
+) -> None:
+    """Approve more budget for a run: a run paused at its cap goes on at once."""
+    if (by is None) == (budget is None):
+        raise CliError("give --by USD (more) or --budget USD (a new cap), one of them")
+    body = {"by_usd": by} if by is not None else {"budget_usd": budget}
+    run = api_of(ctx).post(f"/admin/runs/{quote(run_id, safe='')}/extend", body)
+    out.print(
+        f"Run {run['run_id']}  [{run['status']}]  cap ${run['budget_usd']}  "
+        f"spent ${run['spent_usd']}  remaining ${run['remaining_usd']}",
+        markup=False,
+    )
 
 
 @app.command("tail")

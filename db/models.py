@@ -72,6 +72,9 @@ class VirtualKeyBase(SQLModel):
     run_by: list[str] = Field(default_factory=lambda: list(RUN_BY), sa_type=JSON)
     """What makes a run, first match wins: ``task`` (a ``task:`` tag), ``session`` (the
     session id Claude Code or Codex sends); else the key's own run."""
+    hold_at_cap: bool = False
+    """A run at its per-run cap pauses until a person approves more budget, rather than refuse
+    for good (its calls get 429 ``run_held`` meanwhile)."""
 
 
 def valid_models(models: list[str] | None) -> list[str] | None:
@@ -188,6 +191,7 @@ class VirtualKeyUpdate(SQLModel):
     max_open_runs: int | None = Field(default=None, ge=1, le=100_000)
     run_by: list[str] | None = None
     subagent_budget_share: Share = share_field()
+    hold_at_cap: bool | None = None
 
     _models = field_validator("models")(valid_models)
     _timezone = field_validator("timezone")(valid_timezone)

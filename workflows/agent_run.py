@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -27,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.journal import RunLine
     from workflows import errors
     from workflows.chores import BOOKKEEPING_RETRY, recorded, run_ended, send_alerts, write_ledger
-    from workflows.contracts import Revoke, RunStatus, TopUp
+    from workflows.contracts import Extend, Revoke, RunStatus, TopUp
     from workflows.key_contracts import RunPolicy
     from workflows.legacy.contracts import Grant, ReserveRequest, SettleAck, SettleBatch
     from workflows.legacy.run import LegacyRun
@@ -38,15 +39,22 @@ with workflow.unsafe.imports_passed_through():
 
 LINES = "lines"
 """Patch: the run lends lines to caller processes (runs recorded before take the legacy path)."""
+HOLD_AT_CAP = "hold-at-cap"
+"""Patch: a run of a key with ``hold_at_cap`` pauses at its cap (runs recorded before refuse)."""
 FLUSH_PAUSE = timedelta(seconds=1)
 """At most one refresh of the search attributes per pause: each is a history event."""
-LIVE: tuple[RunStatus, ...] = ("open", "looping")
+IDLES_OUT: tuple[RunStatus, ...] = ("open", "looping")
+"""Live statuses the idle timeout ends."""
+LIVE: tuple[RunStatus, ...] = (*IDLES_OUT, "paused")
+"""A run paused at its cap is live too: it waits for a person's approval, with no timer."""
 
 
 @workflow.defn(sandboxed=False)
 class AgentRun:
     @workflow.init
     def __init__(self, run: RunInput) -> None:
+        if run.hold_at_cap and not workflow.patched(HOLD_AT_CAP):
+            run = dataclasses.replace(run, hold_at_cap=False)
         self.run_input = run
         # A run carrying legacy state continued as new from a legacy run: it stays legacy.
         legacy = run.state is not None or not workflow.patched(LINES)
@@ -56,8 +64,9 @@ class AgentRun:
         self.draining = False
         self.rearm = False
         """A handler left work that cannot wait for the loop's current timer."""
-        self.wake_at = workflow.now()
-        """When the loop's current wait ends."""
+        self.wake_at: datetime | None = workflow.now()
+        """When the loop's current wait ends (``None``: no timer; a paused run lends nothing, so
+        no new line needs one)."""
         self.reconciling: set[str] = set()
         self.flush_lock = asyncio.Lock()
         self.last_upsert = workflow.now() - FLUSH_PAUSE
@@ -77,7 +86,7 @@ class AgentRun:
             self._upsert(now)
         if state.pending_ledger or state.pending_alerts:
             self.rearm = True  # rows and alerts go out now, not at the loop's next timer
-        if now + self._silence() < self.wake_at:
+        if self.wake_at is not None and now + self._silence() < self.wake_at:
             self.rearm = True  # a new line: the loop must wake in time to find it silent
         return answer
 
@@ -149,7 +158,9 @@ class AgentRun:
         """Raise the cap; the alert thresholds re-arm for the new budget."""
         if self.legacy is not None:
             return await self.legacy.top_up(top_up)
-        self.book.set_budget(self.state.books.cap_micros + top_up.amount_micros)
+        if self.book.extend(self.state.books.cap_micros + top_up.amount_micros, workflow.now()):
+            self.rearm = True  # a run paused at its cap goes on: the idle timeout counts again
+            self._upsert(workflow.now())  # at once: no report may come to carry the news
         return self.spend()
 
     @top_up.validator
@@ -161,6 +172,39 @@ class AgentRun:
             raise ApplicationError("top_up amount must be positive", type=errors.BAD_CALL)
         if self.state.status not in LIVE:
             raise ApplicationError("run is not open", type=errors.RUN_NOT_OPEN)
+
+    @workflow.update
+    async def extend(self, extend: Extend) -> RunSpend:
+        """A person approved more budget: the cap rises, and a run paused at its cap goes on."""
+        cap = extend.budget_micros or self.state.books.cap_micros + extend.by_micros
+        if self.book.extend(cap, workflow.now()):
+            self.rearm = True  # the idle timeout counts again: the loop's wait changes
+        # The new cap and status show in the UI at once (an approval is rare: one event), not
+        # after the flush pause, when no report may come to carry them.
+        self._upsert(workflow.now())
+        return self.spend()
+
+    @extend.validator
+    def _validate_extend(self, extend: Extend) -> None:
+        if self.legacy is not None:
+            raise ApplicationError(
+                "this run started before lines: use top_up", type=errors.BAD_CALL
+            )
+        by, budget = extend.by_micros, extend.budget_micros
+        if min(by, budget) < 0 or (by > 0) == (budget > 0):
+            raise ApplicationError(
+                "extend takes one positive amount: by_micros, or a new budget_micros",
+                type=errors.BAD_CALL,
+            )
+        if 0 < budget <= self.state.books.cap_micros:
+            raise ApplicationError(
+                f"a new budget must be above the run's {self.state.books.cap_micros} micro-USD",
+                type=errors.BAD_CALL,
+            )
+        if self.state.status not in ("open", "paused"):
+            raise ApplicationError(
+                f"run is {self.state.status}, not paused or open", type=errors.RUN_NOT_OPEN
+            )
 
     @workflow.update
     async def set_policy(self, policy: RunPolicy) -> RunSpend:
@@ -205,12 +249,12 @@ class AgentRun:
                 carried = {"carried": self.state, "opening": None, "spent_before_micros": 0}
                 workflow.continue_as_new(RunInput(**{**run.__dict__, **carried}))
             wait = self._next_wake()
-            self.wake_at = workflow.now() + wait
+            self.wake_at = workflow.now() + wait if wait is not None else None
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(self._should_wake, timeout=wait)
             self.rearm = False
             await self._reconcile_silent()
-            if self.state.status in LIVE and self._idle_left() <= timedelta(0):
+            if self.state.status in IDLES_OUT and self._idle_left() <= timedelta(0):
                 self.book.set_status("expired")
             if self._has_bookkeeping():
                 await self._flush()
@@ -228,10 +272,14 @@ class AgentRun:
             or (live and workflow.info().is_continue_as_new_suggested())
         )
 
-    def _next_wake(self) -> timedelta:
+    def _next_wake(self) -> timedelta | None:
+        """How long the loop waits; ``None``: until a handler wakes it (a paused run waits for
+        its approval with no timer, unless a caller holds money in it)."""
         now = workflow.now()
-        wake = self._idle_left()
         silence = self.book.lender.next_silence(now, self._silence())
+        if self.state.status == "paused":
+            return None if silence is None else max(silence, timedelta(seconds=1))
+        wake = self._idle_left()
         if silence is not None:
             wake = min(wake, silence)
         # No timer for figures left by the flush pause: the next report or heartbeat (seconds

@@ -22,8 +22,9 @@ CallStatus = Literal["ok", "failed", "cancelled", "broken", "unknown"]
 """``cancelled``: the client left mid-call; ``broken``: the provider's stream broke after bytes
 reached the client. Both are billed what was received. ``unknown``: the caller went silent, so
 the call is billed at its reservation (the provider may have done the work)."""
-RunStatus = Literal["open", "looping", "closed", "revoked", "expired"]
-"""``looping``: paused by the loop guard until someone resumes it; ``expired``: closed after the
+RunStatus = Literal["open", "looping", "paused", "closed", "revoked", "expired"]
+"""``looping``: paused by the loop guard until someone resumes it; ``paused``: at its cap, held
+until someone approves more budget (keys with ``hold_at_cap``); ``expired``: closed after the
 idle timeout (a later call reopens the run with its spend)."""
 
 
@@ -222,13 +223,14 @@ class Alert:
 
     ``kind``: ``threshold`` (50/80/100 % of the budget crossed), ``refused`` (a call refused
     for budget), ``overrun`` (a provider billed past its reservation), ``loop`` (a run sent the
-    same request too often). ``scope``: the run's own budget, or the key's ``day``/``month``.
+    same request too often), ``held`` (a run reached its cap and waits for an approval).
+    ``scope``: the run's own budget, or the key's ``day``/``month``.
     ``event_id`` names the event itself, so a receiver (and the sender) can tell a repeat.
     """
 
     run_id: str
     key_id: str
-    kind: Literal["threshold", "refused", "overrun", "loop"]
+    kind: Literal["threshold", "refused", "overrun", "loop", "held"]
     threshold_percent: int
     budget_micros: int
     spent_micros: int
@@ -244,6 +246,15 @@ class Alert:
 @dataclass
 class TopUp:
     amount_micros: int
+
+
+@dataclass
+class Extend:
+    """A person's approval of more budget for a run: ``by_micros`` more, or a new cap
+    (``budget_micros``); exactly one is set. A run paused at its cap goes on."""
+
+    by_micros: int = 0
+    budget_micros: int = 0
 
 
 @dataclass

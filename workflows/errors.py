@@ -11,6 +11,7 @@ api) as ``Failure``, never as positional details, so a provider's status or usag
     ├── TooManyCalls         the run already has its maximum of parallel calls in flight
     ├── TooManyRuns          the key already has its ``max_open_runs`` runs open
     ├── LoopDetected         the run kept sending the same request and is paused
+    ├── RunHeld              the run reached its cap and waits for a person to approve more
     ├── TargetBlocked        every target of the call is closed after an overrun
     ├── BadCall              the request itself is wrong (empty chain, absurd max_tokens...)
     ├── ProviderRejected     a provider refused the request (4xx): final, not billed
@@ -36,6 +37,7 @@ BAD_CALL = "BadCall"
 TOO_MANY_CALLS = "TooManyCalls"
 TOO_MANY_RUNS = "TooManyRuns"
 LOOP_DETECTED = "LoopDetected"
+RUN_HELD = "RunHeld"
 TARGET_BLOCKED = "TargetBlocked"
 PROVIDER_REJECTED = "ProviderRejected"
 PROVIDER_UNAVAILABLE = "ProviderUnavailable"

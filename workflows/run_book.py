@@ -4,8 +4,9 @@ A borrower's request (``lend``): its report applied once (spend, calls, per-step
 figures, overruns contained, rows it could not write), spare room lent while the run is far from
 its cap, and each call that needs its worst case granted now admitted (open? not looping? a
 usable target? the loop guard?) and planned, or refused, or made to wait while unused room is
-recalled. Also: the crash reconciliation of a silent borrower, the run's controls, and the
-alerts all of these raise. The clock is passed in, so every rule is unit-tested on its own;
+recalled; a run that holds at its cap pauses there until a person approves more. Also: the
+crash reconciliation of a silent borrower, the run's controls, and the alerts all of these
+raise. The clock is passed in, so every rule is unit-tested on its own;
 ``AgentRun`` adds what needs awaiting.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Literal
+from urllib.parse import quote
 
 from temporalio.exceptions import ApplicationError
 
@@ -49,7 +51,7 @@ UNREPORTED = (
     "provider may have worked on every call it held money for"
 )
 """Where a silent borrower's unreported spend is counted in the per-step and per-model figures."""
-AlertKind = Literal["threshold", "refused", "overrun", "loop"]
+AlertKind = Literal["threshold", "refused", "overrun", "loop", "held"]
 
 
 def at(iso: str) -> datetime:
@@ -96,8 +98,11 @@ class RunBook:
             and lends(available_micros(state.books), req.per_call_micros)
         )
         granted = self.lender.grant_room(req) if lend else 0
+        was_open = state.status == "open"
         needs = [self._need(req, need, now) for need in req.needs]
-        recalling = self.lender.recall(req.borrower) if any(n.wait for n in needs) else []
+        paused = was_open and state.status == "paused"  # others' unused room comes back now
+        recall = paused or any(n.wait for n in needs)
+        recalling = self.lender.recall(req.borrower) if recall else []
         answer = self.lender.answer(req, granted, lend=lend)
         answer.status = state.status
         answer.needs = needs
@@ -113,6 +118,8 @@ class RunBook:
         state = self.state
         if state.status == "looping":
             return self._failed(need, errors.LOOP_DETECTED, self._paused_message())
+        if state.status == "paused":
+            return self._held(need)
         if state.status != "open":
             return self._failed(need, errors.RUN_NOT_OPEN, f"run {self.run.run_id} is closed")
         try:
@@ -139,6 +146,8 @@ class RunBook:
             ]
             if others and not need.final:
                 return NeedAnswer(need.call_id, wait=True)
+            if self.holds_at_cap:
+                return self._hold(need, now)
             self.refused(now)
             return NeedAnswer(need.call_id, refusal=exc.refusal, failure=errors.BUDGET_EXCEEDED)
         if self.run.loop_max_repeats and need.fingerprint:
@@ -185,6 +194,50 @@ class RunBook:
             "agent should stop and tell its user; a person can look at the transcript and "
             f"resume it: POST /admin/runs/{self.run.run_id}/resume."
         )
+
+    # ---- holding at the cap -------------------------------------------------------------
+
+    @property
+    def holds_at_cap(self) -> bool:
+        """At its own cap (not a key's period: waiting does not make that money), the run
+        pauses for a person's approval rather than refuse for good."""
+        return self.run.hold_at_cap and self.run.own_budget
+
+    def _hold(self, need: CallNeed, now: datetime) -> NeedAnswer:
+        """The first call the cap refuses pauses the run and raises its ``held`` alert (once
+        per cap: a pause after an approval is another event)."""
+        self.state.status = "paused"
+        self.dirty = True
+        cap = self.state.books.cap_micros
+        self.raise_alert("held", 0, now, self._held_message(), event=f"held:{cap}")
+        return self._held(need)
+
+    def _held(self, need: CallNeed) -> NeedAnswer:
+        """A paused run refuses every call at once: an agent's request is never held open for
+        an approval that may take hours."""
+        return self._failed(need, errors.RUN_HELD, self._held_message())
+
+    def _held_message(self) -> str:
+        run_id, books = self.run.run_id, self.state.books
+        where = quote(run_id, safe="")
+        return (
+            f"run {run_id} is paused at its cap: ${micros_to_usd(books.spent_micros)} of its "
+            f"${micros_to_usd(books.cap_micros)} budget is spent, and every call is refused "
+            "until a person approves more budget (retrying does not help). An agent should stop "
+            "and tell its user. To approve: open the run's page on the runcap dashboard "
+            f"(/ui/runs/{where}), or run `runcap runs extend {run_id} --by USD`, or "
+            f'POST /admin/runs/{where}/extend with {{"by_usd": "5"}}.'
+        )
+
+    def extend(self, budget_micros: int, now: datetime) -> bool:
+        """A raised cap; a run paused at its cap goes on (its idle clock starts afresh: the
+        approval may have taken hours). True when it was paused."""
+        self.set_budget(budget_micros)
+        if self.state.status != "paused":
+            return False
+        self.state.status = "open"
+        self.state.last_call_at = now.isoformat()
+        return True
 
     # ---- reports ------------------------------------------------------------------------
 
@@ -265,7 +318,7 @@ class RunBook:
     # ---- controls -----------------------------------------------------------------------
 
     def set_status(self, status: Literal["closed", "revoked", "expired"]) -> None:
-        if self.state.status in ("open", "looping"):
+        if self.state.status in ("open", "looping", "paused"):
             self.state.status = status
             self.dirty = True
 

@@ -116,6 +116,9 @@ class RunInput:
     parent_share_ppm: int = 0
     """When it opens, the run's budget is capped at this share (in millionths) of its parent's
     remaining budget (0: no such cap)."""
+    hold_at_cap: bool = False
+    """At its own cap the run pauses (``paused``) until a person approves more budget
+    (``AgentRun.extend``), rather than refusing for good."""
     state: RunState | None = None
     """(Runs before lines.) What such a run carries across continue-as-new."""
     opening: OpeningLine | None = None

@@ -58,6 +58,7 @@ def key_values(form: Mapping[str, Any], *, editing: bool) -> dict[str, Any]:
         values["subagent_budget_share"] = share
     elif editing:
         values["subagent_budget_share"] = None
+    values["hold_at_cap"] = bool(form.get("hold_at_cap"))  # an unticked box is not sent
     return values
 
 
@@ -102,4 +103,5 @@ def form_of(key: VirtualKey) -> dict[str, str]:
         "tags": ", ".join(key.tags),
         **{f"run_by_{each}": "on" if each in key.run_by else "" for each in RUN_BY},
         "subagent_budget_share": share_text(key.subagent_share_ppm) or "",
+        "hold_at_cap": "on" if key.hold_at_cap else "",
     }

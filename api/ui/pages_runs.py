@@ -1,4 +1,5 @@
-"""The runs pages: open and recent runs with a live burn-down each, and one run with its calls.
+"""The runs pages: open and recent runs with a live burn-down each, and one run with its calls
+and the form that approves more budget for it.
 
 Live without reload: the table body and the run's figures are htmx fragments that poll every
 two seconds while the run is open (``hx-trigger="every 2s"``, swapped whole); a closed run's
@@ -10,8 +11,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import RedirectResponse
+from pydantic import ValidationError
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 from temporalio.client import Client
@@ -22,10 +26,12 @@ from api.deps import EngineDep, SettingsDep, TemporalClientDep
 from api.errors import GatewayError, NotFound
 from api.forecast import WINDOW, run_forecast
 from api.run_list import recent_runs
-from api.runs import run_family, run_spend
+from api.runs import RunExtend, extend_run, run_family, run_spend
 from api.settings import Settings
-from api.ui.guard import PageError, PageNotFound, SignedInDep
+from api.ui.forms import error_text
+from api.ui.guard import CsrfDep, PageError, PageNotFound, SignedInDep
 from api.ui.render import page, temporal_link
+from api.ui.session import UiSession
 from db.journal import parents_of
 from db.models import LedgerEntryPublic, VirtualKey
 from workflows.run_contracts import (
@@ -143,7 +149,7 @@ async def _run_context(engine: Engine, client: Client, run_id: str) -> dict[str,
         "window_minutes": WINDOW // timedelta(minutes=1),
         "calls": calls,
         "alerts": alerts,
-        "live": source == "workflow" and spend.status == "open",
+        "live": source == "workflow" and spend.status in ("open", "paused"),
     }
 
 
@@ -161,12 +167,53 @@ async def run_page(
     session: SignedInDep,
 ) -> Response:
     """One run: its live budget, spend by step and model, its calls and its alerts."""
+    approved = request.query_params.get("approved")
+    return await _run_page(request, engine, client, settings, session, run_id, approved=approved)
+
+
+async def _run_page(
+    request: Request,
+    engine: Engine,
+    client: Client,
+    settings: Settings,
+    session: UiSession,
+    run_id: str,
+    *,
+    approved: str | None = None,
+    error: str | None = None,
+) -> Response:
     context = {
         "nav": "runs",
         "temporal_link": temporal_link(settings, workflow_id(run_id)),
+        "approved": approved,
+        "error": error,
         **await _run_context(engine, client, run_id),
     }
-    return page(request, "run.html", context, session=session)
+    return page(request, "run.html", context, session=session, status=400 if error else 200)
+
+
+@router.post("/runs/{run_id}/extend")
+async def approve(
+    run_id: str,
+    request: Request,
+    _csrf: CsrfDep,
+    engine: EngineDep,
+    client: TemporalClientDep,
+    settings: SettingsDep,
+    session: SignedInDep,
+) -> Response:
+    """Approve more budget for a run (as ``POST /admin/runs/{id}/extend``): its cap rises, and
+    a run paused at its cap goes on; every api instance hears of it at once."""
+    amount = str((await request.form()).get("by_usd", "")).strip().removeprefix("$")
+    try:
+        body = RunExtend.model_validate({"by_usd": amount or None})
+        await extend_run(client, engine, run_id, body.extend())
+    except (ValidationError, GatewayError) as err:
+        return await _run_page(
+            request, engine, client, settings, session, run_id, error=error_text(err)
+        )
+    where = quote(run_id, safe="")
+    return RedirectResponse(f"/ui/runs/{where}?approved={quote(amount)}", status_code=303)
 
 
 @router.get("/runs/{run_id}/live")

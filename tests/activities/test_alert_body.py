@@ -140,3 +140,17 @@ def test_slack_body_is_text_and_blocks_with_the_figures() -> None:
     assert "<https://runcap.example.com/ui/runs/run-k1-task-42|open the run>" in footer
     hostile = slack_body(dataclasses.replace(RUN_80, run_id="run-<!channel>&"))
     assert "<!channel>" not in json.dumps(hostile) and "&lt;!channel&gt;&amp;" in hostile["text"]
+
+
+def test_a_held_run_links_to_the_form_that_approves_it() -> None:
+    """A ``held`` alert reads as a pause and links to the run page's approve form, in both
+    formats; other kinds have no approve link."""
+    held = dataclasses.replace(RUN_80, kind="held", threshold_percent=0)
+    assert "is paused" in describe(held) and "approves more budget" in describe(held)
+    approve = "https://runcap.example.com/ui/runs/run-k1-task-42#approve"
+    assert json_body(held, DASHBOARD)["links"]["approve"] == approve
+    assert (
+        f"<{approve}|approve more budget>"
+        in slack_body(held, DASHBOARD)["blocks"][2]["elements"][0]["text"]
+    )
+    assert "approve" not in json_body(RUN_80, DASHBOARD)["links"]

@@ -6,16 +6,19 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from api.errors import (
     AllTargetsFailed,
     BudgetExceeded,
     ProviderRejected,
     RateLimited,
+    Unavailable,
     anthropic_body,
     envelope_for_path,
     openai_body,
 )
+from api.settings import Settings
 from tests.api.helpers import ADMIN
 
 OPENAI, ANTHROPIC = "/v1/test", "/v1/messages/test"
@@ -152,3 +155,14 @@ def test_provider_and_chain_errors_map_to_their_status() -> None:
     assert anthropic_body(failed)["error"]["type"] == "api_error"
     assert openai_body(BudgetExceeded("budget exhausted"))["error"]["type"] == "insufficient_quota"
     assert RateLimited("x", 0.1).headers == {"Retry-After": "1"}
+
+
+def test_no_retry_after_is_over_60_seconds() -> None:
+    """Claude Code gives up on a Retry-After over 60 s: a longer wait is sent as 60, and a
+    retry on an ``Idempotency-Key`` is never held longer than 60 s."""
+    assert RateLimited("x", 59.2).headers == {"Retry-After": "60"}
+    assert RateLimited("x", 3600).headers == {"Retry-After": "60"}
+    assert Unavailable("x", retry_after_seconds=600).headers["Retry-After"] == "60"
+    assert Unavailable("x").headers["Retry-After"] == "1"
+    with pytest.raises(ValidationError, match="idempotency_wait_seconds"):
+        Settings.model_validate({"idempotency_wait_seconds": 61})

@@ -37,6 +37,8 @@ ALERT_SECRET = "whsec-test"
 """Alerts are signed with it; the sink refuses any whose signature does not verify."""
 TEMPORAL_UI = "http://127.0.0.1:8233"
 """Where the dashboard links runs (no UI runs in tests; only the links are checked)."""
+DASHBOARD_URL = "http://runcap.test/ui"
+"""Where alerts link (the pages themselves are checked on the api's own address)."""
 ROUTE_CODER = {"model": "coder", "chain": ["fake/fake-large", "fake/fake-small"]}
 """A routed model whose premium target falls back to a cheap one."""
 ROUTE_CROSS = {"model": "cross", "chain": ["fake/fake-large", "fake-anthropic/claude-haiku-4-5"]}
@@ -138,7 +140,9 @@ async def gateway(
             http=http,
             providers=providers,
             alert_webhook=AlertWebhook(
-                url=SecretStr(alert_sink.url), secret=SecretStr(ALERT_SECRET)
+                url=SecretStr(alert_sink.url),
+                secret=SecretStr(ALERT_SECRET),
+                dashboard_url=DASHBOARD_URL,
             ),
             task_queue=queue,
         )

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 from sqlmodel import col
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.worker import Replayer
 
 from caller import Caller, CallFailed, CallReply, CallSpec, run_handle
@@ -23,6 +23,7 @@ from workflows.agent_run import AgentRun
 from workflows.budget import cost_micros, estimate_input_tokens, reservation_micros
 from workflows.contracts import (
     MICROS_PER_USD,
+    Extend,
     Target,
     TopUp,
     Usage,
@@ -238,6 +239,46 @@ async def test_top_up_and_close(
     assert closed.value.kind == errors.RUN_NOT_OPEN
     final = await handle.result()
     assert final.status == "closed" and final.reserved_micros == 0
+    await assert_replays(temporal_client, run)
+
+
+async def test_a_run_held_at_its_cap_waits_for_an_approval_with_no_timer(
+    caller: Caller, temporal_client: Client, target: TargetFactory
+) -> None:
+    """hold_at_cap: the call the cap refuses pauses the run, and so is the next one, at once;
+    the paused run waits with no timer running; a wrong approval is rejected, a right one lets
+    the next call through, and a closed run takes none."""
+    small = target("fake-small")
+    run = new_run(1, hold_at_cap=True)
+    for started in (run, run.run_id):
+        with pytest.raises(CallFailed) as info:
+            await caller.call(started, spec([small]))
+        assert info.value.kind == errors.RUN_HELD and "runs extend" in info.value.message
+    handle = run_handle(temporal_client, run.run_id)
+    assert await handle.query(AgentRun.status) == "paused"
+
+    async def no_timer_running() -> bool:
+        events = (await handle.fetch_history()).events
+        started = sum(e.HasField("timer_started_event_attributes") for e in events)
+        ended = sum(
+            e.HasField("timer_fired_event_attributes")
+            or e.HasField("timer_canceled_event_attributes")
+            for e in events
+        )
+        return started == ended
+
+    assert await eventually(no_timer_running), "a paused run kept a timer running"
+    for wrong in (Extend(), Extend(budget_micros=1), Extend(by_micros=5, budget_micros=9)):
+        with pytest.raises(WorkflowUpdateFailedError):
+            await handle.execute_update(AgentRun.extend, wrong)
+    extended = await handle.execute_update(AgentRun.extend, Extend(by_micros=MICROS_PER_USD))
+    assert extended.status == "open" and extended.budget_micros == 1 + MICROS_PER_USD
+    assert (await caller.call(run.run_id, spec([small]))).result.status == "ok"
+    await handle.execute_update(AgentRun.close)
+    with pytest.raises(WorkflowUpdateFailedError):
+        await handle.execute_update(AgentRun.extend, Extend(by_micros=MICROS_PER_USD))
+    await caller.flush(hand_back=True)
+    assert (await handle.result()).status == "closed"
     await assert_replays(temporal_client, run)
 
 

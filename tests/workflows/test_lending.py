@@ -241,3 +241,54 @@ def test_a_silent_borrower_without_a_journal_leaves_one_unknown_row() -> None:
     rows = run.state.pending_ledger
     assert [(r.status, r.cost_micros) for r in rows] == [("unknown", 2_000)]
     assert run.state.by_step[RECOVERED].cost_micros == 2_000
+
+
+def test_a_run_that_holds_at_its_cap_pauses_and_alerts_once() -> None:
+    """With ``hold_at_cap``, the call the cap refuses pauses the run (``run_held``, with the
+    ways to approve), raises one ``held`` alert, and every later call is refused at once with
+    no room lent."""
+    run = book(50, hold_at_cap=True)  # less than the smallest answer costs
+    first = run.lend(request(needs=[need("c0")]), NOW).needs[0]
+    assert first.failure == errors.RUN_HELD and run.state.status == "paused"
+    for words in ("/ui/runs/r", "runcap runs extend r --by", "POST /admin/runs/r/extend"):
+        assert words in first.message
+    for n in range(1, 3):
+        answer = run.lend(request(needs=[need(f"c{n}")], want_micros=4 * PER_CALL), NOW)
+        assert answer.needs[0].failure == errors.RUN_HELD and answer.needs[0].message
+        assert answer.status == "paused" and not answer.lend and answer.granted_micros == 0
+    assert [a.kind for a in run.state.pending_alerts] == ["held"]
+    assert run.state.pending_alerts[0].detail == first.message
+
+
+def test_pausing_recalls_unused_room_lent_elsewhere() -> None:
+    """The call that pauses the run asks other borrowers to hand unused room back, so they
+    hear of the pause at once instead of spending on."""
+    run = book(10 * PER_CALL, hold_at_cap=True)
+    run.lend(request("a", want_micros=8 * PER_CALL), NOW)
+    run.state.books.spent_micros = 10 * PER_CALL - lent_micros(run.state.books)
+    paused = run.lend(request("b", needs=[need(final=True)]), NOW)
+    assert paused.needs[0].failure == errors.RUN_HELD and paused.recalling == ["a"]
+
+
+def test_an_approval_reopens_a_paused_run() -> None:
+    """``extend`` raises the cap and reopens the run (its idle clock restarts); the next call
+    is granted, and the next pause, at the new cap, is a new ``held`` event."""
+    run = book(50, hold_at_cap=True)
+    run.lend(request(needs=[need("c0")]), NOW)
+    later = NOW + timedelta(hours=5)
+    assert run.extend(50 + 2 * PER_CALL, later)
+    assert run.state.status == "open" and run.state.last_call_at == later.isoformat()
+    assert run.lend(request(needs=[need("c1")]), later).needs[0].granted_micros == PER_CALL
+    assert run.lend(request(needs=[need("c2")]), later).needs[0].granted_micros == PER_CALL
+    assert run.lend(request(needs=[need("c3")]), later).needs[0].failure == errors.RUN_HELD
+    events = [a.event_id for a in run.state.pending_alerts if a.kind == "held"]
+    assert len(events) == 2 and events[0] != events[1]
+    assert not book(50).extend(100, NOW)  # an open run: only its cap changes
+
+
+def test_only_a_runs_own_cap_holds() -> None:
+    """A run whose cap is only its key's largest (no per-run budget) refuses as before: a key's
+    periods do not wait for an approval."""
+    run = book(50, hold_at_cap=True, own_budget=False)
+    answer = run.lend(request(needs=[need()]), NOW)
+    assert answer.needs[0].failure == errors.BUDGET_EXCEEDED and run.state.status == "open"

@@ -17,12 +17,14 @@ import pytest
 from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer
 
-from caller import Caller, CallFailed, run_handle
+from caller import Caller, CallFailed, CallSpec, run_handle
 from fake_provider import FakeProvider
 from tests.conftest import TargetFactory
-from tests.workflows.test_agent_run import spec
+from tests.workflows.test_agent_run import BODY, spec
+from workflows import errors
 from workflows.agent_run import AgentRun
-from workflows.contracts import PeriodBudget
+from workflows.budget import estimate_input_tokens, reservation_micros
+from workflows.contracts import Extend, PeriodBudget
 from workflows.converter import DATA_CONVERTER
 from workflows.key_budget import KeyBudget
 from workflows.key_contracts import key_budget_id
@@ -76,9 +78,47 @@ async def test_record_lines_histories(
     (HISTORIES / "key_budget_lines.json").write_text((await budget.fetch_history()).to_json())
 
 
+@pytest.mark.skipif(not RECORD, reason="records histories only when asked to")
+async def test_record_held_history(
+    caller: Caller, temporal_client: Client, target: TargetFactory
+) -> None:
+    """A run that holds at its cap: a call, the call the cap refuses pausing the run (its
+    alert), a refused call while paused, the approval, the next call, a close (only with
+    RUNCAP_RECORD_HISTORIES=1)."""
+    small = target("fake-small")
+    run = RunInput(
+        run_id=f"replay-held-{uuid.uuid4().hex[:8]}",
+        budget_micros=2 * reservation_micros([small], estimate_input_tokens(BODY), 100),
+        hold_at_cap=True,
+    )
+    await caller.call(run, spec([small]))
+    await caller.flush()
+    long = {"messages": [{"role": "user", "content": "x" * 20_000}]}  # more than the run has
+    for _ in range(2):
+        with pytest.raises(CallFailed) as info:
+            await caller.call(run.run_id, CallSpec(long, "openai", [small], max_tokens=100))
+        assert info.value.kind == errors.RUN_HELD
+    handle = run_handle(temporal_client, run.run_id)
+    await handle.execute_update(AgentRun.extend, Extend(by_micros=1_000_000))
+    await caller.call(run.run_id, spec([small]))
+    await caller.flush(hand_back=True)
+    await handle.execute_update(AgentRun.close)
+    await caller.flush(hand_back=True)
+    await handle.result()
+    history = await handle.fetch_history()
+    (HISTORIES / "agent_run_held.json").write_text(history.to_json())
+
+
 @pytest.mark.parametrize(
     "name",
-    ["agent_run", "agent_run_advances", "key_budget", "agent_run_lines", "key_budget_lines"],
+    [
+        "agent_run",
+        "agent_run_advances",
+        "key_budget",
+        "agent_run_lines",
+        "key_budget_lines",
+        "agent_run_held",
+    ],
 )
 async def test_recorded_histories_replay(name: str) -> None:
     """Each recorded history replays without a nondeterminism error."""
