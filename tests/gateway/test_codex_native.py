@@ -97,7 +97,9 @@ async def test_codex_as_its_own_openai_provider_compacts_mid_turn(
     assert len(asked) == 1 and secret in json.dumps(asked[0]), "v2 went to the Responses target"
     resumed = [i for i in sent if any(compaction.is_item(item) for item in i)]
     assert resumed and secret not in json.dumps(resumed[-1])
-    await settled(gateway, key["id"], 3)
+    [run] = (await gateway.admin.get("/admin/runs", params={"key_id": key["id"]})).json()["runs"]
+    assert run["run_id"].startswith(f"{key['id']}@")  # Codex's session is its run
+    await settled(gateway, run["run_id"], 3)
     [row] = await compaction_rows(gateway, key["id"])
     assert row["calls"] == 1 and float(row["cost_usd"]) > 0
 

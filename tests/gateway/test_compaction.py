@@ -38,10 +38,12 @@ async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
     await gateway.fake.reset()
 
 
-async def compaction_calls(gateway: Gateway, key_id: str, calls: int) -> list[dict[str, Any]]:
-    """The key's spend tagged request:compaction (a row, or none), once ``calls`` of the key
-    settled."""
-    await settled(gateway, key_id, calls)
+async def compaction_calls(
+    gateway: Gateway, key_id: str, calls: int, run_id: str = ""
+) -> list[dict[str, Any]]:
+    """The key's spend tagged request:compaction (a row, or none), once ``calls`` of its run
+    (the key's own unless named) settled."""
+    await settled(gateway, run_id or key_id, calls)
     response = await gateway.admin.get(
         "/admin/spend", params={"group_by": "key", "tag": "request:compaction"}
     )
@@ -145,5 +147,6 @@ async def test_codex_own_summary_call_is_tagged(
     body = {"model": RESPONSES_MODEL, "input": "summarise"}
     answer = await client.post("/v1/responses", json=body, headers={"x-codex-turn-metadata": meta})
     assert answer.status_code == 200
-    [row] = await compaction_calls(gateway, client.headers["x-test-key-id"], 1)
+    key_id = client.headers["x-test-key-id"]
+    [row] = await compaction_calls(gateway, key_id, 1, run_id=f"{key_id}@s")  # its session's run
     assert row["calls"] == 1
