@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import httpx
@@ -21,7 +21,13 @@ from temporalio.worker import Worker
 
 from activities.alert_body import event_id_of
 from activities.alert_signature import EVENT_ID_HEADER, verify_signature
-from activities.alerts import MAX_RETRY_AFTER, AlertActivities, AlertFormat, AlertWebhook
+from activities.alerts import (
+    MAX_RETRY_AFTER,
+    POSTED_PER_KEY,
+    AlertActivities,
+    AlertFormat,
+    AlertWebhook,
+)
 from db.models import AlertRecord
 from tests.activities.alert_workflow import DeliverAlert, Delivery
 from tests.polling import eventually
@@ -266,3 +272,29 @@ async def test_a_receiver_that_never_answers_times_out_and_frees_the_event(
     # a receiver sees an event twice, under the same id, which is why the id is sent.
     assert set(receiver.accepted) == {event_id_of(ALERT)}
     assert record_of(engine, event_id_of(ALERT)).delivered_at is not None
+
+
+async def test_alerts_of_one_kind_are_bounded_per_key_per_window(
+    http: httpx.AsyncClient, engine: Engine, receiver: WebhookReceiver
+) -> None:
+    """An agent opening run after run, each refused once, cannot flood the webhook: past
+    ``POSTED_PER_KEY`` refusals of one key within the window, the rest are recorded and held
+    back (saying why); another kind and another key are still posted."""
+    activities = AlertActivities(http, webhook(receiver), engine)
+    key, now = f"key_{uuid4().hex[:16]}", datetime.now(UTC).isoformat()
+
+    def refused(n: int, key_id: str = key, kind: str = "refused") -> Alert:
+        return dataclasses.replace(
+            ALERT, run_id=f"{key_id}.t{n}", key_id=key_id, kind=kind, threshold_percent=0, at=now
+        )
+
+    flood = [refused(n) for n in range(POSTED_PER_KEY + 3)]
+    for alert in flood:
+        await ActivityEnvironment().run(activities.send_alert, alert)
+    assert len(receiver.seen) == POSTED_PER_KEY
+    for alert in flood[POSTED_PER_KEY:]:
+        record = record_of(engine, event_id_of(alert))
+        assert record.delivered_at is None and "held back" in (record.last_error or "")
+    await ActivityEnvironment().run(activities.send_alert, refused(0, kind="threshold"))
+    await ActivityEnvironment().run(activities.send_alert, refused(0, key_id="key_other"))
+    assert len(receiver.seen) == POSTED_PER_KEY + 2
