@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import uuid4
 
 import httpx
@@ -283,7 +284,7 @@ async def test_alerts_of_one_kind_are_bounded_per_key_per_window(
     activities = AlertActivities(http, webhook(receiver), engine)
     key, now = f"key_{uuid4().hex[:16]}", datetime.now(UTC).isoformat()
 
-    def refused(n: int, key_id: str = key, kind: str = "refused") -> Alert:
+    def refused(n: int, key_id: str = key, kind: Any = "refused") -> Alert:
         return dataclasses.replace(
             ALERT, run_id=f"{key_id}.t{n}", key_id=key_id, kind=kind, threshold_percent=0, at=now
         )
