@@ -1,7 +1,8 @@
 """Recorded histories of ``AgentRun`` and ``KeyBudget`` replay on today's code.
 
 The histories under ``histories/`` were recorded from real runs on the dev server (calls,
-settles, a period lease, an overrun, the loop guard). A workflow change that would break a run
+settles, a period lease, an overrun, the loop guard), and ``example_agent.json`` from the example
+agent written as a workflow before ``call_model`` drew on key periods and showed its figures. A workflow change that would break a run
 already in flight fails here: gate it with ``workflow.patched``. Re-record deliberately with
 ``RUNCAP_RECORD_HISTORIES=1 pytest tests/workflows/test_replay_histories.py``.
 """
@@ -18,6 +19,7 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer
 
 from caller import Caller, CallFailed, run_handle
+from examples.agent import ExampleAgent
 from fake_provider import FakeProvider
 from tests.conftest import TargetFactory
 from tests.workflows.test_agent_run import spec
@@ -78,11 +80,20 @@ async def test_record_lines_histories(
 
 @pytest.mark.parametrize(
     "name",
-    ["agent_run", "agent_run_advances", "key_budget", "agent_run_lines", "key_budget_lines"],
+    [
+        "agent_run",
+        "agent_run_advances",
+        "key_budget",
+        "agent_run_lines",
+        "key_budget_lines",
+        "example_agent",
+    ],
 )
 async def test_recorded_histories_replay(name: str) -> None:
     """Each recorded history replays without a nondeterminism error."""
     path = HISTORIES / f"{name}.json"
     history = WorkflowHistory.from_json(f"{name}-recorded", path.read_text())
-    replayer = Replayer(workflows=[AgentRun, KeyBudget], data_converter=DATA_CONVERTER)
+    replayer = Replayer(
+        workflows=[AgentRun, KeyBudget, ExampleAgent], data_converter=DATA_CONVERTER
+    )
     await replayer.replay_workflow(history)
