@@ -2,8 +2,9 @@
 
 The histories under ``histories/`` were recorded from real runs on the dev server (calls,
 settles, a period lease, an overrun, the loop guard), and ``example_agent.json`` from the example
-agent written as a workflow before ``call_model`` drew on key periods and showed its figures. A workflow change that would break a run
-already in flight fails here: gate it with ``workflow.patched``. Re-record deliberately with
+agent written as a workflow before ``call_model`` drew on key periods and showed its figures. A
+workflow change that would break a run already in flight fails here: gate it with
+``workflow.patched``. Re-record deliberately with
 ``RUNCAP_RECORD_HISTORIES=1 pytest tests/workflows/test_replay_histories.py``.
 """
 
