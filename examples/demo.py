@@ -44,6 +44,8 @@ from workflows.converter import DATA_CONVERTER
 from workflows.money import micros_to_usd
 
 DEMO_QUEUE = "runcap-demo"
+DEMO_BUDGET_MICROS = 50_000
+"""The demo run's cap: $0.05."""
 CONNECT_SECONDS = 3.0
 DEMO_MODELS = {
     "fake": ("fake-large", "fake-small"),
@@ -147,7 +149,9 @@ async def main(settings: DemoSettings | None = None) -> DemoRun:
         )
         task_id = f"demo-{uuid.uuid4().hex[:8]}"
         chain = demo_chain(configs, PriceBook())
-        task = AgentTask(task_id, "fix the empty-input crash in the parser", 50_000, chain)
+        task = AgentTask(
+            task_id, "fix the empty-input crash in the parser", DEMO_BUDGET_MICROS, chain
+        )
         workflow_id = f"agent-{task_id}"
         async with worker:
             report: AgentReport = await client.execute_workflow(
