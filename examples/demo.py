@@ -42,6 +42,7 @@ from worker.launch import LaunchSettings, database_url, uses_fake_provider
 from workflows.contracts import Target
 from workflows.converter import DATA_CONVERTER
 from workflows.money import micros_to_usd
+from workflows.run_contracts import workflow_id as run_workflow_id
 
 DEMO_QUEUE = "runcap-demo"
 DEMO_BUDGET_MICROS = 50_000
@@ -152,7 +153,7 @@ async def main(settings: DemoSettings | None = None) -> DemoRun:
         task = AgentTask(
             task_id, "fix the empty-input crash in the parser", DEMO_BUDGET_MICROS, chain
         )
-        workflow_id = f"agent-{task_id}"
+        workflow_id = run_workflow_id(task_id)  # named as a run: the dashboard finds it
         async with worker:
             report: AgentReport = await client.execute_workflow(
                 ExampleAgent.run, task, id=workflow_id, task_queue=DEMO_QUEUE

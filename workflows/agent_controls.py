@@ -3,13 +3,15 @@ the Temporal UI, its alerts, its loop guard. The rules are the gateway run's own
 (``workflows.guards``, ``workflows.budget``, ``workflows.visibility``); this module applies them
 to an ``AgentBudget``'s state.
 
-Search attributes are upserted at most once per call, and at most once per ``FLUSH_PAUSE``
-unless the run's status changed (each upsert is a history event): a fast agent's figures lag by
-up to a second, and ``AgentBudget.close`` shows the final ones before the workflow returns.
+Search attributes are upserted at most once per ``FLUSH_PAUSE`` unless the run's status
+changed (each upsert is a history event): a refresh skipped within that pause is made by one
+timer at its end, so a fast agent's figures lag by at most a second however long it then works
+without calling a model, and ``AgentBudget.close`` shows the final ones before it returns.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -154,8 +156,9 @@ def show(budget: AgentBudget, now: datetime, *, force: bool = False) -> None:
         figures.status,
     ):
         return
-    recent = bool(last.at) and now - datetime.fromisoformat(last.at) < FLUSH_PAUSE
-    if recent and not force and last.status == state.status:
+    since = now - datetime.fromisoformat(last.at) if last.at else FLUSH_PAUSE
+    if since < FLUSH_PAUSE and not force and last.status == state.status:
+        _show_later(budget, FLUSH_PAUSE - since)
         return
     run = RunInput(
         run_id=budget.run_id,
@@ -176,3 +179,18 @@ def show(budget: AgentBudget, now: datetime, *, force: bool = False) -> None:
     )
     workflow.upsert_memo({**memo(state.by_step, state.spent_micros), "run_id": budget.run_id})
     budget.shown = figures
+
+
+def _show_later(budget: AgentBudget, wait: timedelta) -> None:
+    """One refresh at the end of the pause, whatever the agent does meanwhile (a task of the
+    workflow, not state: a continue-as-new drops it, and the next call shows the figures)."""
+    if budget.__dict__.get("_show_pending"):
+        return
+    budget.__dict__["_show_pending"] = True
+
+    async def refresh() -> None:
+        await workflow.sleep(wait)
+        budget.__dict__["_show_pending"] = False
+        show(budget, workflow.now())
+
+    budget.__dict__["_show_task"] = asyncio.ensure_future(refresh())

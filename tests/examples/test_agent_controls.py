@@ -12,7 +12,8 @@ from sqlmodel import Session, col
 from temporalio.client import Client, WorkflowExecution, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
-from api.run_list import double_to_micros
+from api.run_list import RunRow, double_to_micros, recent_runs
+from api.runs import run_spend
 from db.models import AlertRecord, LedgerEntry
 from examples.agent import AgentTask, ExampleAgent
 from fake_provider import FakeProvider
@@ -24,6 +25,7 @@ from workflows.contracts import PeriodBudget
 from workflows.key_budget import KeyBudget
 from workflows.key_contracts import PeriodFigures, key_budget_id
 from workflows.periods import period_of
+from workflows.run_contracts import workflow_id
 from workflows.visibility import RUN_CALLS, RUN_COST, RUN_STATUS
 
 
@@ -193,3 +195,51 @@ async def test_the_loop_guard_pauses_an_agent_until_it_is_resumed(
     assert run.typed_search_attributes.get(RUN_CALLS) == spend.calls == 3
     assert double_to_micros(run.typed_search_attributes.get(RUN_COST)) == spend.spent_micros
     assert run.typed_search_attributes.get(RUN_STATUS) == "closed"
+
+
+async def test_an_agents_run_is_live_in_the_dashboard(
+    temporal_client: Client,
+    task_queue: str,
+    worker: None,
+    fake: FakeProvider,
+    target: TargetFactory,
+    engine: Engine,
+) -> None:
+    """An agent whose workflow is named as a run (``run-<run_id>``) is in the dashboard's runs
+    list while it works, with live figures from its ``spend`` query and its spend from the
+    ledger, and its run page reads it live, before and after it ends; the Temporal UI shows its
+    latest figures though it makes no call after them."""
+    await fake.reset()
+    run_id = new_id("live")
+    task = Repeat(run_id, 100_000, [target("fake-small")], times=2, loop_max_repeats=0)
+    handle = await temporal_client.start_workflow(
+        RepeatingAgent.run, task, id=workflow_id(run_id), task_queue=task_queue
+    )
+
+    async def listed() -> list[RunRow]:
+        rows = await recent_runs(temporal_client, engine, limit=1_000)
+        return [r for r in rows if r.run_id == run_id and r.calls == 2]
+
+    [row] = await eventually(listed)
+    assert (row.live, row.status, row.agent, row.budget_micros) == (
+        True,
+        "open",
+        "repeater",
+        task.budget_micros,
+    )
+    spend, source = await run_spend(temporal_client, engine, run_id)
+    assert (source, spend.status, spend.calls) == ("workflow", "open", 2)
+    assert spend.spent_micros == row.spent_micros > 0
+
+    async def shown() -> list[WorkflowExecution]:
+        # Its two calls came within a second: the second's figures show at the pause's end,
+        # though the agent makes no call after it (it waits for its resume).
+        query = f"WorkflowId = '{workflow_id(run_id)}' AND RunCalls = 2 AND RunCost > 0"
+        return [w async for w in temporal_client.list_workflows(query)]
+
+    [run] = await eventually(shown)
+    assert double_to_micros(run.typed_search_attributes.get(RUN_COST)) == spend.spent_micros
+    await handle.execute_update(RepeatingAgent.resume)
+    assert await handle.result() == ["ok", "ok", "ok"]
+    spend, source = await run_spend(temporal_client, engine, run_id)
+    assert (source, spend.status, spend.calls) == ("workflow", "closed", 3)

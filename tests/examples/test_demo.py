@@ -8,7 +8,8 @@ from sqlalchemy import Engine, func, select
 from sqlmodel import col
 from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
 
-from api.run_list import double_to_micros
+from api.run_list import double_to_micros, recent_runs
+from api.runs import run_spend
 from db.models import LedgerEntry
 from examples.demo import DEMO_BUDGET_MICROS, DemoSettings, main, running_temporal
 from fake_provider import FakeProvider
@@ -79,6 +80,14 @@ async def test_the_demos_run_is_found_by_its_cost(
     assert double_to_micros(attrs.get(RUN_BUDGET)) == DEMO_BUDGET_MICROS
     assert attrs.get(RUN_STATUS) == "closed"
     assert attrs.get(AGENT_NAME) == "example" and attrs.get(TASK_ID) == report.task_id
+    # The dashboard lists it and shows its page, though the demo's worker is gone.
+    rows = await recent_runs(temporal_client, gateway_engine, limit=1_000)
+    [row] = [r for r in rows if r.workflow_id == demo.workflow_id]
+    assert (row.run_id, row.status, row.agent) == (report.task_id, "closed", "example")
+    assert (row.spent_micros, row.calls) == (report.spent_micros, report.calls)
+    spend, source = await run_spend(temporal_client, gateway_engine, report.task_id)
+    assert (spend.status, source, spend.budget_micros) == ("closed", "ledger", DEMO_BUDGET_MICROS)
+    assert spend.spent_micros == report.spent_micros
 
 
 async def test_no_running_temporal_is_seen_quickly() -> None:
