@@ -3,8 +3,10 @@ the loop guard, and its figures in the Temporal UI."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
@@ -27,6 +29,9 @@ from workflows.key_contracts import PeriodFigures, key_budget_id
 from workflows.periods import period_of
 from workflows.run_contracts import workflow_id
 from workflows.visibility import RUN_CALLS, RUN_COST, RUN_STATUS
+
+HISTORIES = Path(__file__).parents[1] / "workflows" / "histories"
+RECORD = os.environ.get("RUNCAP_RECORD_HISTORIES") == "1"
 
 
 def new_id(prefix: str) -> str:
@@ -243,3 +248,48 @@ async def test_an_agents_run_is_live_in_the_dashboard(
     assert await handle.result() == ["ok", "ok", "ok"]
     spend, source = await run_spend(temporal_client, engine, run_id)
     assert (source, spend.status, spend.calls) == ("workflow", "closed", 3)
+
+
+@pytest.mark.skipif(not RECORD, reason="records histories only when asked to")
+async def test_record_agent_controls_histories(
+    temporal_client: Client,
+    task_queue: str,
+    worker: None,
+    fake: FakeProvider,
+    target: TargetFactory,
+) -> None:
+    """Histories of agents with every control, replayed by tests/workflows (only with
+    RUNCAP_RECORD_HISTORIES=1): the example agent on its key's day and total, crossing its
+    run's thresholds (alerts, batched figures); the test agent paused by the loop guard and
+    resumed."""
+    await fake.reset()
+    await fake.script("fake-small", completion_tokens=200)
+    periods = [PeriodBudget("day", 1_000_000), PeriodBudget("total", 2_000_000)]
+    task = AgentTask(
+        new_id("agent"),
+        "fix the parser",
+        2_000,
+        [target("fake-small")],
+        key_id=new_id("key"),
+        periods=periods,
+    )
+    handle = await temporal_client.start_workflow(
+        ExampleAgent.run, task, id=workflow_id(task.task_id), task_queue=task_queue
+    )
+    await handle.result()
+    HISTORIES.mkdir(exist_ok=True)
+    history = await handle.fetch_history()
+    (HISTORIES / "example_agent_controls.json").write_text(history.to_json())
+    await fake.reset()
+    repeat = Repeat(new_id("loop"), 100_000, [target("fake-small")], times=3, loop_max_repeats=2)
+    looping = await temporal_client.start_workflow(
+        RepeatingAgent.run, repeat, id=workflow_id(repeat.run_id), task_queue=task_queue
+    )
+
+    async def paused() -> bool:
+        return (await looping.query(RepeatingAgent.spend)).status == "looping"
+
+    assert await eventually(paused)
+    await looping.execute_update(RepeatingAgent.resume)
+    await looping.result()
+    (HISTORIES / "repeating_agent.json").write_text((await looping.fetch_history()).to_json())

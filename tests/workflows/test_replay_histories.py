@@ -2,10 +2,12 @@
 
 The histories under ``histories/`` were recorded from real runs on the dev server (calls,
 settles, a period lease, an overrun, the loop guard), and ``example_agent.json`` from the example
-agent written as a workflow before ``call_model`` drew on key periods and showed its figures. A
-workflow change that would break a run already in flight fails here: gate it with
-``workflow.patched``. Re-record deliberately with
-``RUNCAP_RECORD_HISTORIES=1 pytest tests/workflows/test_replay_histories.py``.
+agent written as a workflow before ``call_model`` drew on key periods and showed its figures;
+``example_agent_controls.json`` and ``repeating_agent.json`` after (recorded by
+tests/examples/test_agent_controls.py). A workflow change that would break a run already in
+flight fails here: gate it with ``workflow.patched``. Re-record deliberately with
+``RUNCAP_RECORD_HISTORIES=1 pytest tests/workflows/test_replay_histories.py
+tests/examples/test_agent_controls.py``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from caller import Caller, CallFailed, run_handle
 from examples.agent import ExampleAgent
 from fake_provider import FakeProvider
 from tests.conftest import TargetFactory
+from tests.examples.repeating_agent import RepeatingAgent
 from tests.workflows.test_agent_run import spec
 from workflows.agent_run import AgentRun
 from workflows.contracts import PeriodBudget
@@ -88,6 +91,8 @@ async def test_record_lines_histories(
         "agent_run_lines",
         "key_budget_lines",
         "example_agent",
+        "example_agent_controls",
+        "repeating_agent",
     ],
 )
 async def test_recorded_histories_replay(name: str) -> None:
@@ -95,6 +100,7 @@ async def test_recorded_histories_replay(name: str) -> None:
     path = HISTORIES / f"{name}.json"
     history = WorkflowHistory.from_json(f"{name}-recorded", path.read_text())
     replayer = Replayer(
-        workflows=[AgentRun, KeyBudget, ExampleAgent], data_converter=DATA_CONVERTER
+        workflows=[AgentRun, KeyBudget, ExampleAgent, RepeatingAgent],
+        data_converter=DATA_CONVERTER,
     )
     await replayer.replay_workflow(history)
