@@ -4,6 +4,7 @@ its run read live, and the loop guard's pause lifted with ``POST /admin/runs/{id
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import httpx
 from sqlalchemy import Engine
@@ -47,9 +48,9 @@ async def test_an_agents_run_is_read_and_resumed_through_the_api(
             RepeatingAgent.run, task, id=workflow_id(run_id), task_queue=task_queue
         )
 
-        async def paused() -> dict[str, str] | None:
+        async def paused() -> dict[str, Any] | None:
             response = await client.get(f"/admin/runs/{run_id}", headers=ADMIN)
-            body: dict[str, str] = response.json()
+            body: dict[str, Any] = response.json()
             return body if response.status_code == 200 and body["status"] == "looping" else None
 
         run = await eventually(paused)
