@@ -116,6 +116,8 @@ class AgentBudget:
     lines: dict[str, PeriodLine] = field(default_factory=dict)
     """Its lines at its key's periods, by period workflow id (``workflows.agent_lines``)."""
     shown: Shown = field(default_factory=Shown)
+    started_calls: int = 0
+    """Calls started, so calls made at once get ids of their own."""
 
     def __post_init__(self) -> None:
         if self.state is None:
@@ -174,7 +176,7 @@ async def call_model(
     controlled = workflow.patched(CONTROLS)
     money = budget.money
     call_tags = [*budget.tags, *tags, *([f"step:{step}"] if step else [])]
-    call_id = f"{budget.run_id}-{money.state.calls + money.state.failed_calls + 1}"
+    call_id = _call_id(budget, controlled)
     input_tokens = estimate_input_tokens(body)
     check_call(call_id, budget.chain, input_tokens, max_tokens)
     now = workflow.now()
@@ -230,6 +232,17 @@ async def call_model(
     return ModelReply(reply.body, text_of(reply.body), cost, reply.usage, target, attempts)
 
 
+def _call_id(budget: AgentBudget, controlled: bool) -> str:
+    """The next call's id. Before controls it counted ended calls, so two calls made at once
+    got one id (the second reservation failed); a budget from then goes on past its count."""
+    state = budget.money.state
+    number = state.calls + state.failed_calls + 1
+    if controlled:
+        number = max(number, budget.started_calls + 1)
+        budget.started_calls = number
+    return f"{budget.run_id}-{number}"
+
+
 def _plan(budget: AgentBudget, input_tokens: int, max_tokens: int) -> Plan:
     return Plan(max_tokens, reservation_micros(budget.chain, input_tokens, max_tokens))
 
@@ -255,7 +268,7 @@ async def _record(
     holds: Sequence[PeriodHold] = (),
 ) -> None:
     """The call's ledger row; with controls, its periods hear what it cost at the same time
-    (the row names the workflow as its caller: the run's dashboard page finds it so)."""
+    (the row names the workflow as its caller, the borrower its periods know)."""
     settlement.latency_ms = int((workflow.now() - started).total_seconds() * 1000)
     row = ledger_row(budget.run_id, budget.key_id, call_id, held, settlement, cost)
     if controlled:

@@ -293,3 +293,42 @@ async def test_record_agent_controls_histories(
     await looping.execute_update(RepeatingAgent.resume)
     await looping.result()
     (HISTORIES / "repeating_agent.json").write_text((await looping.fetch_history()).to_json())
+
+
+async def test_calls_made_at_once_share_the_caps_exactly(
+    temporal_client: Client,
+    task_queue: str,
+    worker: None,
+    fake: FakeProvider,
+    target: TargetFactory,
+    engine: Engine,
+) -> None:
+    """Calls an agent makes together each get their own id, reservation and ledger row, and
+    their key's day hears each once: the run, the day and the ledger agree to the micro-dollar."""
+    await fake.reset()
+    key_id = new_id("key")
+    day = PeriodBudget("day", 1_000_000)
+    task = Repeat(
+        new_id("together"),
+        100_000,
+        [target("fake-small")],
+        times=2,
+        loop_max_repeats=0,
+        key_id=key_id,
+        periods=[day],
+        at_once=3,
+    )
+    handle = await temporal_client.start_workflow(
+        RepeatingAgent.run, task, id=task.run_id, task_queue=task_queue
+    )
+    assert await handle.result() == ["ok"] * 6
+    spend = await handle.query(RepeatingAgent.spend)
+    with engine.connect() as conn:
+        query = select(col(LedgerEntry.call_id), col(LedgerEntry.cost_micros)).where(
+            col(LedgerEntry.run_id) == task.run_id
+        )
+        rows = {call_id: cost for call_id, cost in conn.execute(query)}
+    assert len(rows) == spend.calls == 6
+    assert sum(rows.values()) == spend.spent_micros
+    figures = await period_figures(temporal_client, key_id, day)
+    assert (figures.spent_micros, figures.leased_micros) == (spend.spent_micros, 0)
