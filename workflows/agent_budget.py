@@ -25,7 +25,8 @@ records the call in runcap's ledger. The run's figures show in the Temporal UI (
 and the dashboard, its alerts go out as a gateway run's do, and its loop guard pauses it
 (``workflows.agent_controls``). A worker crash or a provider outage mid-task loses nothing: the
 workflow resumes where it was. The worker must register runcap's activities (``build_worker``
-does).
+does). Start the workflow with the id ``workflow_id(run_id)`` (``run-<run_id>``): the dashboard's
+run page and ``POST /admin/runs/{run_id}/resume`` then reach it as they reach a gateway run.
 """
 
 from __future__ import annotations
