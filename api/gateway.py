@@ -29,7 +29,6 @@ from api.auth import KeyPolicy
 from api.body import loads
 from api.errors import BadRequest, ForbiddenModel, GatewayError
 from api.failures import failure_to_http, interrupted
-from api.fingerprint import fingerprint
 from api.idempotency import (
     MAX_KEY_LENGTH,
     Claim,
@@ -51,6 +50,7 @@ from providers.registry import build_providers
 from telemetry.labels import ModelLabels
 from telemetry.labels import install as install_model_labels
 from workflows.contracts import CallResult, WireFormat
+from workflows.guards import fingerprint
 from workflows.money import micros_to_usd
 from workflows.run_contracts import RunInput
 from workflows.run_ids import run_id, subagent_run_id

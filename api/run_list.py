@@ -1,4 +1,5 @@
-"""The open and recent runs, from Temporal visibility: every ``AgentRun`` and its figures.
+"""The open and recent runs, from Temporal visibility: every ``AgentRun``, every agent written
+as a workflow (it shows ``RunStatus`` once it has made a call), and their figures.
 
 Why visibility, the ledger and the journal together: visibility lists runs cheaply (with their
 search attributes: status, budget, task, agent), but its figures lag behind (they are upserted
@@ -32,7 +33,7 @@ from workflows.money import micros_to_usd
 from workflows.run_contracts import RunSpend
 from workflows.visibility import AGENT_NAME, KEY_ID, RUN_BUDGET, RUN_CALLS, RUN_STATUS, TASK_ID
 
-RUNS = 'WorkflowType = "AgentRun"'
+RUNS = '(WorkflowType = "AgentRun" OR RunStatus IS NOT NULL)'
 OPEN = f'{RUNS} AND ExecutionStatus = "Running"'
 CLOSED = f'{RUNS} AND ExecutionStatus != "Running" AND ExecutionStatus != "ContinuedAsNew"'
 LIVE_QUERY_TIMEOUT = timedelta(seconds=1)
@@ -98,8 +99,10 @@ def double_to_micros(value: float | None) -> int:
     return int((Decimal(repr(value)) * MICROS_PER_USD).to_integral_value())
 
 
-def _row(execution: WorkflowExecution) -> RunRow:
+async def _row(execution: WorkflowExecution) -> RunRow:
     attrs = execution.typed_search_attributes
+    # An agent written as a workflow names its run in its memo (its workflow id is its own).
+    run_id = await execution.memo_value("run_id", execution.id.removeprefix(WORKFLOW_ID_PREFIX))
     status = attrs.get(RUN_STATUS)
     if execution.status not in (
         None,
@@ -108,7 +111,7 @@ def _row(execution: WorkflowExecution) -> RunRow:
     ):
         status = execution.status.name.lower()
     return RunRow(
-        run_id=execution.id.removeprefix(WORKFLOW_ID_PREFIX),
+        run_id=str(run_id),
         workflow_id=execution.id,
         status=status or "open",
         live=False,
@@ -162,7 +165,8 @@ async def recent_runs(client: Client, engine: Engine, limit: int = 50) -> list[R
     )
     rows: dict[str, RunRow] = {}
     for execution in [*running, *closed]:
-        rows.setdefault(execution.id, _row(execution))
+        if execution.id not in rows:
+            rows[execution.id] = await _row(execution)
     listed = list(rows.values())[:limit]
     run_ids = [r.run_id for r in listed]
     settled = await asyncio.to_thread(_ledger_spend, engine, run_ids)

@@ -15,7 +15,13 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy import literal_column as lc
 from sqlmodel import Session
-from temporalio.client import Client, WorkflowQueryFailedError, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import KeyPolicy, require_admin
@@ -24,7 +30,7 @@ from api.deps import EngineDep, TemporalClientDep
 from api.errors import GatewayError, NotFound, Unavailable
 from api.forecast import run_forecast
 from api.key_budgets import nudge_keepers
-from api.run_list import recent_runs
+from api.run_list import double_to_micros, recent_runs
 from api.spend import L, TagsQuery, aggregate, filters, totals, utc
 from caller.errors import update_failure
 from db.journal import MAX_CHILDREN, R, held_by_runs, parents_of, run_tree, sub_runs
@@ -32,12 +38,13 @@ from db.models import Budget, VirtualKey, budget_field
 from workflows import errors
 from workflows.agent_run import AgentRun
 from workflows.budget import figures
-from workflows.contracts import Extend, StepSpend
+from workflows.contracts import Extend, RunStatus, StepSpend
 from workflows.money import micros_to_usd, usd_to_micros
 from workflows.run_contracts import (
     RunSpend,
     workflow_id,
 )
+from workflows.visibility import RUN_BUDGET, RUN_STATUS
 
 router = APIRouter(
     prefix="/admin",
@@ -195,6 +202,18 @@ async def run_spend(
     except WorkflowQueryFailedError:
         pass
     stored = await asyncio.to_thread(ledger_run, engine, run_id)
+    if live is None and not gone and stored is not None:
+        last = await last_shown(handle)
+        if last is not None:  # it ended, and no worker answers for it (the demo's agent)
+            status, budget_micros = last
+            now = figures(budget_micros, stored.spent_micros, stored.in_flight_micros)
+            spend = replace(
+                stored,
+                status=status,
+                budget_micros=budget_micros,
+                remaining_micros=now.remaining_micros,
+            )
+            return spend, "ledger"
     if live is not None:
         if stored is None:
             return replace(live, reserved_micros=live.in_flight_micros), "workflow"
@@ -214,6 +233,24 @@ async def run_spend(
             raise Unavailable(f"run {run_id!r}: its workflow cannot be queried now; retry")
         raise NotFound(f"no run {run_id!r}: no workflow and no ledger rows")
     return stored, "ledger" if gone else "stale"
+
+
+async def last_shown(handle: WorkflowHandle[Any, Any]) -> tuple[RunStatus, int] | None:
+    """An ended run's status and its last ``RunBudget`` (``None`` while it runs), readable
+    with no worker to answer a query: an ended workflow's run is closed unless it showed that
+    it was revoked or expired."""
+    try:
+        described = await handle.describe(rpc_timeout=QUERY_TIMEOUT)
+    except RPCError:
+        return None
+    if described.status in (None, WorkflowExecutionStatus.RUNNING):
+        return None
+    attrs = described.typed_search_attributes
+    shown = attrs.get(RUN_STATUS)
+    status: RunStatus = "revoked" if shown == "revoked" else "closed"
+    if shown == "expired":
+        status = "expired"
+    return status, double_to_micros(attrs.get(RUN_BUDGET))
 
 
 def run_family(engine: Engine, run_id: str) -> dict[str, Any]:

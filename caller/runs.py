@@ -28,10 +28,9 @@ from caller.lines import (
 )
 from db.journal import MAX_TREE_DEPTH, Opening
 from workflows import errors
-from workflows.key_contracts import KeyBudgetInput, key_budget_id
+from workflows.key_contracts import key_budget_id, period_start
 from workflows.lending import room_size
 from workflows.money import PPM
-from workflows.periods import period_window
 from workflows.run_contracts import OpeningLine, RunInput, workflow_id
 
 log = logging.getLogger(__name__)
@@ -53,18 +52,8 @@ def keepers_of(lineage: RunInput | Sequence[RunInput] | str, now: datetime) -> l
     run, *ancestors = [lineage] if isinstance(lineage, RunInput) else lineage
     keepers = [_run_keeper(run)]
     for budget in run.periods:
-        period, starts, ends = period_window(budget.kind, now, budget.timezone)
-        start = KeyBudgetInput(
-            key_id=run.key_id,
-            kind=budget.kind,
-            period=period,
-            ends_at=ends.isoformat(),
-            cap_micros=budget.cap_micros,
-            timezone=budget.timezone,
-            starts_at=starts.isoformat(),
-            caller_timeout_seconds=2 * run.caller_timeout_seconds,
-        )
-        keepers.append(Keeper(key_budget_id(run.key_id, budget.kind, period), start, False))
+        start = period_start(run.key_id, budget, now, 2 * run.caller_timeout_seconds)
+        keepers.append(Keeper(key_budget_id(run.key_id, budget.kind, start.period), start, False))
     return keepers + [_run_keeper(ancestor) for ancestor in ancestors]
 
 

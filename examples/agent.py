@@ -1,8 +1,9 @@
 """An example coding agent written as a workflow: plan, edit, test, read the failure, edit again.
 
 It shows the Temporal-native path: the agent keeps its conversation and its ``AgentBudget`` in
-its own state and makes every model call with ``call_model``, so its cap, fallback, ledger and
-per-step costs behave exactly like a gateway run's.
+its own state and makes every model call with ``call_model``, so its cap, its key's period caps,
+fallback, ledger, per-step costs, alerts, loop guard and figures in the Temporal UI and the
+dashboard behave exactly like a gateway run's.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from workflows.agent_budget import AgentBudget, call_model
     from workflows.contracts import (
+        PeriodBudget,
         StepSpend,
         Target,
     )
@@ -31,6 +33,11 @@ class AgentTask:
     chain: list[Target]
     max_tokens: int = 256
     max_iterations: int = 4
+    key_id: str = ""
+    """The key the agent spends from (its ledger rows name it), and that key's day, month and
+    total caps (``KeyPolicy.periods()``): each call needs room at each, as the gateway's do."""
+    periods: list[PeriodBudget] = field(default_factory=list)
+    loop_max_repeats: int = 0
 
 
 @dataclass
@@ -66,7 +73,12 @@ class ExampleAgent:
             task.task_id,
             task.budget_micros,
             task.chain,
+            key_id=task.key_id,
             tags=["agent:example", f"task:{task.task_id}"],
+            periods=task.periods,
+            agent="example",
+            task_id=task.task_id,
+            loop_max_repeats=task.loop_max_repeats,
         )
         self.messages: list[dict[str, Any]] = [
             {"role": "system", "content": "You are a careful coding agent."}
@@ -89,7 +101,7 @@ class ExampleAgent:
             passed = report.passed
             if not passed:
                 await self.ask("read-failure", f"The tests failed:\n{report.output}\nWhy?")
-        spend = self.budget.spend()
+        spend = self.budget.close()
         return AgentReport(
             task.task_id, passed, iterations, spend.spent_micros, spend.calls, spend.by_step
         )
@@ -104,4 +116,11 @@ class ExampleAgent:
 
     @workflow.query
     def spend(self) -> RunSpend:
+        """The live figures: the dashboard's run page and runs list ask this."""
         return self.budget.spend()
+
+    @workflow.update
+    def resume(self) -> RunSpend:
+        """Take calls again after the loop guard paused the agent (``POST
+        /admin/runs/{run_id}/resume`` sends it: the workflow's id is ``run-{run_id}``)."""
+        return self.budget.resume()

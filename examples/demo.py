@@ -42,8 +42,11 @@ from worker.launch import LaunchSettings, database_url, uses_fake_provider
 from workflows.contracts import Target
 from workflows.converter import DATA_CONVERTER
 from workflows.money import micros_to_usd
+from workflows.run_contracts import workflow_id as run_workflow_id
 
 DEMO_QUEUE = "runcap-demo"
+DEMO_BUDGET_MICROS = 50_000
+"""The demo run's cap: $0.05."""
 CONNECT_SECONDS = 3.0
 DEMO_MODELS = {
     "fake": ("fake-large", "fake-small"),
@@ -147,8 +150,10 @@ async def main(settings: DemoSettings | None = None) -> DemoRun:
         )
         task_id = f"demo-{uuid.uuid4().hex[:8]}"
         chain = demo_chain(configs, PriceBook())
-        task = AgentTask(task_id, "fix the empty-input crash in the parser", 50_000, chain)
-        workflow_id = f"agent-{task_id}"
+        task = AgentTask(
+            task_id, "fix the empty-input crash in the parser", DEMO_BUDGET_MICROS, chain
+        )
+        workflow_id = run_workflow_id(task_id)  # named as a run: the dashboard finds it
         async with worker:
             report: AgentReport = await client.execute_workflow(
                 ExampleAgent.run, task, id=workflow_id, task_queue=DEMO_QUEUE

@@ -18,6 +18,7 @@ from activities.journal import JournalActivities
 from activities.key_budget import KeyBudgetActivities
 from activities.ledger import LedgerActivities
 from activities.model_call import ModelCallActivities
+from activities.workflow_lending import WorkflowLendingActivities
 from providers.base import Provider
 from workflows.agent_run import AgentRun
 from workflows.contracts import TASK_QUEUE
@@ -39,7 +40,7 @@ def build_worker(
     extra_activities: Sequence[Callable[..., Any]] = (),
 ) -> Worker:
     """The worker of runcap's own task queue: ``AgentRun``, its bookkeeping activities, and the
-    model-call activity of agents written as workflows.
+    model-call and period-lending activities of agents written as workflows.
 
     ``extra_*`` add an application's own workflows (the example agent in the demo and tests).
     """
@@ -48,6 +49,7 @@ def build_worker(
     alerts = AlertActivities(http, alert_webhook or AlertWebhook(), engine)
     model_calls = ModelCallActivities(providers)
     periods = KeyBudgetActivities(client, task_queue)
+    agents_periods = WorkflowLendingActivities(client, task_queue, engine)
     return Worker(
         client,
         task_queue=task_queue,
@@ -61,6 +63,7 @@ def build_worker(
             journal.run_ended,
             alerts.send_alert,
             model_calls.call_target,
+            agents_periods.lend_to_workflow,
             periods.draw_lease,  # runs started before lines
             periods.give_back,  # runs started before lines
             *extra_activities,

@@ -7,10 +7,12 @@ that make the key's calls (``workflows.lending``). Plain data, no forward refere
 """
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from workflows.contracts import Alert, PeriodBudget, PeriodKind
 from workflows.legacy.contracts import KeyBudgetState
 from workflows.lending_contracts import Books
+from workflows.periods import period_window
 
 
 @dataclass
@@ -52,6 +54,24 @@ class RunPolicy:
 def key_budget_id(key_id: str, kind: PeriodKind, period: str) -> str:
     """The ``KeyBudget`` workflow id of a key's period."""
     return f"keybudget-{key_id}-{kind}-{period}"
+
+
+def period_start(
+    key_id: str, budget: PeriodBudget, now: datetime, caller_timeout_seconds: int
+) -> KeyBudgetInput:
+    """How the ``KeyBudget`` of ``budget``'s period containing ``now`` starts, for a borrower
+    counted silent after ``caller_timeout_seconds``."""
+    period, starts, ends = period_window(budget.kind, now, budget.timezone)
+    return KeyBudgetInput(
+        key_id=key_id,
+        kind=budget.kind,
+        period=period,
+        ends_at=ends.isoformat(),
+        cap_micros=budget.cap_micros,
+        timezone=budget.timezone,
+        starts_at=starts.isoformat(),
+        caller_timeout_seconds=caller_timeout_seconds,
+    )
 
 
 @dataclass

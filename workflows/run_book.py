@@ -12,7 +12,7 @@ raise. The clock is passed in, so every rule is unit-tested on its own;
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Literal
 from urllib.parse import quote
 
@@ -21,7 +21,8 @@ from temporalio.exceptions import ApplicationError
 from workflows import errors
 from workflows.budget import ALERT_THRESHOLDS, BudgetExceeded, figures, merge_spend, target_key
 from workflows.calls import check_call
-from workflows.contracts import Alert, LedgerRow, StepSpend, Target, Usage
+from workflows.contracts import LedgerRow, StepSpend, Target, Usage
+from workflows.guards import AlertKind, LoopGuard, run_alert
 from workflows.lending import (
     Lender,
     available_micros,
@@ -44,18 +45,12 @@ from workflows.lending_contracts import (
 from workflows.money import micros_to_usd
 from workflows.run_contracts import RunBooks, RunInput, RunSpend
 
-KEPT_FINGERPRINTS = 1_000
 RECOVERED = "(recovered)"
 UNREPORTED = (
     "a caller with no journal stopped reporting: what its line held is billed, since the "
     "provider may have worked on every call it held money for"
 )
 """Where a silent borrower's unreported spend is counted in the per-step and per-model figures."""
-AlertKind = Literal["threshold", "refused", "overrun", "loop", "held"]
-
-
-def at(iso: str) -> datetime:
-    return datetime.fromisoformat(iso)
 
 
 def opening_books(run: RunInput, now: datetime) -> RunBooks:
@@ -81,6 +76,7 @@ class RunBook:
         self.lender = Lender(state.books)
         self.dirty = True
         """Something visible changed: search attributes and memo need a refresh."""
+        self.loop_guard = LoopGuard(run.loop_max_repeats, run.loop_window_seconds)
 
     # ---- lending ------------------------------------------------------------------------
 
@@ -150,10 +146,7 @@ class RunBook:
                 return self._hold(need, now)
             self.refused(now)
             return NeedAnswer(need.call_id, refusal=exc.refusal, failure=errors.BUDGET_EXCEEDED)
-        if self.run.loop_max_repeats and need.fingerprint:
-            state.fingerprints.setdefault(need.fingerprint, []).append(now.isoformat())
-            while len(state.fingerprints) > KEPT_FINGERPRINTS:
-                del state.fingerprints[next(iter(state.fingerprints))]
+        self.loop_guard.admitted(state.fingerprints, need.fingerprint, now)
         answer = self.lender.hold(req.borrower, plan)
         answer.call_id = need.call_id
         return answer
@@ -168,32 +161,18 @@ class RunBook:
     def _loops(self, need: CallNeed, now: datetime) -> bool:
         """The loop guard: the same request admitted ``loop_max_repeats`` times within the
         window pauses the run and refuses this one."""
-        repeats, fingerprint = self.run.loop_max_repeats, need.fingerprint
-        if not repeats or not fingerprint:
-            return False
-        window = timedelta(seconds=self.run.loop_window_seconds)
-        seen = self.state.fingerprints.get(fingerprint, [])
-        recent = [t for t in seen if now - at(t) < window]
-        self.state.fingerprints[fingerprint] = recent
-        if len(recent) < repeats:
+        sent = self.loop_guard.repeated(self.state.fingerprints, need.fingerprint, now)
+        if not sent:
             return False
         self.state.status = "looping"
         self.dirty = True
-        detail = (
-            f"run {self.run.run_id} sent the same request {len(recent) + 1} times within "
-            f"{self.run.loop_window_seconds} s and is paused"
-        )
+        detail = self.loop_guard.detail(self.run.run_id, sent)
         self.raise_alert("loop", 0, now, detail, event=f"loop:{now.isoformat()}")
         return True
 
     def _paused_message(self) -> str:
-        return (
-            f"loop detected: run {self.run.run_id} kept sending the same request (same messages "
-            f"and tools, {self.run.loop_max_repeats} times within "
-            f"{self.run.loop_window_seconds} s), so it is paused and every call is refused. An "
-            "agent should stop and tell its user; a person can look at the transcript and "
-            f"resume it: POST /admin/runs/{self.run.run_id}/resume."
-        )
+        run_id = self.run.run_id
+        return self.loop_guard.paused_message(run_id, f"POST /admin/runs/{run_id}/resume")
 
     # ---- holding at the cap -------------------------------------------------------------
 
@@ -391,17 +370,16 @@ class RunBook:
         """Queue an alert; ``detail`` is a sentence when the standard one would not say enough
         (the delivery writes the standard sentence for thresholds and refusals)."""
         run, books = self.run, self.state.books
-        self.state.pending_alerts.append(
-            Alert(
-                run_id=run.run_id,
-                key_id=run.key_id,
-                kind=kind,
-                threshold_percent=pct,
-                budget_micros=books.cap_micros,
-                spent_micros=books.spent_micros,
-                at=now.isoformat(),
-                event_id=f"run:{run.run_id}:{event or f'{kind}:{pct}:{books.cap_micros}'}",
-                detail=detail,
-            )
+        alert = run_alert(
+            run.run_id,
+            run.key_id,
+            kind,
+            pct,
+            books.cap_micros,
+            books.spent_micros,
+            now,
+            detail,
+            event=event,
         )
+        self.state.pending_alerts.append(alert)
         self.dirty = True

@@ -12,6 +12,7 @@ from temporalio.client import Client
 from examples.agent import ExampleAgent
 from examples.suite import run_tests
 from providers.base import Provider
+from tests.examples.repeating_agent import RepeatingAgent
 from worker.app import build_worker
 
 
@@ -23,14 +24,15 @@ async def worker(
     http: httpx.AsyncClient,
     providers: dict[str, Provider],
 ) -> AsyncIterator[None]:
-    """runcap's worker with the example agent registered, on this test's own task queue."""
+    """runcap's worker with the example agent (and the loop guard's test agent) registered, on
+    this test's own task queue."""
     async with build_worker(
         temporal_client,
         engine=engine,
         http=http,
         providers=providers,
         task_queue=task_queue,
-        extra_workflows=[ExampleAgent],
+        extra_workflows=[ExampleAgent, RepeatingAgent],
         extra_activities=[run_tests],
     ):
         yield

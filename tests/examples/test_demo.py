@@ -6,14 +6,17 @@ import socket
 
 from sqlalchemy import Engine, func, select
 from sqlmodel import col
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
 
+from api.run_list import double_to_micros, recent_runs
+from api.runs import run_spend
 from db.models import LedgerEntry
-from examples.demo import DemoSettings, main, running_temporal
+from examples.demo import DEMO_BUDGET_MICROS, DemoSettings, main, running_temporal
 from fake_provider import FakeProvider
 from settings.temporal import load_target
 from tests.polling import eventually
 from worker.devserver import DevServer
+from workflows.visibility import AGENT_NAME, RUN_BUDGET, RUN_CALLS, RUN_COST, RUN_STATUS, TASK_ID
 
 
 async def test_the_demo_runs_on_the_running_gateway(
@@ -46,6 +49,45 @@ async def test_the_demo_runs_on_the_running_gateway(
         return [w.status async for w in temporal_client.list_workflows(query)]
 
     assert await eventually(listed) == [WorkflowExecutionStatus.COMPLETED]
+
+
+async def test_the_demos_run_is_found_by_its_cost(
+    dev_server: DevServer, temporal_client: Client, gateway_engine: Engine
+) -> None:
+    """After the demo on a running stack, the visibility query ``RunCost > 0`` finds its run,
+    with its exact cost, calls, budget and final status as search attributes."""
+    async with FakeProvider.running() as fake:
+        settings = DemoSettings(
+            temporal_address=dev_server.target,
+            database_url=gateway_engine.url.render_as_string(hide_password=False),
+            fake_provider_url=fake.base_url,
+            openai_api_key=None,
+            anthropic_api_key=None,
+        )
+        demo = await main(settings)
+    report = demo.report
+
+    async def found() -> list[WorkflowExecution]:
+        return [w async for w in temporal_client.list_workflows("RunCost > 0")]
+
+    async def the_demos() -> list[WorkflowExecution]:
+        return [w for w in await found() if w.id == demo.workflow_id]
+
+    [run] = await eventually(the_demos)
+    attrs = run.typed_search_attributes
+    assert double_to_micros(attrs.get(RUN_COST)) == report.spent_micros > 0
+    assert attrs.get(RUN_CALLS) == report.calls == 4
+    assert double_to_micros(attrs.get(RUN_BUDGET)) == DEMO_BUDGET_MICROS
+    assert attrs.get(RUN_STATUS) == "closed"
+    assert attrs.get(AGENT_NAME) == "example" and attrs.get(TASK_ID) == report.task_id
+    # The dashboard lists it and shows its page, though the demo's worker is gone.
+    rows = await recent_runs(temporal_client, gateway_engine, limit=1_000)
+    [row] = [r for r in rows if r.workflow_id == demo.workflow_id]
+    assert (row.run_id, row.status, row.agent) == (report.task_id, "closed", "example")
+    assert (row.spent_micros, row.calls) == (report.spent_micros, report.calls)
+    spend, source = await run_spend(temporal_client, gateway_engine, report.task_id)
+    assert (spend.status, source, spend.budget_micros) == ("closed", "ledger", DEMO_BUDGET_MICROS)
+    assert spend.spent_micros == report.spent_micros
 
 
 async def test_no_running_temporal_is_seen_quickly() -> None:

@@ -1,9 +1,13 @@
 """Recorded histories of ``AgentRun`` and ``KeyBudget`` replay on today's code.
 
 The histories under ``histories/`` were recorded from real runs on the dev server (calls,
-settles, a period lease, an overrun, the loop guard). A workflow change that would break a run
-already in flight fails here: gate it with ``workflow.patched``. Re-record deliberately with
-``RUNCAP_RECORD_HISTORIES=1 pytest tests/workflows/test_replay_histories.py``.
+settles, a period lease, an overrun, the loop guard), and ``example_agent.json`` from the example
+agent written as a workflow before ``call_model`` drew on key periods and showed its figures;
+``example_agent_controls.json`` and ``repeating_agent.json`` after (recorded by
+tests/examples/test_agent_controls.py). A workflow change that would break a run already in
+flight fails here: gate it with ``workflow.patched``. Re-record deliberately with
+``RUNCAP_RECORD_HISTORIES=1 pytest tests/workflows/test_replay_histories.py
+tests/examples/test_agent_controls.py``.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer
 
 from caller import Caller, CallFailed, CallSpec, run_handle
+from examples.agent import ExampleAgent
 from fake_provider import FakeProvider
 from tests.conftest import TargetFactory
+from tests.examples.repeating_agent import RepeatingAgent
 from tests.workflows.test_agent_run import BODY, spec
 from workflows import errors
 from workflows.agent_run import AgentRun
@@ -118,11 +124,17 @@ async def test_record_held_history(
         "agent_run_lines",
         "key_budget_lines",
         "agent_run_held",
+        "example_agent",
+        "example_agent_controls",
+        "repeating_agent",
     ],
 )
 async def test_recorded_histories_replay(name: str) -> None:
     """Each recorded history replays without a nondeterminism error."""
     path = HISTORIES / f"{name}.json"
     history = WorkflowHistory.from_json(f"{name}-recorded", path.read_text())
-    replayer = Replayer(workflows=[AgentRun, KeyBudget], data_converter=DATA_CONVERTER)
+    replayer = Replayer(
+        workflows=[AgentRun, KeyBudget, ExampleAgent, RepeatingAgent],
+        data_converter=DATA_CONVERTER,
+    )
     await replayer.replay_workflow(history)
