@@ -33,6 +33,7 @@ from api import (
     routes_openai,
     routes_responses,
     routes_responses_ws,
+    run_updates,
     runs,
     spend,
 )
@@ -220,6 +221,7 @@ def create_app(
     app.include_router(routes_responses_ws.router)
     app.include_router(routes_anthropic.router)
     app.include_router(runs.router)
+    app.include_router(run_updates.router)
     app.include_router(own_runs.router)
     app.include_router(calls.router)
     app.include_router(alerts.router)

@@ -8,10 +8,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 from datetime import timedelta
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict, model_validator
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy import literal_column as lc
 from sqlmodel import Session
@@ -20,26 +19,21 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowQueryFailedError,
-    WorkflowUpdateFailedError,
 )
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import KeyPolicy, require_admin
 from api.body import HardenedRoute
 from api.deps import EngineDep, TemporalClientDep
-from api.errors import GatewayError, NotFound, Unavailable
+from api.errors import NotFound, Unavailable
 from api.forecast import run_forecast
-from api.key_budgets import nudge_keepers
 from api.run_list import double_to_micros, recent_runs
 from api.spend import L, TagsQuery, aggregate, filters, totals, utc
-from caller.errors import update_failure
 from db.journal import MAX_CHILDREN, R, held_by_runs, parents_of, run_tree, sub_runs
-from db.models import Budget, VirtualKey, budget_field
-from workflows import errors
-from workflows.agent_run import AgentRun
+from db.models import VirtualKey
 from workflows.budget import figures
-from workflows.contracts import Extend, RunStatus, StepSpend
-from workflows.money import micros_to_usd, usd_to_micros
+from workflows.contracts import RunStatus, StepSpend
+from workflows.money import micros_to_usd
 from workflows.run_contracts import (
     RunSpend,
     workflow_id,
@@ -285,65 +279,3 @@ async def get_run(run_id: str, engine: EngineDep, client: TemporalClientDep) -> 
     with its parent and sub-agents' runs, its burn rate and when its cap will be reached at
     that rate."""
     return await run_view(client, engine, run_id)
-
-
-@router.post("/runs/{run_id}/resume")
-async def resume_run(run_id: str, client: TemporalClientDep, engine: EngineDep) -> dict[str, Any]:
-    """Resume a run the loop guard paused, and reopen targets an overrun closed (its lines hear
-    of it at once)."""
-    handle = client.get_workflow_handle(workflow_id(run_id))
-    try:
-        spend = await handle.execute_update(AgentRun.resume)
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            raise NotFound(f"no running run {run_id!r}") from None
-        raise Unavailable(f"run {run_id!r} cannot be reached now; retry") from None
-    await nudge_keepers(engine, [workflow_id(run_id)])
-    return run_json(spend, "workflow")
-
-
-class RunExtend(BaseModel):
-    """``POST /admin/runs/{id}/extend``: ``by_usd`` more, or a new cap (``budget_usd``)."""
-
-    model_config = ConfigDict(extra="forbid")
-    by_usd: Budget = budget_field()
-    budget_usd: Budget = budget_field()
-
-    @model_validator(mode="after")
-    def _one_amount(self) -> Self:
-        if (self.by_usd is None) == (self.budget_usd is None):
-            raise ValueError("send by_usd (USD more) or budget_usd (a new cap), one of them")
-        return self
-
-    def extend(self) -> Extend:
-        if self.by_usd is not None:
-            return Extend(by_micros=usd_to_micros(self.by_usd))
-        assert self.budget_usd is not None
-        return Extend(budget_micros=usd_to_micros(self.budget_usd))
-
-
-async def extend_run(client: Client, engine: Engine, run_id: str, extend: Extend) -> RunSpend:
-    """Raise a run's cap; a run paused at its cap goes on. Its lines hear of it at once, on
-    every api instance, so the next call passes."""
-    handle = client.get_workflow_handle(workflow_id(run_id))
-    try:
-        spend = await handle.execute_update(AgentRun.extend, extend)
-    except WorkflowUpdateFailedError as err:
-        failure = update_failure(err).failure
-        status = 409 if failure.kind == errors.RUN_NOT_OPEN else 400
-        raise GatewayError(failure.message, status=status, code="cannot_extend") from None
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            raise NotFound(f"no running run {run_id!r}") from None
-        raise Unavailable(f"run {run_id!r} cannot be reached now; retry") from None
-    await nudge_keepers(engine, [workflow_id(run_id)])
-    return spend
-
-
-@router.post("/runs/{run_id}/extend")
-async def extend(
-    run_id: str, body: RunExtend, client: TemporalClientDep, engine: EngineDep
-) -> dict[str, Any]:
-    """Approve more budget for a run: ``{"by_usd": "5"}`` more, or ``{"budget_usd": "25"}``
-    as its new cap. A run paused at its cap (keys with ``hold_at_cap``) goes on."""
-    return run_json(await extend_run(client, engine, run_id, body.extend()), "workflow")

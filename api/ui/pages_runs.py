@@ -26,7 +26,8 @@ from api.deps import EngineDep, SettingsDep, TemporalClientDep
 from api.errors import GatewayError, NotFound
 from api.forecast import WINDOW, run_forecast
 from api.run_list import recent_runs
-from api.runs import RunExtend, extend_run, run_family, run_spend
+from api.run_updates import RunExtend, extend_run
+from api.runs import run_family, run_spend
 from api.settings import Settings
 from api.ui.forms import error_text
 from api.ui.guard import CsrfDep, PageError, PageNotFound, SignedInDep
