@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: venv temporal clis run test lint typecheck pytest faults prod-tools prod-check migration \
-	fmt demo bench clean clean-data
+	fmt demo bench bench-prod clean clean-data
 
 venv: $(STAMP)
 
@@ -71,6 +71,12 @@ demo: venv temporal
 # 'agents --agents 20,200' (many agents, each its own run; 'agents --quick': a 2-minute smoke test).
 bench: venv temporal
 	$(PY) -m bench $(BENCH_ARGS)
+
+# The agents part on prod-check's topology (Temporal server on PostgreSQL, mTLS), e.g.
+# make bench-prod BENCH_ARGS='--agents 200'.
+bench-prod: venv temporal prod-tools
+	RUNCAP_PG_BIN="$$(prodcheck/ensure-postgres.sh)" \
+		$(PY) -m bench agents --stack production $(BENCH_ARGS)
 
 # Build and tool caches only; the venv and local data (.runcap: keys, databases) are kept.
 clean:

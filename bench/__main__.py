@@ -12,7 +12,9 @@ Parts, each on a stack of its own on 127.0.0.1:
   ``--agents 20,200`` (the cells, default 20,200), ``--rounds`` (per cell, default 3: each
   target leads once), ``--round-seconds`` (30), ``--latency-ms`` (L, 1500), ``--think-ms``
   (T, 500), ``--quick`` (5 agents, one round of 8 s: a smoke test in under two minutes), e.g.
-  ``make bench BENCH_ARGS='agents --agents 20,200'``;
+  ``make bench BENCH_ARGS='agents --agents 20,200'``. ``--stack production`` runs it on
+  ``make prod-check``'s topology instead of the dev stack (the Temporal server on PostgreSQL,
+  mTLS; ``make bench-prod``);
 - ``gateway``: the api alone, non-stream and stream (time to first chunk), and throughput;
 - ``profile``: py-spy on the api and the worker under load, the top costs per call;
 - ``telemetry``: what tracing costs a call (a stack of its own, traced and not);
@@ -47,6 +49,7 @@ from bench import (
     telemetry,
 )
 from bench.harness import stack
+from bench.production import production_stack
 
 PARTS = (
     "core",
@@ -80,6 +83,12 @@ async def main(args: argparse.Namespace, root: Path) -> None:
             continue
         if part == "pricing":
             await pricing.run()
+            continue
+        if args.stack == "production":
+            assert part == "agents"
+            async with production_stack(root / part) as running:
+                print("\nStack: make prod-check's topology (Temporal server on PostgreSQL, mTLS)")
+                await agents.run(running, agent_shapes(args))
             continue
         async with stack(with_api=part != "core", data_dir=str(root / part)) as running:
             if part == "core":
@@ -127,6 +136,12 @@ def cli() -> None:
     parser.add_argument("--latency-ms", type=int, default=1500, help="agents: provider L")
     parser.add_argument("--think-ms", type=int, default=500, help="agents: think time T")
     parser.add_argument("--quick", action="store_true", help="agents: 5 agents, one short round")
+    parser.add_argument(
+        "--stack",
+        choices=("dev", "production"),
+        default="dev",
+        help="agents: the dev stack, or make prod-check's topology (make bench-prod)",
+    )
     parser.add_argument("--scale", type=float, default=1.0, help="compare: calls per block x")
     parser.add_argument("--profile-seconds", type=float, default=20.0, help="profile: per load")
     parser.add_argument("--profile-latency", type=int, default=0, help="profile: provider ms")
@@ -138,6 +153,8 @@ def cli() -> None:
     args.parts = args.parts or DEFAULT_PARTS
     if unknown := set(args.parts) - set(PARTS):
         parser.error(f"unknown part(s): {', '.join(sorted(unknown))}")
+    if args.stack == "production" and set(args.parts) != {"agents"}:
+        parser.error("--stack production runs the agents part alone")
     if "profile" in args.parts:
         args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="runcap-bench-") as tmp:

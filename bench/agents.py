@@ -186,8 +186,8 @@ def _targets(stack: Stack, proxy: Proxy, key: dict[str, str]) -> list[Target]:
     auth = {"Authorization": f"Bearer {key['key']}"}
     return [
         Target(DIRECT, f"{stack.fake_url}{PATH}", {}),
-        Target(RUNCAP, f"{stack.api_url}{PATH}", auth, True, ("temporal", "worker", "api")),
-        Target(LITELLM, f"{proxy.url}{PATH}", proxy.headers, False, ("litellm",)),
+        Target(RUNCAP, f"{stack.api_url}{PATH}", auth, True, agents_report.OWN[RUNCAP]),
+        Target(LITELLM, f"{proxy.url}{PATH}", proxy.headers, False, agents_report.OWN[LITELLM]),
     ]
 
 

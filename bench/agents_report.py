@@ -15,8 +15,10 @@ if TYPE_CHECKING:
 
 DIRECT, RUNCAP, LITELLM = "direct", "runcap", "LiteLLM"
 GATEWAYS = (RUNCAP, LITELLM)
-PROCESSES = ("temporal", "worker", "api", "litellm", "fake", "load")
-OWN = {DIRECT: (), RUNCAP: ("temporal", "worker", "api"), LITELLM: ("litellm",)}
+PROCESSES = ("temporal", "postgres", "worker", "api", "litellm", "fake", "load")
+OWN = {DIRECT: (), RUNCAP: ("temporal", "postgres", "worker", "api"), LITELLM: ("litellm",)}
+"""PostgreSQL (the production topology's; the dev stack has none) holds Temporal's history and
+runcap's ledger: runcap's cost, as the dev server's in-process store is."""
 GENERATOR_SLACK = 1.05
 """The direct target's p99 must stay within 5% of L, or the generator is what is measured."""
 
@@ -100,15 +102,17 @@ def warmup_table(cells: Sequence[Cell]) -> str:
 
 
 def cpu_table(cells: Sequence[Cell]) -> str:
-    header = ["agents", "calls to", *PROCESSES, "gateway's own", "own over background"]
+    measured = {proc for cell in cells for b in cell.rounds[DIRECT] for proc in b.cpu}
+    shown = [proc for proc in PROCESSES if proc == "load" or proc in measured]
+    header = ["agents", "calls to", *shown, "gateway's own", "own over background"]
     rows = []
     for cell in cells:
-        background = {proc: cpu_ms(cell.rounds[DIRECT], proc) for proc in PROCESSES}
+        background = {proc: cpu_ms(cell.rounds[DIRECT], proc) for proc in shown}
         for name, blocks in cell.rounds.items():
-            figures = {proc: cpu_ms(blocks, proc) for proc in PROCESSES}
-            own = sum(figures[proc] for proc in OWN[name])
-            over = own - sum(background[proc] for proc in OWN[name])
-            cells_ = [f"{figures[proc]:.2f}" for proc in PROCESSES]
+            figures = {proc: cpu_ms(blocks, proc) for proc in shown}
+            own = sum(figures.get(proc, 0.0) for proc in OWN[name])
+            over = own - sum(background.get(proc, 0.0) for proc in OWN[name])
+            cells_ = [f"{figures[proc]:.2f}" for proc in shown]
             mine = [f"{own:.2f}", f"{over:.2f}"] if OWN[name] else ["", ""]
             rows.append([str(cell.shape.agents), name, *cells_, *mine])
     return table(header, rows)

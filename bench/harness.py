@@ -121,6 +121,7 @@ class Stack:
     data_dir: Path
     pids: dict[str, int] = field(default_factory=dict)
     """Process name (``temporal``, ``fake``, ``worker``, ``api``...) to its pid, for CPU."""
+    admin_key: str = ADMIN_KEY
 
 
 @asynccontextmanager
@@ -229,9 +230,8 @@ async def create_key_record(
         "budget_usd_per_day": str(MAX_BUDGET_USD),
         **fields,
     }
-    response = await http.post(
-        f"{stack.api_url}/admin/keys", json=body, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
-    )
+    admin = {"Authorization": f"Bearer {stack.admin_key}"}
+    response = await http.post(f"{stack.api_url}/admin/keys", json=body, headers=admin)
     response.raise_for_status()
     record: dict[str, Any] = response.json()
     return record

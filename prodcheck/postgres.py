@@ -101,6 +101,11 @@ class LocalPostgres:
         )  # fmt: skip
         self._started = True
 
+    @property
+    def pid(self) -> int:
+        """The postmaster's pid (its backends are its children), as it records it."""
+        return int((self.data / "postmaster.pid").read_text().split()[0])
+
     def stop(self, mode: Literal["fast", "immediate"] = "immediate") -> None:
         """Stop the server (its data stays until ``remove``)."""
         if self._started:

@@ -73,6 +73,7 @@ class Stack:
         self.temporal: TemporalServer | DevServer | None = None
         self.fake_url = ""
         self.fake: FakeControl | None = None
+        self.fake_child: Child | None = None
         self.workers: list[Child] = []
         self.apis: list[Child] = []
         self.api_urls: list[str] = []
@@ -177,6 +178,7 @@ class Stack:
         argv[argv.index("--host") + 1] = "127.0.0.1"
         argv[argv.index("--port") + 1] = str(port)
         child = Child("fake-provider", argv, self.env("fake-provider"), self.logs)
+        self.fake_child = child
         self.fake_url = f"http://127.0.0.1:{port}"
         self._exits.push_async_callback(child.stop)
         await child.start(lambda: _answers(f"{self.fake_url}/_control/calls"))
