@@ -38,6 +38,24 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
+def agent_task(
+    target: TargetFactory,
+    budget_micros: int = 100_000,
+    key_id: str = "",
+    periods: list[PeriodBudget] | None = None,
+) -> AgentTask:
+    """The example agent's task on fake-small, with a key's id and periods when given."""
+    chain = [target("fake-small")]
+    return AgentTask(
+        new_id("agent"),
+        "fix the parser",
+        budget_micros,
+        chain,
+        key_id=key_id,
+        periods=periods or [],
+    )
+
+
 async def period_figures(client: Client, key_id: str, budget: PeriodBudget) -> PeriodFigures:
     period, _ = period_of(budget.kind, datetime.now(UTC), budget.timezone)
     handle = client.get_workflow_handle(key_budget_id(key_id, budget.kind, period))
@@ -64,14 +82,7 @@ async def test_agent_draws_from_its_keys_periods(
     await fake.reset()
     key_id = new_id("key")
     periods = [PeriodBudget("day", 1_000_000), PeriodBudget("total", 2_000_000)]
-    task = AgentTask(
-        new_id("agent"),
-        "fix the parser",
-        100_000,
-        [target("fake-small")],
-        key_id=key_id,
-        periods=periods,
-    )
+    task = agent_task(target, key_id=key_id, periods=periods)
     report = await temporal_client.execute_workflow(
         ExampleAgent.run, task, id=task.task_id, task_queue=task_queue
     )
@@ -104,14 +115,7 @@ async def test_agent_is_held_to_its_keys_day_before_calls_go_out(
     await fake.reset()
     key_id = new_id("key")
     day = PeriodBudget("day", 100)  # less than one full call's worst case
-    task = AgentTask(
-        new_id("agent"),
-        "fix the parser",
-        100_000,
-        [target("fake-small")],
-        key_id=key_id,
-        periods=[day],
-    )
+    task = agent_task(target, key_id=key_id, periods=[day])
     with pytest.raises(WorkflowFailureError) as failed:
         await temporal_client.execute_workflow(
             ExampleAgent.run, task, id=task.task_id, task_queue=task_queue
@@ -147,7 +151,7 @@ async def test_agent_raises_its_runs_threshold_alerts(
     await fake.reset()
     await fake.script("fake-small", completion_tokens=200)
     budget = 2_000
-    task = AgentTask(new_id("agent"), "fix the parser", budget, [target("fake-small")])
+    task = agent_task(target, budget)
     report = await temporal_client.execute_workflow(
         ExampleAgent.run, task, id=task.task_id, task_queue=task_queue
     )
@@ -265,14 +269,7 @@ async def test_record_agent_controls_histories(
     await fake.reset()
     await fake.script("fake-small", completion_tokens=200)
     periods = [PeriodBudget("day", 1_000_000), PeriodBudget("total", 2_000_000)]
-    task = AgentTask(
-        new_id("agent"),
-        "fix the parser",
-        2_000,
-        [target("fake-small")],
-        key_id=new_id("key"),
-        periods=periods,
-    )
+    task = agent_task(target, 2_000, key_id=new_id("key"), periods=periods)
     handle = await temporal_client.start_workflow(
         ExampleAgent.run, task, id=workflow_id(task.task_id), task_queue=task_queue
     )
