@@ -19,19 +19,24 @@ from worker.devserver import DevServer
 from workflows.visibility import AGENT_NAME, RUN_BUDGET, RUN_CALLS, RUN_COST, RUN_STATUS, TASK_ID
 
 
+def on_the_stack(dev_server: DevServer, engine: Engine, fake: FakeProvider) -> DemoSettings:
+    """The demo's settings pointing at a running stack's Temporal, database and fake provider."""
+    return DemoSettings(
+        temporal_address=dev_server.target,
+        database_url=engine.url.render_as_string(hide_password=False),
+        fake_provider_url=fake.base_url,
+        openai_api_key=None,
+        anthropic_api_key=None,
+    )
+
+
 async def test_the_demo_runs_on_the_running_gateway(
     dev_server: DevServer, temporal_client: Client, gateway_engine: Engine
 ) -> None:
     """With a Temporal server, a fake provider and a gateway database up, the demo uses them:
     its run is in that database's ledger and in that server's visibility, nothing private."""
     async with FakeProvider.running() as fake:
-        settings = DemoSettings(
-            temporal_address=dev_server.target,
-            database_url=gateway_engine.url.render_as_string(hide_password=False),
-            fake_provider_url=fake.base_url,
-            openai_api_key=None,
-            anthropic_api_key=None,
-        )
+        settings = on_the_stack(dev_server, gateway_engine, fake)
         demo = await main(settings)
         assert sum(c["calls"] for c in (await fake.calls()).values()) == demo.report.calls
     report = demo.report
@@ -57,13 +62,7 @@ async def test_the_demos_run_is_found_by_its_cost(
     """After the demo on a running stack, the visibility query ``RunCost > 0`` finds its run,
     with its exact cost, calls, budget and final status as search attributes."""
     async with FakeProvider.running() as fake:
-        settings = DemoSettings(
-            temporal_address=dev_server.target,
-            database_url=gateway_engine.url.render_as_string(hide_password=False),
-            fake_provider_url=fake.base_url,
-            openai_api_key=None,
-            anthropic_api_key=None,
-        )
+        settings = on_the_stack(dev_server, gateway_engine, fake)
         demo = await main(settings)
     report = demo.report
 
